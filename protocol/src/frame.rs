@@ -1,0 +1,232 @@
+//! Frame envelopes and their encoding.
+//!
+//! Every frame is one MessagePack map with string keys (so that any
+//! MessagePack library can read it without a schema compiler). On WebSocket a
+//! frame is one binary message; on QUIC it is length-prefixed on a stream.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::event::Event;
+use crate::request::Request;
+use crate::response::Response;
+
+/// A request from a client with the id its response will carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; the response repeats it. Id 0 is reserved for
+    /// errors about frames whose id could not be read.
+    pub id: u32,
+    /// The request.
+    pub req: Request,
+}
+
+/// A frame from the server: the answer to one request, or an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The request with this id succeeded.
+    Ok { id: u32, body: Response },
+    /// The request with this id failed.
+    Err { id: u32, error: ErrorBody },
+    /// Something happened.
+    Event { event: Event },
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not MessagePack, or not a frame at all: the connection must close.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A frame whose request type is unknown; the connection stays open and
+    /// the request with this id gets `unknown_request`.
+    #[error("unknown request type {kind:?}")]
+    UnknownRequest { id: u32, kind: String },
+    /// A known request with bad fields; the request with this id gets
+    /// `invalid_argument`.
+    #[error("invalid {kind} request: {reason}")]
+    InvalidRequest { id: u32, kind: String, reason: String },
+}
+
+impl DecodeError {
+    /// The error frame to answer with, and whether the connection must close
+    /// after sending it.
+    pub fn to_frame(&self) -> (ServerFrame, bool) {
+        match self {
+            DecodeError::Malformed(reason) => (
+                ServerFrame::Err {
+                    id: 0,
+                    error: ErrorBody::new(
+                        ErrorCode::BadFrame,
+                        format!("the frame is not valid imbox MessagePack ({reason}); closing"),
+                    ),
+                },
+                true,
+            ),
+            DecodeError::UnknownRequest { id, kind } => (
+                ServerFrame::Err {
+                    id: *id,
+                    error: ErrorBody::new(
+                        ErrorCode::UnknownRequest,
+                        format!("this server does not know the request type {kind:?}"),
+                    ),
+                },
+                false,
+            ),
+            DecodeError::InvalidRequest { id, kind, reason } => (
+                ServerFrame::Err {
+                    id: *id,
+                    error: ErrorBody::new(
+                        ErrorCode::InvalidArgument,
+                        format!("the {kind} request is malformed: {reason}"),
+                    ),
+                },
+                false,
+            ),
+        }
+    }
+}
+
+/// Only the envelope, to classify frames that do not decode as a whole.
+#[derive(Deserialize)]
+struct FrameHead {
+    id: u32,
+    req: RequestHead,
+}
+
+#[derive(Deserialize)]
+struct RequestHead {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl ClientFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes a frame, telling a malformed frame from an unknown or invalid
+    /// request inside a well-formed one.
+    pub fn decode(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
+        match rmp_serde::from_slice::<ClientFrame>(bytes) {
+            Ok(frame) => Ok(frame),
+            Err(err) => match rmp_serde::from_slice::<FrameHead>(bytes) {
+                Ok(head) if Request::KINDS.contains(&head.req.kind.as_str()) => {
+                    Err(DecodeError::InvalidRequest {
+                        id: head.id,
+                        kind: head.req.kind,
+                        reason: err.to_string(),
+                    })
+                }
+                Ok(head) => Err(DecodeError::UnknownRequest { id: head.id, kind: head.req.kind }),
+                Err(_) => Err(DecodeError::Malformed(err.to_string())),
+            },
+        }
+    }
+}
+
+impl ServerFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes a frame from the server.
+    pub fn decode(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
+        rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own plain data types into a Vec cannot fail: every map
+    // key is a string and no type has a custom serializer.
+    rmp_serde::to_vec_named(value).unwrap_or_else(|e| unreachable!("encoding a frame failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Entry, Item, Message};
+    use crate::request::Target;
+
+    #[test]
+    fn requests_round_trip() {
+        let frames = [
+            ClientFrame { id: 1, req: Request::Hello { versions: vec![1], client: "t".into() } },
+            ClientFrame {
+                id: 2,
+                req: Request::Send { to: Target::Group("ops".into()), id: "m1".into(), text: "hi".into() },
+            },
+            ClientFrame {
+                id: 3,
+                req: Request::History { conversation: Target::Id(4), before: None, limit: 10 },
+            },
+            ClientFrame { id: 4, req: Request::Logout },
+        ];
+        for frame in frames {
+            assert_eq!(ClientFrame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let frames = [
+            ServerFrame::Ok { id: 9, body: Response::Pong },
+            ServerFrame::Err { id: 9, error: ErrorBody::new(ErrorCode::NotMember, "no") },
+            ServerFrame::Event {
+                event: Event::Entry {
+                    entry: Entry {
+                        position: 3,
+                        item: Item::Message(Message {
+                            conversation: 1,
+                            chat: "bob".into(),
+                            seq: 2,
+                            from: "bob".into(),
+                            from_device: 7,
+                            id: "x".into(),
+                            sent_at: 5,
+                            text: "hello".into(),
+                        }),
+                    },
+                },
+            },
+        ];
+        for frame in frames {
+            assert_eq!(ServerFrame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(ClientFrame::decode(b"\xc1\xff"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(ClientFrame::decode(b""), Err(DecodeError::Malformed(_))));
+    }
+
+    #[derive(Serialize)]
+    struct Odd {
+        id: u32,
+        req: OddReq,
+    }
+    #[derive(Serialize)]
+    struct OddReq {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        to: u8,
+    }
+
+    #[test]
+    fn unknown_and_invalid_requests_keep_their_id() {
+        let unknown = rmp_serde::to_vec_named(&Odd { id: 5, req: OddReq { kind: "fly", to: 1 } }).unwrap();
+        assert_eq!(
+            ClientFrame::decode(&unknown),
+            Err(DecodeError::UnknownRequest { id: 5, kind: "fly".into() })
+        );
+        let invalid = rmp_serde::to_vec_named(&Odd { id: 6, req: OddReq { kind: "send", to: 1 } }).unwrap();
+        assert!(matches!(
+            ClientFrame::decode(&invalid),
+            Err(DecodeError::InvalidRequest { id: 6, .. })
+        ));
+    }
+}

@@ -1,0 +1,39 @@
+//! The imbox wire protocol, shared by the daemon and every client.
+//!
+//! Layout:
+//! - [`request`]: what a client asks ([`Request`], addressed by [`Target`]).
+//! - [`response`]: what the server answers to one request ([`Response`]).
+//! - [`event`]: what the server pushes unasked ([`Event`]), and the positioned
+//!   [`Entry`] records of a user's delivery log that both `sync` and pushes carry.
+//! - [`error`]: the typed error every failed request gets ([`ErrorCode`]).
+//! - [`frame`]: the envelopes ([`ClientFrame`], [`ServerFrame`]) and their
+//!   MessagePack encoding, which is the same on WebSocket and QUIC.
+//! - [`names`]: the rules for user names, group names and client message ids.
+//!
+//! docs/PROTOCOL.md is the specification; this crate is its Rust rendering.
+
+pub mod error;
+pub mod event;
+pub mod frame;
+pub mod names;
+pub mod request;
+pub mod response;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use event::{Entry, Event, Item, Membership, MembershipChange, Message, Receipt, ReceiptKind};
+pub use frame::{ClientFrame, DecodeError, ServerFrame};
+pub use request::{Request, Target};
+pub use response::{ConversationInfo, ConversationKind, DeviceInfo, Limits, Response};
+
+/// The protocol version this crate speaks. A client offers the versions it
+/// speaks in `hello`; the server picks the highest one both know.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Every version this crate can speak, oldest first.
+pub const SUPPORTED_VERSIONS: &[u16] = &[1];
+
+/// The WebSocket path on imboxd's HTTP listener.
+pub const WEBSOCKET_PATH: &str = "/ws";
+
+/// The ALPN protocol id of the QUIC transport.
+pub const QUIC_ALPN: &[u8] = b"imbox/1";

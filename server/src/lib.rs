@@ -1,0 +1,3 @@
+//! imboxd
+pub mod config;
+pub mod logging;
