@@ -1,3 +1,4 @@
 //! imboxd
 pub mod config;
 pub mod logging;
+pub mod store;

@@ -1,0 +1,619 @@
+//! Writes, applied inside the writer's shared transaction.
+//!
+//! Each operation first checks everything that can fail for a reason of its
+//! own (names, membership, limits) and only then writes, so that a refused
+//! operation leaves nothing behind in the transaction it shares with others.
+//! A storage failure, in contrast, fails the whole batch.
+
+use imbox_protocol::{ReceiptKind, Target};
+use redb::{Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+
+use super::records::*;
+use super::{now_ms, DeviceAuth, Notice, Sent, StoreError};
+
+/// One write, as queued to the writer.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    CreateUser { name: String, password_hash: String, admin: bool, invite: Option<[u8; 32]> },
+    AddDevice { user: u64, name: String, token_hash: [u8; 32] },
+    Send { sender: u64, device: u64, to: Target, client_id: String, text: String },
+    Ack { device: u64, position: u64 },
+    Receipt { user: u64, conversation: Target, kind: ReceiptKind, seq: u64 },
+    CreateGroup { creator: u64, name: String, members: Vec<String>, max_members: u32 },
+    AddMember { actor: u64, group: Target, user: String, max_members: u32 },
+    RemoveMember { actor: u64, group: Target, user: String },
+    Leave { user: u64, group: Target },
+    RevokeDevice { user: u64, device: u64 },
+    RemoveUser { name: String },
+    CreateInvite { token_hash: [u8; 32], created_by: Option<u64>, uses: u32, expires_at: Option<u64> },
+}
+
+/// What a write produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    User(u64),
+    Device(DeviceAuth),
+    Sent(Sent),
+    Conversation(u64),
+    Done,
+}
+
+impl Outcome {
+    fn unexpected(&self) -> StoreError {
+        StoreError::Invalid(format!("internal: unexpected write outcome {self:?}"))
+    }
+    pub(super) fn user(self) -> Result<u64, StoreError> {
+        match self {
+            Outcome::User(id) => Ok(id),
+            other => Err(other.unexpected()),
+        }
+    }
+    pub(super) fn device(self) -> Result<DeviceAuth, StoreError> {
+        match self {
+            Outcome::Device(auth) => Ok(auth),
+            other => Err(other.unexpected()),
+        }
+    }
+    pub(super) fn sent(self) -> Result<Sent, StoreError> {
+        match self {
+            Outcome::Sent(sent) => Ok(sent),
+            other => Err(other.unexpected()),
+        }
+    }
+    pub(super) fn conversation(self) -> Result<u64, StoreError> {
+        match self {
+            Outcome::Conversation(id) => Ok(id),
+            other => Err(other.unexpected()),
+        }
+    }
+}
+
+/// Creates every table and checks the layout version. Touches a fixed number
+/// of pages whatever the database holds.
+pub fn initialize(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let tables = Tables::open(&txn)?;
+        let mut meta = tables.meta;
+        let found = meta.get("schema")?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema { found: v, supported: SCHEMA_VERSION });
+            }
+            Some(_) => {}
+        }
+    }
+    txn.commit()?;
+    // Fail early on a database that cannot be read at all.
+    let _ = db.begin_read()?;
+    Ok(())
+}
+
+/// Every table, opened once per batch.
+pub struct Tables<'txn> {
+    pub meta: Table<'txn, &'static str, u64>,
+    pub users: Table<'txn, u64, &'static [u8]>,
+    pub user_names: Table<'txn, &'static str, u64>,
+    pub devices: Table<'txn, u64, &'static [u8]>,
+    pub tokens: Table<'txn, &'static [u8], u64>,
+    pub user_devices: MultimapTable<'txn, u64, u64>,
+    pub conversations: Table<'txn, u64, &'static [u8]>,
+    pub direct: Table<'txn, (u64, u64), u64>,
+    pub group_names: Table<'txn, &'static str, u64>,
+    pub members: Table<'txn, (u64, u64), &'static [u8]>,
+    pub user_conversations: MultimapTable<'txn, u64, u64>,
+    pub messages: Table<'txn, (u64, u64), &'static [u8]>,
+    pub message_ids: Table<'txn, (u64, &'static str), (u64, u64)>,
+    pub log: Table<'txn, (u64, u64), &'static [u8]>,
+    pub log_heads: Table<'txn, u64, u64>,
+    pub invites: Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            users: txn.open_table(USERS)?,
+            user_names: txn.open_table(USER_NAMES)?,
+            devices: txn.open_table(DEVICES)?,
+            tokens: txn.open_table(TOKENS)?,
+            user_devices: txn.open_multimap_table(USER_DEVICES)?,
+            conversations: txn.open_table(CONVERSATIONS)?,
+            direct: txn.open_table(DIRECT)?,
+            group_names: txn.open_table(GROUP_NAMES)?,
+            members: txn.open_table(MEMBERS)?,
+            user_conversations: txn.open_multimap_table(USER_CONVERSATIONS)?,
+            messages: txn.open_table(MESSAGES)?,
+            message_ids: txn.open_table(MESSAGE_IDS)?,
+            log: txn.open_table(LOG)?,
+            log_heads: txn.open_table(LOG_HEADS)?,
+            invites: txn.open_table(INVITES)?,
+        })
+    }
+
+    fn next_id(&mut self, counter: &'static str) -> Result<u64, StoreError> {
+        let id = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(0) + 1;
+        self.meta.insert(counter, id)?;
+        Ok(id)
+    }
+
+    pub fn user(&self, id: u64) -> Result<Option<UserRecord>, StoreError> {
+        self.users.get(id)?.map(|v| decode("users", v.value())).transpose()
+    }
+
+    /// A live (not removed) user by name.
+    fn user_id(&self, name: &str) -> Result<u64, StoreError> {
+        self.user_names.get(name)?.map(|v| v.value()).ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
+    }
+
+    fn device(&self, id: u64) -> Result<Option<DeviceRecord>, StoreError> {
+        self.devices.get(id)?.map(|v| decode("devices", v.value())).transpose()
+    }
+
+    pub fn conversation(&self, id: u64) -> Result<Option<ConversationRecord>, StoreError> {
+        self.conversations.get(id)?.map(|v| decode("conversations", v.value())).transpose()
+    }
+
+    fn member(&self, conversation: u64, user: u64) -> Result<Option<MemberRecord>, StoreError> {
+        self.members.get((conversation, user))?.map(|v| decode("members", v.value())).transpose()
+    }
+
+    fn member_ids(&self, conversation: u64) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::new();
+        for row in self.members.range((conversation, 0)..=(conversation, u64::MAX))? {
+            ids.push(row?.0.value().1);
+        }
+        Ok(ids)
+    }
+
+    /// Appends an item to a user's log and returns its position.
+    fn append(&mut self, user: u64, item: &LogItem, fresh: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+        let position = self.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0) + 1;
+        self.log_heads.insert(user, position)?;
+        self.log.insert((user, position), encode(item).as_slice())?;
+        fresh.push((user, position));
+        Ok(())
+    }
+
+    fn append_all(&mut self, users: &[u64], item: &LogItem, fresh: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+        for &user in users {
+            self.append(user, item, fresh)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a target to a conversation the user is a member of.
+    fn resolve_member(&self, user: u64, target: &Target) -> Result<(u64, ConversationRecord), StoreError> {
+        let id = match target {
+            Target::Id(id) => *id,
+            Target::Group(name) => self
+                .group_names
+                .get(name.as_str())?
+                .map(|v| v.value())
+                .ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?,
+            Target::User(name) => {
+                let other = self.user_id(name)?;
+                self.direct
+                    .get(pair(user, other))?
+                    .map(|v| v.value())
+                    .ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?
+            }
+        };
+        let record = self.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
+        if self.member(id, user)?.is_none() {
+            return Err(StoreError::NotMember(target.to_string()));
+        }
+        Ok((id, record))
+    }
+
+    fn resolve_group(&self, user: u64, target: &Target) -> Result<(u64, ConversationRecord), StoreError> {
+        let (id, record) = self.resolve_member(user, target)?;
+        if record.kind != ConversationKindRecord::Group {
+            return Err(StoreError::Invalid(format!("{target} is a direct conversation, not a group")));
+        }
+        Ok((id, record))
+    }
+}
+
+fn pair(a: u64, b: u64) -> (u64, u64) {
+    (a.min(b), a.max(b))
+}
+
+/// Applies one operation. New log entries are recorded in `fresh` as
+/// (user, position); other consequences in `notices`.
+pub fn apply(
+    t: &mut Tables<'_>,
+    op: &WriteOp,
+    fresh: &mut Vec<(u64, u64)>,
+    notices: &mut Vec<Notice>,
+) -> Result<Outcome, StoreError> {
+    match op {
+        WriteOp::CreateUser { name, password_hash, admin, invite } => {
+            create_user(t, name, password_hash, *admin, invite.as_ref())
+        }
+        WriteOp::AddDevice { user, name, token_hash } => add_device(t, *user, name, token_hash),
+        WriteOp::Send { sender, device, to, client_id, text } => {
+            send(t, *sender, *device, to, client_id, text, fresh)
+        }
+        WriteOp::Ack { device, position } => {
+            if let Some(mut record) = t.device(*device)? {
+                if *position > record.cursor {
+                    let head = t.log_heads.get(record.user)?.map(|v| v.value()).unwrap_or(0);
+                    record.cursor = (*position).min(head);
+                    t.devices.insert(*device, encode(&record).as_slice())?;
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        WriteOp::Receipt { user, conversation, kind, seq } => receipt(t, *user, conversation, *kind, *seq, fresh),
+        WriteOp::CreateGroup { creator, name, members, max_members } => {
+            create_group(t, *creator, name, members, *max_members, fresh)
+        }
+        WriteOp::AddMember { actor, group, user, max_members } => {
+            add_member(t, *actor, group, user, *max_members, fresh)
+        }
+        WriteOp::RemoveMember { actor, group, user } => {
+            let (id, record) = t.resolve_group(*actor, group)?;
+            if !t.member(id, *actor)?.is_some_and(|m| m.admin) {
+                return Err(StoreError::NotAdmin(group.to_string()));
+            }
+            let target = t.user_id(user)?;
+            if t.member(id, target)?.is_none() {
+                return Err(StoreError::NotMember(format!("{user} in {group}")));
+            }
+            drop_member(t, id, record, target, *actor, MembershipChangeRecord::Removed, fresh)?;
+            Ok(Outcome::Conversation(id))
+        }
+        WriteOp::Leave { user, group } => {
+            let (id, record) = t.resolve_group(*user, group)?;
+            drop_member(t, id, record, *user, *user, MembershipChangeRecord::Left, fresh)?;
+            Ok(Outcome::Conversation(id))
+        }
+        WriteOp::RevokeDevice { user, device } => {
+            let mut record = t.device(*device)?.filter(|d| d.user == *user && !d.revoked).ok_or(StoreError::NoSuchDevice(*device))?;
+            revoke(t, *device, &mut record)?;
+            notices.push(Notice::DeviceRevoked { device: *device });
+            Ok(Outcome::Done)
+        }
+        WriteOp::RemoveUser { name } => remove_user(t, name, fresh, notices),
+        WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
+            let record = InviteRecord {
+                created_by: *created_by,
+                created_at: now_ms(),
+                expires_at: *expires_at,
+                uses_left: (*uses).max(1),
+            };
+            t.invites.insert(token_hash.as_slice(), encode(&record).as_slice())?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn create_user(
+    t: &mut Tables<'_>,
+    name: &str,
+    password_hash: &str,
+    admin: bool,
+    invite: Option<&[u8; 32]>,
+) -> Result<Outcome, StoreError> {
+    if !imbox_protocol::names::valid_username(name) {
+        return Err(StoreError::Invalid(format!(
+            "{name:?} is not a valid user name: use 1-32 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+        )));
+    }
+    if t.user_names.get(name)?.is_some() {
+        return Err(StoreError::NameTaken(name.to_owned()));
+    }
+    let invite_record = match invite {
+        Some(hash) => {
+            let record: InviteRecord = t
+                .invites
+                .get(hash.as_slice())?
+                .map(|v| decode("invites", v.value()))
+                .transpose()?
+                .ok_or(StoreError::InvalidInvite)?;
+            if record.uses_left == 0 || record.expires_at.is_some_and(|at| at <= now_ms()) {
+                return Err(StoreError::InvalidInvite);
+            }
+            Some((hash, record))
+        }
+        None => None,
+    };
+    if let Some((hash, mut record)) = invite_record {
+        record.uses_left -= 1;
+        if record.uses_left == 0 {
+            t.invites.remove(hash.as_slice())?;
+        } else {
+            t.invites.insert(hash.as_slice(), encode(&record).as_slice())?;
+        }
+    }
+    let id = t.next_id("next_user")?;
+    let record =
+        UserRecord { name: name.to_owned(), password_hash: password_hash.to_owned(), admin, created_at: now_ms(), removed: false };
+    t.users.insert(id, encode(&record).as_slice())?;
+    t.user_names.insert(name, id)?;
+    Ok(Outcome::User(id))
+}
+
+fn add_device(t: &mut Tables<'_>, user: u64, name: &str, token_hash: &[u8; 32]) -> Result<Outcome, StoreError> {
+    let record = t.user(user)?.filter(|u| !u.removed).ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
+    let id = t.next_id("next_device")?;
+    // A new device starts at the head of the log: it has nothing to catch up
+    // on, and history is there for reading the past.
+    let head = t.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0);
+    let device = DeviceRecord {
+        user,
+        name: name.to_owned(),
+        created_at: now_ms(),
+        cursor: head,
+        revoked: false,
+        token_hash: *token_hash,
+    };
+    t.devices.insert(id, encode(&device).as_slice())?;
+    t.tokens.insert(token_hash.as_slice(), id)?;
+    t.user_devices.insert(user, id)?;
+    Ok(Outcome::Device(DeviceAuth { user, username: record.name, device: id, admin: record.admin, cursor: head }))
+}
+
+fn send(
+    t: &mut Tables<'_>,
+    sender: u64,
+    device: u64,
+    to: &Target,
+    client_id: &str,
+    text: &str,
+    fresh: &mut Vec<(u64, u64)>,
+) -> Result<Outcome, StoreError> {
+    if let Some(existing) = t.message_ids.get((sender, client_id))? {
+        let (conversation, seq) = existing.value();
+        let stored: MessageRecord = t
+            .messages
+            .get((conversation, seq))?
+            .map(|v| decode("messages", v.value()))
+            .transpose()?
+            .ok_or(StoreError::Corrupt { table: "message_ids", reason: "points to a missing message".into() })?;
+        if stored.text != text {
+            return Err(StoreError::IdConflict(client_id.to_owned()));
+        }
+        return Ok(Outcome::Sent(Sent { conversation, seq, sent_at: stored.sent_at, duplicate: true }));
+    }
+    let (conversation, mut record) = match to {
+        Target::User(name) => {
+            let other = t.user_id(name)?;
+            if other == sender {
+                return Err(StoreError::Invalid("a direct message needs another person: you cannot send to yourself".into()));
+            }
+            let existing = t.direct.get(pair(sender, other))?.map(|v| v.value());
+            match existing {
+                Some(id) => {
+                    let record = t.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(to.to_string()))?;
+                    (id, record)
+                }
+                None => open_direct(t, sender, other)?,
+            }
+        }
+        other => t.resolve_member(sender, other)?,
+    };
+    let members = t.member_ids(conversation)?;
+    let seq = record.last_seq + 1;
+    let sent_at = now_ms();
+    let message = MessageRecord { sender, device, client_id: client_id.to_owned(), sent_at, text: text.to_owned() };
+    t.messages.insert((conversation, seq), encode(&message).as_slice())?;
+    t.message_ids.insert((sender, client_id), (conversation, seq))?;
+    record.last_seq = seq;
+    t.conversations.insert(conversation, encode(&record).as_slice())?;
+    t.append_all(&members, &LogItem::Message { conversation, seq }, fresh)?;
+    Ok(Outcome::Sent(Sent { conversation, seq, sent_at, duplicate: false }))
+}
+
+fn open_direct(t: &mut Tables<'_>, a: u64, b: u64) -> Result<(u64, ConversationRecord), StoreError> {
+    let id = t.next_id("next_conversation")?;
+    let record = ConversationRecord {
+        kind: ConversationKindRecord::Direct,
+        name: String::new(),
+        pair: pair(a, b),
+        created_at: now_ms(),
+        last_seq: 0,
+        member_count: 2,
+    };
+    t.conversations.insert(id, encode(&record).as_slice())?;
+    t.direct.insert(pair(a, b), id)?;
+    let member = MemberRecord { admin: false, visible_after: 0, delivered_seq: 0, read_seq: 0 };
+    for user in [a, b] {
+        t.members.insert((id, user), encode(&member).as_slice())?;
+        t.user_conversations.insert(user, id)?;
+    }
+    Ok((id, record))
+}
+
+fn receipt(
+    t: &mut Tables<'_>,
+    user: u64,
+    target: &Target,
+    kind: ReceiptKind,
+    seq: u64,
+    fresh: &mut Vec<(u64, u64)>,
+) -> Result<Outcome, StoreError> {
+    let (id, record) = t.resolve_member(user, target)?;
+    let Some(mut member) = t.member(id, user)? else {
+        return Err(StoreError::NotMember(target.to_string()));
+    };
+    let seq = seq.min(record.last_seq);
+    let (mark, kind) = match kind {
+        ReceiptKind::Delivered => (&mut member.delivered_seq, ReceiptKindRecord::Delivered),
+        ReceiptKind::Read => (&mut member.read_seq, ReceiptKindRecord::Read),
+    };
+    if seq <= *mark {
+        // Marks only move forward; an old receipt changes nothing and tells nobody.
+        return Ok(Outcome::Done);
+    }
+    *mark = seq;
+    if kind == ReceiptKindRecord::Read && member.delivered_seq < seq {
+        member.delivered_seq = seq;
+    }
+    t.members.insert((id, user), encode(&member).as_slice())?;
+    let members = t.member_ids(id)?;
+    t.append_all(&members, &LogItem::Receipt { conversation: id, user, kind, seq }, fresh)?;
+    Ok(Outcome::Done)
+}
+
+fn create_group(
+    t: &mut Tables<'_>,
+    creator: u64,
+    name: &str,
+    members: &[String],
+    max_members: u32,
+    fresh: &mut Vec<(u64, u64)>,
+) -> Result<Outcome, StoreError> {
+    if !imbox_protocol::names::valid_group_name(name) {
+        return Err(StoreError::Invalid(format!(
+            "{name:?} is not a valid group name: use 1-64 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+        )));
+    }
+    if t.group_names.get(name)?.is_some() {
+        return Err(StoreError::NameTaken(name.to_owned()));
+    }
+    let mut ids = vec![creator];
+    for member in members {
+        let id = t.user_id(member)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > max_members as usize {
+        return Err(StoreError::TooManyMembers(max_members));
+    }
+    let id = t.next_id("next_conversation")?;
+    let record = ConversationRecord {
+        kind: ConversationKindRecord::Group,
+        name: name.to_owned(),
+        pair: (0, 0),
+        created_at: now_ms(),
+        last_seq: 0,
+        member_count: ids.len() as u32,
+    };
+    t.conversations.insert(id, encode(&record).as_slice())?;
+    t.group_names.insert(name, id)?;
+    for &user in &ids {
+        let member = MemberRecord { admin: user == creator, visible_after: 0, delivered_seq: 0, read_seq: 0 };
+        t.members.insert((id, user), encode(&member).as_slice())?;
+        t.user_conversations.insert(user, id)?;
+    }
+    for &user in &ids {
+        let item = LogItem::Membership { conversation: id, user, change: MembershipChangeRecord::Created, by: creator };
+        t.append(user, &item, fresh)?;
+    }
+    Ok(Outcome::Conversation(id))
+}
+
+fn add_member(
+    t: &mut Tables<'_>,
+    actor: u64,
+    group: &Target,
+    user: &str,
+    max_members: u32,
+    fresh: &mut Vec<(u64, u64)>,
+) -> Result<Outcome, StoreError> {
+    let (id, mut record) = t.resolve_group(actor, group)?;
+    if !t.member(id, actor)?.is_some_and(|m| m.admin) {
+        return Err(StoreError::NotAdmin(group.to_string()));
+    }
+    let target = t.user_id(user)?;
+    if t.member(id, target)?.is_some() {
+        return Err(StoreError::AlreadyMember { user: user.to_owned(), group: group.to_string() });
+    }
+    if record.member_count >= max_members {
+        return Err(StoreError::TooManyMembers(max_members));
+    }
+    // A new member reads from the moment of joining, not the group's past.
+    let member = MemberRecord { admin: false, visible_after: record.last_seq, delivered_seq: record.last_seq, read_seq: record.last_seq };
+    t.members.insert((id, target), encode(&member).as_slice())?;
+    t.user_conversations.insert(target, id)?;
+    record.member_count += 1;
+    t.conversations.insert(id, encode(&record).as_slice())?;
+    let members = t.member_ids(id)?;
+    let item = LogItem::Membership { conversation: id, user: target, change: MembershipChangeRecord::Added, by: actor };
+    t.append_all(&members, &item, fresh)?;
+    Ok(Outcome::Conversation(id))
+}
+
+/// Takes `user` out of a group and tells everyone who was in it. When the
+/// last admin goes, the longest-standing remaining member (lowest id) becomes
+/// admin, so that no group is left unmanageable.
+fn drop_member(
+    t: &mut Tables<'_>,
+    id: u64,
+    mut record: ConversationRecord,
+    user: u64,
+    by: u64,
+    change: MembershipChangeRecord,
+    fresh: &mut Vec<(u64, u64)>,
+) -> Result<(), StoreError> {
+    let before = t.member_ids(id)?;
+    t.members.remove((id, user))?;
+    t.user_conversations.remove(user, id)?;
+    record.member_count = record.member_count.saturating_sub(1);
+    t.conversations.insert(id, encode(&record).as_slice())?;
+    let remaining: Vec<u64> = before.iter().copied().filter(|&m| m != user).collect();
+    let mut has_admin = false;
+    for &m in &remaining {
+        has_admin |= t.member(id, m)?.is_some_and(|r| r.admin);
+    }
+    if !has_admin {
+        if let Some(&heir) = remaining.first() {
+            if let Some(mut r) = t.member(id, heir)? {
+                r.admin = true;
+                t.members.insert((id, heir), encode(&r).as_slice())?;
+            }
+        }
+    }
+    t.append_all(&before, &LogItem::Membership { conversation: id, user, change, by }, fresh)
+}
+
+fn revoke(t: &mut Tables<'_>, device: u64, record: &mut DeviceRecord) -> Result<(), StoreError> {
+    record.revoked = true;
+    t.tokens.remove(record.token_hash.as_slice())?;
+    t.devices.insert(device, encode(&*record).as_slice())?;
+    Ok(())
+}
+
+fn remove_user(
+    t: &mut Tables<'_>,
+    name: &str,
+    fresh: &mut Vec<(u64, u64)>,
+    notices: &mut Vec<Notice>,
+) -> Result<Outcome, StoreError> {
+    let id = t.user_id(name)?;
+    let mut record = t.user(id)?.ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
+    let devices: Vec<u64> = t.user_devices.get(id)?.map(|d| d.map(|v| v.value())).collect::<Result<_, _>>()?;
+    for device in devices {
+        if let Some(mut d) = t.device(device)?.filter(|d| !d.revoked) {
+            revoke(t, device, &mut d)?;
+        }
+    }
+    let conversations: Vec<u64> =
+        t.user_conversations.get(id)?.map(|c| c.map(|v| v.value())).collect::<Result<_, _>>()?;
+    for conversation in conversations {
+        if let Some(conv) = t.conversation(conversation)?.filter(|c| c.kind == ConversationKindRecord::Group) {
+            drop_member(t, conversation, conv, id, id, MembershipChangeRecord::Removed, fresh)?;
+        }
+    }
+    record.removed = true;
+    t.users.insert(id, encode(&record).as_slice())?;
+    t.user_names.remove(name)?;
+    notices.push(Notice::UserRemoved { user: id });
+    Ok(Outcome::Done)
+}
+
+/// Reads a record through any readable table (write or read transaction).
+pub fn get_record<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    name: &'static str,
+    key: u64,
+) -> Result<Option<T>, StoreError> {
+    table.get(key)?.map(|v| decode(name, v.value())).transpose()
+}
+

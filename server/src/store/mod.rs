@@ -1,0 +1,441 @@
+//! The durable store: one redb database under the data directory.
+//!
+//! Reads (log pages, history, authentication) open their own read
+//! transactions on the caller's thread: redb serves them from its cache
+//! without waiting for writers. Every write goes to one writer thread
+//! ([`writer`]), which applies many callers' writes in one transaction and one
+//! fsync (group commit), answers each caller only after the commit is durable,
+//! and then hands the new log entries to a [`CommitListener`] (the router)
+//! for live delivery.
+
+mod apply;
+mod read;
+pub mod records;
+mod render;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use imbox_protocol::{ConversationInfo, DeviceInfo, Entry, Message, ReceiptKind, Target};
+use redb::Database;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+pub use apply::WriteOp;
+use writer::{Command, Job};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (usually the running imboxd) holds the database.
+    #[error("the database is in use by another process (is imboxd running? then use its control socket)")]
+    Locked,
+    /// redb failed to read or write the file.
+    #[error("storage failure: {0}")]
+    Storage(#[from] Box<redb::Error>),
+    /// A record could not be decoded: the file is damaged or from an
+    /// incompatible version.
+    #[error("damaged record in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    /// The database was written by a newer imboxd.
+    #[error("the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd")]
+    NewerSchema { found: u64, supported: u64 },
+    /// The writer has stopped (the server is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// The write queue is full: the server is overloaded.
+    #[error("the write queue is full")]
+    Overloaded,
+    /// No such user.
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    /// No such group or conversation visible to the caller.
+    #[error("no such conversation: {0}")]
+    NoSuchConversation(String),
+    /// No such device of the caller's.
+    #[error("no device {0} belongs to you")]
+    NoSuchDevice(u64),
+    /// The caller is not a member of the conversation.
+    #[error("you are not a member of {0}")]
+    NotMember(String),
+    /// The caller is not an admin of the group.
+    #[error("only admins of {0} may do that")]
+    NotAdmin(String),
+    /// The user is already a member.
+    #[error("{user} is already a member of {group}")]
+    AlreadyMember { user: String, group: String },
+    /// The user or group name is taken.
+    #[error("the name {0:?} is already taken")]
+    NameTaken(String),
+    /// The invite token is unknown, used up or expired.
+    #[error("the invite is unknown, used up or expired: ask for a new one")]
+    InvalidInvite,
+    /// The message id was used before for a different message.
+    #[error("message id {0:?} was already used for a different message")]
+    IdConflict(String),
+    /// A group would exceed the member limit.
+    #[error("a group may have at most {0} members")]
+    TooManyMembers(u32),
+    /// The request makes no sense (for example a direct message to oneself).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+macro_rules! storage_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl StoreError {
+    /// Whether the failure is of the storage itself (the whole batch fails)
+    /// rather than of one request (only that request fails).
+    pub fn is_storage(&self) -> bool {
+        matches!(self, StoreError::Storage(_) | StoreError::Corrupt { .. } | StoreError::Closed)
+    }
+}
+
+/// Who an authenticated device is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub user: u64,
+    pub username: String,
+    pub device: u64,
+    pub admin: bool,
+    /// The cursor the device last acknowledged.
+    pub cursor: u64,
+}
+
+/// A device that was just created, with its secret token.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub auth: DeviceAuth,
+    /// Returned once; only its hash is stored.
+    pub token: String,
+}
+
+/// The result of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub conversation: u64,
+    pub seq: u64,
+    pub sent_at: u64,
+    pub duplicate: bool,
+}
+
+/// A user as the administrator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserSummary {
+    pub id: u64,
+    pub name: String,
+    pub admin: bool,
+    pub created_at: u64,
+    pub devices: u32,
+}
+
+/// What a user needs to log in: kept out of [`UserSummary`] so that hashes
+/// do not travel further than the password check.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: u64,
+    pub username: String,
+    pub admin: bool,
+    pub password_hash: String,
+}
+
+/// Something a commit made happen, for whoever delivers live.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A new entry in `user`'s delivery log.
+    Entry { user: u64, entry: Entry },
+    /// A device's token was revoked: end its sessions.
+    DeviceRevoked { device: u64 },
+    /// A user was removed: end all their sessions.
+    UserRemoved { user: u64 },
+}
+
+/// Receives what each commit made happen, after it is durable. Called on the
+/// writer thread: it must not block.
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, notices: Vec<Notice>);
+}
+
+/// A listener that drops everything (for offline administration).
+#[derive(Debug)]
+pub struct NoListener;
+
+impl CommitListener for NoListener {
+    fn committed(&self, _notices: Vec<Notice>) {}
+}
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The most writes applied in one transaction.
+    pub commit_batch_max: usize,
+    /// Writes waiting for the writer before callers are refused.
+    pub write_queue: usize,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { commit_batch_max: 2048, write_queue: 8192, cache_bytes: 64 << 20 }
+    }
+}
+
+/// The store. Cheap to clone; the writer stops at [`Store::shutdown`].
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writes: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The SHA-256 of a secret token, the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new random secret: 32 bytes, base64url without padding.
+pub fn new_secret() -> Result<String, StoreError> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Invalid(format!("the system random source failed: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and starts its writer.
+    /// Opening costs the same for an empty and a full database: nothing is
+    /// scanned, and crash recovery uses redb's quick repair.
+    pub fn open(
+        path: &Path,
+        options: StoreOptions,
+        listener: Arc<dyn CommitListener>,
+    ) -> Result<Store, StoreError> {
+        let db = redb::Builder::new().set_cache_size(options.cache_bytes).create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::from(other),
+        })?;
+        apply::initialize(&db)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        writer::spawn(db.clone(), rx, listener, options.commit_batch_max.max(1))?;
+        Ok(Store { db, writes: tx })
+    }
+
+    /// Applies one write through the group commit and waits until it is durable.
+    pub async fn write(&self, op: WriteOp) -> Result<apply::Outcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.try_send(Command::Write(Job { op, reply })).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits everything queued so far, then stops the writer. Later writes
+    /// fail with [`StoreError::Closed`].
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.writes.send(Command::Stop(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    // ---- writes, typed ----
+
+    /// Creates an account (by an administrator: no invite).
+    pub async fn create_user(&self, name: &str, password_hash: String, admin: bool) -> Result<u64, StoreError> {
+        self.write(WriteOp::CreateUser { name: name.to_owned(), password_hash, admin, invite: None })
+            .await?
+            .user()
+    }
+
+    /// Creates an account with an invite and its first device, in one commit.
+    pub async fn register(
+        &self,
+        name: &str,
+        password_hash: String,
+        invite: &str,
+        device_name: &str,
+    ) -> Result<NewDevice, StoreError> {
+        let user = self
+            .write(WriteOp::CreateUser {
+                name: name.to_owned(),
+                password_hash,
+                admin: false,
+                invite: Some(token_hash(invite)),
+            })
+            .await?
+            .user()?;
+        self.add_device(user, device_name).await
+    }
+
+    /// Creates a device with a new token for a user.
+    pub async fn add_device(&self, user: u64, device_name: &str) -> Result<NewDevice, StoreError> {
+        let token = new_secret()?;
+        let auth = self
+            .write(WriteOp::AddDevice { user, name: device_name.to_owned(), token_hash: token_hash(&token) })
+            .await?
+            .device()?;
+        Ok(NewDevice { auth, token })
+    }
+
+    /// Sends a message; returns once it is durable.
+    pub async fn send(
+        &self,
+        sender: u64,
+        device: u64,
+        to: Target,
+        client_id: String,
+        text: String,
+    ) -> Result<Sent, StoreError> {
+        self.write(WriteOp::Send { sender, device, to, client_id, text }).await?.sent()
+    }
+
+    /// Records a device's cursor (never moves it backwards).
+    pub async fn ack(&self, device: u64, position: u64) -> Result<(), StoreError> {
+        self.write(WriteOp::Ack { device, position }).await.map(drop)
+    }
+
+    /// Records a delivered or read mark.
+    pub async fn receipt(&self, user: u64, conversation: Target, kind: ReceiptKind, seq: u64) -> Result<(), StoreError> {
+        self.write(WriteOp::Receipt { user, conversation, kind, seq }).await.map(drop)
+    }
+
+    /// Creates a group; returns its id.
+    pub async fn create_group(&self, creator: u64, name: &str, members: Vec<String>, max_members: u32) -> Result<u64, StoreError> {
+        self.write(WriteOp::CreateGroup { creator, name: name.to_owned(), members, max_members })
+            .await?
+            .conversation()
+    }
+
+    /// Adds a member (the actor must be a group admin).
+    pub async fn add_member(&self, actor: u64, group: Target, user: &str, max_members: u32) -> Result<u64, StoreError> {
+        self.write(WriteOp::AddMember { actor, group, user: user.to_owned(), max_members }).await?.conversation()
+    }
+
+    /// Removes a member (the actor must be a group admin).
+    pub async fn remove_member(&self, actor: u64, group: Target, user: &str) -> Result<u64, StoreError> {
+        self.write(WriteOp::RemoveMember { actor, group, user: user.to_owned() }).await?.conversation()
+    }
+
+    /// Leaves a group.
+    pub async fn leave(&self, user: u64, group: Target) -> Result<u64, StoreError> {
+        self.write(WriteOp::Leave { user, group }).await?.conversation()
+    }
+
+    /// Revokes one of a user's devices.
+    pub async fn revoke_device(&self, user: u64, device: u64) -> Result<(), StoreError> {
+        self.write(WriteOp::RevokeDevice { user, device }).await.map(drop)
+    }
+
+    /// Removes a user: frees the name, revokes every device, leaves every group.
+    pub async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        self.write(WriteOp::RemoveUser { name: name.to_owned() }).await.map(drop)
+    }
+
+    /// Creates an invite; returns its one-time token.
+    pub async fn create_invite(&self, created_by: Option<u64>, uses: u32, expires_at: Option<u64>) -> Result<String, StoreError> {
+        let token = new_secret()?;
+        self.write(WriteOp::CreateInvite { token_hash: token_hash(&token), created_by, uses, expires_at }).await?;
+        Ok(token)
+    }
+
+    // ---- reads ----
+
+    /// The device a token belongs to, if it is valid.
+    pub fn authenticate(&self, token: &str) -> Result<Option<DeviceAuth>, StoreError> {
+        read::authenticate(&self.db, &token_hash(token))
+    }
+
+    /// A user's password hash, for login.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StoreError> {
+        read::credentials(&self.db, name)
+    }
+
+    /// A page of a user's delivery log after `since`: the entries, and
+    /// whether more follow.
+    pub fn log_page(&self, user: u64, since: u64, limit: u32) -> Result<(Vec<Entry>, bool), StoreError> {
+        read::log_page(&self.db, user, since, limit)
+    }
+
+    /// Messages of a conversation before `before`, newest `limit`, oldest
+    /// first, and whether older ones exist.
+    pub fn history(
+        &self,
+        user: u64,
+        conversation: &Target,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        read::history(&self.db, user, conversation, before, limit)
+    }
+
+    /// The user's conversations.
+    pub fn conversations(&self, user: u64) -> Result<Vec<ConversationInfo>, StoreError> {
+        read::conversations(&self.db, user)
+    }
+
+    /// One conversation as the user sees it.
+    pub fn conversation(&self, user: u64, id: u64) -> Result<ConversationInfo, StoreError> {
+        read::conversation(&self.db, user, id)
+    }
+
+    /// The user's devices.
+    pub fn devices(&self, user: u64, current: u64) -> Result<Vec<DeviceInfo>, StoreError> {
+        read::devices(&self.db, user, current)
+    }
+
+    /// Every user, for administrators.
+    pub fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        read::users(&self.db)
+    }
+
+    /// The users who share a conversation with `user` (at most `limit`), for
+    /// presence.
+    pub fn contacts(&self, user: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        read::contacts(&self.db, user, limit)
+    }
+
+    /// A conversation's members and its label for `viewer`, if `viewer` is a
+    /// member.
+    pub fn members_for(&self, viewer: u64, conversation: &Target) -> Result<(u64, String, Vec<u64>), StoreError> {
+        read::members_for(&self.db, viewer, conversation)
+    }
+
+    /// The user's name, if the id exists.
+    pub fn username(&self, user: u64) -> Result<Option<String>, StoreError> {
+        read::username(&self.db, user)
+    }
+}

@@ -1,0 +1,282 @@
+//! Queries, each in its own read transaction.
+
+use imbox_protocol::{ConversationInfo, ConversationKind, DeviceInfo, Entry, Message, Target};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+
+use super::apply::get_record;
+use super::records::*;
+use super::render::Lookup;
+use super::{Credentials, DeviceAuth, StoreError, UserSummary};
+
+struct Reader {
+    users: ReadOnlyTable<u64, &'static [u8]>,
+    conversations: ReadOnlyTable<u64, &'static [u8]>,
+    messages: ReadOnlyTable<(u64, u64), &'static [u8]>,
+    txn: redb::ReadTransaction,
+}
+
+impl Reader {
+    fn new(db: &Database) -> Result<Reader, StoreError> {
+        let txn = db.begin_read()?;
+        Ok(Reader {
+            users: txn.open_table(USERS)?,
+            conversations: txn.open_table(CONVERSATIONS)?,
+            messages: txn.open_table(MESSAGES)?,
+            txn,
+        })
+    }
+
+    fn lookup(&self) -> Lookup<'_, ReadOnlyTable<u64, &'static [u8]>, ReadOnlyTable<u64, &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>> {
+        Lookup { users: &self.users, conversations: &self.conversations, messages: &self.messages }
+    }
+
+    fn user_id(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.txn.open_table(USER_NAMES)?.get(name)?.map(|v| v.value()))
+    }
+
+    /// Resolves a target to a conversation id the viewer belongs to; `None`
+    /// for a direct conversation that does not exist yet.
+    fn resolve(&self, viewer: u64, target: &Target) -> Result<Option<(u64, MemberRecord)>, StoreError> {
+        let id = match target {
+            Target::Id(id) => Some(*id),
+            Target::Group(name) => Some(
+                self.txn
+                    .open_table(GROUP_NAMES)?
+                    .get(name.as_str())?
+                    .map(|v| v.value())
+                    .ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?,
+            ),
+            Target::User(name) => {
+                let other = self.user_id(name)?.ok_or_else(|| StoreError::NoSuchUser(name.clone()))?;
+                let key = (viewer.min(other), viewer.max(other));
+                self.txn.open_table(DIRECT)?.get(key)?.map(|v| v.value())
+            }
+        };
+        let Some(id) = id else { return Ok(None) };
+        let member: Option<MemberRecord> =
+            self.txn.open_table(MEMBERS)?.get((id, viewer))?.map(|v| decode("members", v.value())).transpose()?;
+        match member {
+            Some(member) => Ok(Some((id, member))),
+            // Whether the conversation exists is not told to outsiders.
+            None if matches!(target, Target::Id(_)) => Err(StoreError::NoSuchConversation(target.to_string())),
+            None => Err(StoreError::NotMember(target.to_string())),
+        }
+    }
+
+    fn info(&self, viewer: u64, id: u64) -> Result<ConversationInfo, StoreError> {
+        let lookup = self.lookup();
+        let record = lookup.conversation(id)?;
+        let members_table = self.txn.open_table(MEMBERS)?;
+        let mut members = Vec::new();
+        let mut admins = Vec::new();
+        let mut read_seq = 0;
+        for row in members_table.range((id, 0)..=(id, u64::MAX))? {
+            let (key, value) = row?;
+            let user = key.value().1;
+            let member: MemberRecord = decode("members", value.value())?;
+            let name = lookup.username(user)?;
+            if member.admin {
+                admins.push(name.clone());
+            }
+            if user == viewer {
+                read_seq = member.read_seq;
+            }
+            members.push(name);
+        }
+        Ok(ConversationInfo {
+            id,
+            kind: match record.kind {
+                ConversationKindRecord::Direct => ConversationKind::Direct,
+                ConversationKindRecord::Group => ConversationKind::Group,
+            },
+            chat: lookup.label(&record, viewer)?,
+            members,
+            admins,
+            last_seq: record.last_seq,
+            read_seq,
+        })
+    }
+}
+
+pub fn authenticate(db: &Database, hash: &[u8; 32]) -> Result<Option<DeviceAuth>, StoreError> {
+    let txn = db.begin_read()?;
+    let Some(device) = txn.open_table(TOKENS)?.get(hash.as_slice())?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let Some(record) = get_record::<DeviceRecord>(&txn.open_table(DEVICES)?, "devices", device)? else {
+        return Ok(None);
+    };
+    if record.revoked {
+        return Ok(None);
+    }
+    let Some(user) = get_record::<UserRecord>(&txn.open_table(USERS)?, "users", record.user)? else {
+        return Ok(None);
+    };
+    if user.removed {
+        return Ok(None);
+    }
+    Ok(Some(DeviceAuth { user: record.user, username: user.name, device, admin: user.admin, cursor: record.cursor }))
+}
+
+pub fn credentials(db: &Database, name: &str) -> Result<Option<Credentials>, StoreError> {
+    let reader = Reader::new(db)?;
+    let Some(id) = reader.user_id(name)? else { return Ok(None) };
+    Ok(get_record::<UserRecord>(&reader.users, "users", id)?.filter(|u| !u.removed).map(|u| Credentials {
+        user: id,
+        username: u.name,
+        admin: u.admin,
+        password_hash: u.password_hash,
+    }))
+}
+
+pub fn log_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<(Vec<Entry>, bool), StoreError> {
+    let reader = Reader::new(db)?;
+    let lookup = reader.lookup();
+    let log = reader.txn.open_table(LOG)?;
+    let mut entries = Vec::with_capacity(limit.min(1024) as usize);
+    let mut more = false;
+    for row in log.range((user, since.saturating_add(1))..=(user, u64::MAX))? {
+        if entries.len() >= limit as usize {
+            more = true;
+            break;
+        }
+        let (key, value) = row?;
+        let item: LogItem = decode("log", value.value())?;
+        entries.push(Entry { position: key.value().1, item: lookup.item(&item, user)? });
+    }
+    Ok((entries, more))
+}
+
+pub fn history(
+    db: &Database,
+    viewer: u64,
+    target: &Target,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<(Vec<Message>, bool), StoreError> {
+    let reader = Reader::new(db)?;
+    let Some((id, member)) = reader.resolve(viewer, target)? else {
+        return Ok((Vec::new(), false));
+    };
+    let lookup = reader.lookup();
+    let label = lookup.label(&lookup.conversation(id)?, viewer)?;
+    let end = before.unwrap_or(u64::MAX);
+    let start = member.visible_after.saturating_add(1);
+    if end <= start {
+        return Ok((Vec::new(), false));
+    }
+    let messages = reader.txn.open_table(MESSAGES)?;
+    let mut page = Vec::with_capacity(limit.min(1024) as usize);
+    let mut more = false;
+    for row in messages.range((id, start)..(id, end))?.rev() {
+        if page.len() >= limit as usize {
+            more = true;
+            break;
+        }
+        let (key, _) = row?;
+        page.push(lookup.message(id, &label, key.value().1)?);
+    }
+    page.reverse();
+    Ok((page, more))
+}
+
+pub fn conversations(db: &Database, user: u64) -> Result<Vec<ConversationInfo>, StoreError> {
+    let reader = Reader::new(db)?;
+    let ids: Vec<u64> = reader
+        .txn
+        .open_multimap_table(USER_CONVERSATIONS)?
+        .get(user)?
+        .map(|v| v.map(|v| v.value()))
+        .collect::<Result<_, _>>()?;
+    ids.into_iter().map(|id| reader.info(user, id)).collect()
+}
+
+pub fn conversation(db: &Database, user: u64, id: u64) -> Result<ConversationInfo, StoreError> {
+    let reader = Reader::new(db)?;
+    reader.resolve(user, &Target::Id(id))?;
+    reader.info(user, id)
+}
+
+pub fn devices(db: &Database, user: u64, current: u64) -> Result<Vec<DeviceInfo>, StoreError> {
+    let txn = db.begin_read()?;
+    let devices = txn.open_table(DEVICES)?;
+    let mut out = Vec::new();
+    for id in txn.open_multimap_table(USER_DEVICES)?.get(user)? {
+        let id = id?.value();
+        if let Some(record) = get_record::<DeviceRecord>(&devices, "devices", id)?.filter(|d| !d.revoked) {
+            out.push(DeviceInfo {
+                id,
+                name: record.name,
+                created_at: record.created_at,
+                cursor: record.cursor,
+                current: id == current,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn users(db: &Database) -> Result<Vec<UserSummary>, StoreError> {
+    let txn = db.begin_read()?;
+    let users = txn.open_table(USERS)?;
+    let devices = txn.open_table(DEVICES)?;
+    let user_devices = txn.open_multimap_table(USER_DEVICES)?;
+    let mut out = Vec::new();
+    for row in users.iter()? {
+        let (key, value) = row?;
+        let record: UserRecord = decode("users", value.value())?;
+        if record.removed {
+            continue;
+        }
+        let mut count = 0;
+        for device in user_devices.get(key.value())? {
+            if get_record::<DeviceRecord>(&devices, "devices", device?.value())?.is_some_and(|d| !d.revoked) {
+                count += 1;
+            }
+        }
+        out.push(UserSummary {
+            id: key.value(),
+            name: record.name,
+            admin: record.admin,
+            created_at: record.created_at,
+            devices: count,
+        });
+    }
+    Ok(out)
+}
+
+pub fn contacts(db: &Database, user: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    let txn = db.begin_read()?;
+    let members = txn.open_table(MEMBERS)?;
+    let mut out = Vec::new();
+    for conversation in txn.open_multimap_table(USER_CONVERSATIONS)?.get(user)? {
+        let conversation = conversation?.value();
+        for row in members.range((conversation, 0)..=(conversation, u64::MAX))? {
+            let other = row?.0.value().1;
+            if other != user && !out.contains(&other) {
+                out.push(other);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn members_for(db: &Database, viewer: u64, target: &Target) -> Result<(u64, String, Vec<u64>), StoreError> {
+    let reader = Reader::new(db)?;
+    let (id, _) = reader.resolve(viewer, target)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
+    let lookup = reader.lookup();
+    let label = lookup.label(&lookup.conversation(id)?, viewer)?;
+    let mut users = Vec::new();
+    for row in reader.txn.open_table(MEMBERS)?.range((id, 0)..=(id, u64::MAX))? {
+        users.push(row?.0.value().1);
+    }
+    Ok((id, label, users))
+}
+
+pub fn username(db: &Database, user: u64) -> Result<Option<String>, StoreError> {
+    let txn = db.begin_read()?;
+    Ok(get_record::<UserRecord>(&txn.open_table(USERS)?, "users", user)?.map(|u| u.name))
+}
