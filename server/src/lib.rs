@@ -1,4 +1,29 @@
-//! imboxd
+//! imboxd, the imbox daemon, as a library: `main.rs` only parses arguments,
+//! loads the configuration, sets up logging and calls in here.
+//!
+//! Layout — each module is one concept:
+//! - [`config`]: the stacked configuration (defaults, /etc, the data disk's
+//!   settings, environment, flags), validated before anything is bound.
+//! - [`logging`]: journald when there is a journal, readable stderr otherwise.
+//! - [`store`]: the redb database, the group-commit writer and every query.
+//! - [`router`]: which devices are online, and live delivery to them.
+//! - [`session`]: one client's session — protocol states, sync cursors, live
+//!   switch, limits — with no sockets in it.
+//! - [`transport`]: the connection loop and the HTTP/WebSocket listener.
+//! - [`admin`] and [`control`]: shell administration, through the running
+//!   daemon's control socket or directly against a stopped daemon's store.
+//! - [`server`]: start everything, and shut it down in order.
+//!
+//! docs/ARCHITECTURE.md follows a message through these parts.
+
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod logging;
+pub mod router;
+pub mod server;
+pub mod session;
 pub mod store;
+pub mod transport;
+
+pub use server::{run, start, Running, ServerError};

@@ -1,1 +1,197 @@
-fn main(){}
+//! `imboxd`: parses arguments, loads the configuration, sets up logging and
+//! hands over to the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use imboxd::admin::{self, AdminReply, AdminRequest};
+use imboxd::config::{Config, Overrides};
+use imboxd::control::{self, ControlError};
+use imboxd::store::{NoListener, Store, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+/// imboxd, the imbox messaging daemon.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Read this configuration file instead of /etc/imbox/imbox.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Keep the database, the control socket and settings.toml here.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run {
+        /// Listen for HTTP and WebSocket here (repeatable); replaces http.listen.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+    },
+    /// Print the effective configuration as TOML.
+    Config,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage invites.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        name: String,
+        /// Make the account an administrator of the box.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account: frees the name, revokes every device, leaves every group.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum InviteCommand {
+    /// Create an invite and print its one-time token.
+    Create {
+        /// How many accounts the invite may create.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Hours until the invite expires (never, when absent).
+        #[arg(long, value_name = "HOURS")]
+        expires_in: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imboxd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let listen = match &cli.command {
+        Some(Command::Run { listen }) => listen.clone(),
+        _ => Vec::new(),
+    };
+    let overrides = Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), http_listen: listen };
+    let config = Config::load(&overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    match cli.command.unwrap_or(Command::Run { listen: Vec::new() }) {
+        Command::Run { .. } => {
+            imboxd::logging::init(&config.log.level)?;
+            runtime.block_on(serve(config))
+        }
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::User(UserCommand::Add { name, admin }) => {
+            let password = read_password()?;
+            let reply = runtime.block_on(administer(&config, AdminRequest::UserAdd { name: name.clone(), password, admin }))?;
+            if let AdminReply::UserAdded { id } = reply {
+                println!("created {}{name} (id {id})", if admin { "administrator " } else { "" });
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::List { json }) => {
+            if let AdminReply::Users { users } = runtime.block_on(administer(&config, AdminRequest::UserList))? {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&users)?);
+                } else {
+                    println!("{:<32} {:>6} {:>8}", "NAME", "ADMIN", "DEVICES");
+                    for user in users {
+                        println!("{:<32} {:>6} {:>8}", user.name, if user.admin { "yes" } else { "no" }, user.devices);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            runtime.block_on(administer(&config, AdminRequest::UserRemove { name: name.clone() }))?;
+            println!("removed {name}");
+            Ok(())
+        }
+        Command::Invite(InviteCommand::Create { uses, expires_in }) => {
+            let request = AdminRequest::InviteCreate { uses, expires_in_hours: expires_in };
+            if let AdminReply::Invite { token, .. } = runtime.block_on(administer(&config, request))? {
+                println!("{token}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        signal.cancel();
+    });
+    tracing::info!(data_dir = %config.data_dir.display(), "starting imboxd {}", env!("CARGO_PKG_VERSION"));
+    imboxd::run(config, shutdown).await?;
+    Ok(())
+}
+
+/// Through the running daemon if there is one, else against the store directly.
+async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<AdminReply> {
+    match control::request(&config.control_socket_path(), &request).await {
+        Ok(reply) => Ok(reply),
+        Err(ControlError::NotRunning) => {
+            imboxd::server::prepare_data_dir(config)?;
+            let store = Store::open(&config.database_path(), StoreOptions::default(), std::sync::Arc::new(NoListener))
+                .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+            let reply = admin::execute(&store, request).await;
+            store.shutdown().await;
+            Ok(reply?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads one line from standard input, prompting when it is a terminal.
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password given: pipe it on standard input, e.g. `echo 'long secret' | imboxd user add NAME`");
+    }
+    Ok(password)
+}

@@ -275,7 +275,7 @@ pub fn apply(
         WriteOp::RevokeDevice { user, device } => {
             let mut record = t.device(*device)?.filter(|d| d.user == *user && !d.revoked).ok_or(StoreError::NoSuchDevice(*device))?;
             revoke(t, *device, &mut record)?;
-            notices.push(Notice::DeviceRevoked { device: *device });
+            notices.push(Notice::DeviceRevoked { user: *user, device: *device });
             Ok(Outcome::Done)
         }
         WriteOp::RemoveUser { name } => remove_user(t, name, fresh, notices),

@@ -22,7 +22,7 @@ use redb::Database;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use apply::WriteOp;
+pub use apply::{Outcome, WriteOp};
 use writer::{Command, Job};
 
 /// Why a store operation failed.
@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The database was written by a newer imboxd.
     #[error("the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd")]
     NewerSchema { found: u64, supported: u64 },
+    /// The commit carrying this write failed; nothing of it was stored.
+    #[error("storage failure, nothing was stored: {0}")]
+    BatchFailed(String),
     /// The writer has stopped (the server is shutting down).
     #[error("the store is closed")]
     Closed,
@@ -104,7 +107,7 @@ impl StoreError {
     /// Whether the failure is of the storage itself (the whole batch fails)
     /// rather than of one request (only that request fails).
     pub fn is_storage(&self) -> bool {
-        matches!(self, StoreError::Storage(_) | StoreError::Corrupt { .. } | StoreError::Closed)
+        matches!(self, StoreError::Storage(_) | StoreError::Corrupt { .. } | StoreError::Closed | StoreError::BatchFailed(_))
     }
 }
 
@@ -162,7 +165,7 @@ pub enum Notice {
     /// A new entry in `user`'s delivery log.
     Entry { user: u64, entry: Entry },
     /// A device's token was revoked: end its sessions.
-    DeviceRevoked { device: u64 },
+    DeviceRevoked { user: u64, device: u64 },
     /// A user was removed: end all their sessions.
     UserRemoved { user: u64 },
 }
@@ -211,6 +214,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A queued write; [`Pending::wait`] resolves once it is durable.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<apply::Outcome, StoreError>>);
+
+impl Pending {
+    /// Waits for the commit that carries this write.
+    pub async fn wait(self) -> Result<apply::Outcome, StoreError> {
+        self.0.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits, expecting a send's result.
+    pub async fn sent(self) -> Result<Sent, StoreError> {
+        self.wait().await?.sent()
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -253,14 +272,22 @@ impl Store {
         Ok(Store { db, writes: tx })
     }
 
-    /// Applies one write through the group commit and waits until it is durable.
-    pub async fn write(&self, op: WriteOp) -> Result<apply::Outcome, StoreError> {
+    /// Queues one write for the group commit without waiting. Writes are
+    /// applied in the order they were queued, so a session that queues two
+    /// sends gets them stored in that order; the returned future resolves once
+    /// the write is durable (or refused).
+    pub fn submit(&self, op: WriteOp) -> Result<Pending, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writes.try_send(Command::Write(Job { op, reply })).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Pending(answer))
+    }
+
+    /// Applies one write through the group commit and waits until it is durable.
+    pub async fn write(&self, op: WriteOp) -> Result<apply::Outcome, StoreError> {
+        self.submit(op)?.wait().await
     }
 
     /// Commits everything queued so far, then stops the writer. Later writes
@@ -432,6 +459,11 @@ impl Store {
     /// member.
     pub fn members_for(&self, viewer: u64, conversation: &Target) -> Result<(u64, String, Vec<u64>), StoreError> {
         read::members_for(&self.db, viewer, conversation)
+    }
+
+    /// The last position of a user's log (0 when empty).
+    pub fn log_head(&self, user: u64) -> Result<u64, StoreError> {
+        read::log_head(&self.db, user)
     }
 
     /// The user's name, if the id exists.

@@ -280,3 +280,8 @@ pub fn username(db: &Database, user: u64) -> Result<Option<String>, StoreError> 
     let txn = db.begin_read()?;
     Ok(get_record::<UserRecord>(&txn.open_table(USERS)?, "users", user)?.map(|u| u.name))
 }
+
+pub fn log_head(db: &Database, user: u64) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(LOG_HEADS)?.get(user)?.map(|v| v.value()).unwrap_or(0))
+}

@@ -90,7 +90,7 @@ fn commit(db: &Database, batch: &mut Vec<Job>, listener: &dyn CommitListener) {
             tracing::error!(size, error = %err, "commit failed; the batch was not stored");
             let message = err.to_string();
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(StoreError::Invalid(format!("storage failure, nothing stored: {message}"))));
+                let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
             }
         }
     }

@@ -1,0 +1,94 @@
+//! Box administration from the shell: the operations behind
+//! `imboxd user …` and `imboxd invite …`, carried out the same way whether
+//! they arrive through the running daemon's control socket or run against a
+//! store opened directly while the daemon is stopped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::password::{self, PasswordError};
+use crate::store::{now_ms, Store, StoreError, UserSummary};
+
+/// An administrative request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Creates an account.
+    UserAdd { name: String, password: String, admin: bool },
+    /// Lists accounts.
+    UserList,
+    /// Removes an account.
+    UserRemove { name: String },
+    /// Creates an invite.
+    InviteCreate { uses: u32, expires_in_hours: Option<u64> },
+}
+
+/// The answer to an [`AdminRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum AdminReply {
+    UserAdded { id: u64 },
+    Users { users: Vec<UserSummary> },
+    UserRemoved,
+    Invite { token: String, expires_at: Option<u64> },
+}
+
+/// Why an administrative request failed.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+pub enum AdminError {
+    /// The request was refused, with the reason a person should read.
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed.
+    #[error("the store failed: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        if e.is_storage() {
+            AdminError::Store(e.to_string())
+        } else {
+            AdminError::Refused(e.to_string())
+        }
+    }
+}
+
+impl From<PasswordError> for AdminError {
+    fn from(e: PasswordError) -> Self {
+        AdminError::Store(e.to_string())
+    }
+}
+
+/// Carries out one request.
+pub async fn execute(store: &Store, request: AdminRequest) -> Result<AdminReply, AdminError> {
+    match request {
+        AdminRequest::UserAdd { name, password, admin } => {
+            if !imbox_protocol::names::valid_username(&name) {
+                return Err(AdminError::Refused(format!(
+                    "{name:?} is not a valid user name: use 1-32 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+                )));
+            }
+            if !imbox_protocol::names::valid_password(&password) {
+                return Err(AdminError::Refused(format!(
+                    "the password is too short: use at least {} characters",
+                    imbox_protocol::names::MIN_PASSWORD
+                )));
+            }
+            let hash = tokio::task::spawn_blocking(move || password::hash_now(&password))
+                .await
+                .map_err(|e| AdminError::Store(e.to_string()))??;
+            let id = store.create_user(&name, hash, admin).await?;
+            Ok(AdminReply::UserAdded { id })
+        }
+        AdminRequest::UserList => Ok(AdminReply::Users { users: store.users()? }),
+        AdminRequest::UserRemove { name } => {
+            store.remove_user(&name).await?;
+            Ok(AdminReply::UserRemoved)
+        }
+        AdminRequest::InviteCreate { uses, expires_in_hours } => {
+            let expires_at = expires_in_hours.map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000)));
+            let token = store.create_invite(None, uses.max(1), expires_at).await?;
+            Ok(AdminReply::Invite { token, expires_at })
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! How store failures read to a client.
+
+use imbox_protocol::{ErrorBody, ErrorCode};
+
+use crate::store::StoreError;
+
+/// The typed error a client gets for a store failure.
+pub fn from_store(err: &StoreError) -> ErrorBody {
+    let (code, message) = match err {
+        StoreError::Overloaded => {
+            return ErrorBody {
+                code: ErrorCode::Unavailable,
+                message: "the server is busy; retry shortly".into(),
+                retry_after_ms: Some(200),
+            }
+        }
+        StoreError::Closed => (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into()),
+        StoreError::Locked
+        | StoreError::Storage(_)
+        | StoreError::Corrupt { .. }
+        | StoreError::NewerSchema { .. }
+        | StoreError::BatchFailed(_) => {
+            tracing::error!(error = %err, "store failure");
+            (ErrorCode::Internal, "the server could not store this and changed nothing; retry later".into())
+        }
+        StoreError::NoSuchUser(_) | StoreError::NoSuchConversation(_) | StoreError::NoSuchDevice(_) => {
+            (ErrorCode::NotFound, err.to_string())
+        }
+        StoreError::NotMember(_) => (ErrorCode::NotMember, err.to_string()),
+        StoreError::NotAdmin(_) => (ErrorCode::NotAdmin, err.to_string()),
+        StoreError::NameTaken(_) => (ErrorCode::NameTaken, err.to_string()),
+        StoreError::InvalidInvite => (ErrorCode::InvalidInvite, err.to_string()),
+        StoreError::IdConflict(_) => (ErrorCode::IdConflict, err.to_string()),
+        StoreError::TooManyMembers(_) => (ErrorCode::TooLarge, err.to_string()),
+        StoreError::AlreadyMember { .. } | StoreError::Invalid(_) => (ErrorCode::InvalidArgument, err.to_string()),
+    };
+    ErrorBody::new(code, message)
+}

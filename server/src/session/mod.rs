@@ -1,0 +1,628 @@
+//! The session core: one client's conversation with the server, with no
+//! sockets in it.
+//!
+//! A transport (WebSocket, QUIC) decodes frames and hands each request to
+//! [`Session::handle`], sends what comes back, and passes on what the router
+//! pushes through [`Session::on_push`]. Everything else — the hello and
+//! authentication states, sync cursors and the switch to live delivery,
+//! de-duplication of pushes, rate limits, early-data rules — lives here, so
+//! both transports behave the same and this is tested without a network.
+
+mod errors;
+pub mod limits;
+pub mod password;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use imbox_protocol::names;
+use imbox_protocol::{
+    ClientFrame, Entry, ErrorBody, ErrorCode, Event, Limits, ReceiptKind, Request, Response, ServerFrame,
+    Target, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+};
+
+use crate::router::{Inbox, Push, Router};
+use crate::store::{DeviceAuth, NewDevice, Store, StoreError, WriteOp};
+use limits::{LoginLimit, SendLimit};
+use password::Passwords;
+
+pub use errors::from_store;
+
+/// What every session shares: the store, the router, limits and counters.
+#[derive(Debug)]
+pub struct Hub {
+    pub store: Store,
+    pub router: Arc<Router>,
+    pub limits: SessionLimits,
+    pub passwords: Passwords,
+    pub logins: LoginLimit,
+    pub server_name: String,
+}
+
+/// The limits sessions enforce (from the configuration).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub max_frame_bytes: u32,
+    pub max_text_bytes: u32,
+    pub max_sync_page: u32,
+    pub max_history_page: u32,
+    pub sends_per_second: u32,
+    pub send_burst: u32,
+    pub max_group_members: u32,
+    pub login_attempts_per_minute: u32,
+    /// Contacts told about presence changes, at most.
+    pub max_presence_fanout: usize,
+}
+
+impl SessionLimits {
+    fn announced(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_text_bytes: self.max_text_bytes,
+            max_sync_page: self.max_sync_page,
+            max_history_page: self.max_history_page,
+            sends_per_second: self.sends_per_second,
+            max_group_members: self.max_group_members,
+        }
+    }
+}
+
+/// A response that waits for a commit, computed off the session.
+pub type Deferred = Pin<Box<dyn Future<Output = ServerFrame> + Send + 'static>>;
+
+/// What to do with a handled request.
+pub enum Handled {
+    /// Send this frame now.
+    Reply(ServerFrame),
+    /// Send this frame when the future resolves (usually after a commit);
+    /// the session may handle further requests meanwhile.
+    Later(Deferred),
+    /// Send this frame, then close the connection.
+    Close(ServerFrame),
+}
+
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Reply(frame) => f.debug_tuple("Reply").field(frame).finish(),
+            Handled::Later(_) => f.write_str("Later(..)"),
+            Handled::Close(frame) => f.debug_tuple("Close").field(frame).finish(),
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for `hello`.
+    New,
+    /// Said hello; not authenticated.
+    Greeted,
+    /// Authenticated as a device.
+    Ready(Box<Device>),
+    /// Logged out or revoked; only closing remains.
+    Ended,
+}
+
+#[derive(Debug)]
+struct Device {
+    auth: DeviceAuth,
+    registration: u64,
+    /// The highest log position sent to the client (by sync or push).
+    delivered: u64,
+    /// Whether the client has synced to the end, so that new entries are
+    /// pushed.
+    live: bool,
+    sends: SendLimit,
+}
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    hub: Arc<Hub>,
+    peer: IpAddr,
+    phase: Phase,
+    inbox: Option<Inbox>,
+    /// Set by a transport while the request came in 0-RTT early data.
+    early_data: bool,
+}
+
+fn ok(id: u32, body: Response) -> Handled {
+    Handled::Reply(ServerFrame::Ok { id, body })
+}
+
+fn err(id: u32, code: ErrorCode, message: impl Into<String>) -> Handled {
+    Handled::Reply(ServerFrame::Err { id, error: ErrorBody::new(code, message) })
+}
+
+fn store_err(id: u32, e: &StoreError) -> Handled {
+    Handled::Reply(ServerFrame::Err { id, error: from_store(e) })
+}
+
+fn rate_limited(id: u32, wait: std::time::Duration, what: &str) -> Handled {
+    Handled::Reply(ServerFrame::Err {
+        id,
+        error: ErrorBody {
+            code: ErrorCode::RateLimited,
+            message: format!("too many {what}; wait {} ms and retry", wait.as_millis().max(1)),
+            retry_after_ms: Some(wait.as_millis().max(1) as u64),
+        },
+    })
+}
+
+/// Answers a queued write once it is durable.
+fn later<T, F>(id: u32, pending: Result<crate::store::Pending, StoreError>, done: F) -> Handled
+where
+    F: FnOnce(crate::store::Outcome) -> Result<Response, StoreError> + Send + 'static,
+    T: Send,
+{
+    match pending {
+        Err(e) => store_err(id, &e),
+        Ok(pending) => Handled::Later(Box::pin(async move {
+            match pending.wait().await.and_then(done) {
+                Ok(body) => ServerFrame::Ok { id, body },
+                Err(e) => ServerFrame::Err { id, error: from_store(&e) },
+            }
+        })),
+    }
+}
+
+impl Session {
+    /// A new session for a client at `peer`.
+    pub fn new(hub: Arc<Hub>, peer: IpAddr) -> Session {
+        Session { hub, peer, phase: Phase::New, inbox: None, early_data: false }
+    }
+
+    /// Whether the session has authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.phase, Phase::Ready(_))
+    }
+
+    /// The router registration made at authentication, once: the transport
+    /// takes it to receive pushes.
+    pub fn take_inbox(&mut self) -> Option<Inbox> {
+        self.inbox.take()
+    }
+
+    /// Marks the following requests as arriving in 0-RTT early data (or not).
+    pub fn set_early_data(&mut self, early: bool) {
+        self.early_data = early;
+    }
+
+    /// Handles one request.
+    pub async fn handle(&mut self, frame: ClientFrame) -> Handled {
+        let ClientFrame { id, req } = frame;
+        if self.early_data && !req.is_replay_safe() {
+            return err(
+                id,
+                ErrorCode::NotInEarlyData,
+                format!("{} is not accepted in 0-RTT early data; send it again after the handshake", req.kind()),
+            );
+        }
+        match (&self.phase, req) {
+            (Phase::Ended, _) => err(id, ErrorCode::NotAuthenticated, "this session has ended; reconnect"),
+            (_, Request::Ping) => ok(id, Response::Pong),
+            (Phase::New, Request::Hello { versions, client }) => self.hello(id, &versions, &client),
+            (Phase::New, _) => err(id, ErrorCode::HelloRequired, "send hello first"),
+            (_, Request::Hello { .. }) => err(id, ErrorCode::HelloRequired, "hello was already sent"),
+            (Phase::Greeted, Request::Login { username, password, device_name }) => {
+                self.login(id, username, password, device_name).await
+            }
+            (Phase::Greeted, Request::Register { username, password, invite, device_name }) => {
+                self.register(id, username, password, invite, device_name).await
+            }
+            (Phase::Greeted, Request::Resume { token }) => self.resume(id, &token),
+            (Phase::Greeted, _) => {
+                err(id, ErrorCode::NotAuthenticated, "log in first (login, register or resume)")
+            }
+            (Phase::Ready(_), Request::Login { .. } | Request::Register { .. } | Request::Resume { .. }) => {
+                err(id, ErrorCode::AlreadyAuthenticated, "this session is already authenticated")
+            }
+            (Phase::Ready(_), req) => self.authenticated(id, req).await,
+        }
+    }
+
+    fn hello(&mut self, id: u32, versions: &[u16], client: &str) -> Handled {
+        let Some(&version) = SUPPORTED_VERSIONS.iter().rev().find(|v| versions.contains(v)) else {
+            return Handled::Close(ServerFrame::Err {
+                id,
+                error: ErrorBody::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "this server speaks protocol versions {SUPPORTED_VERSIONS:?}, the client offered {versions:?}; update the client"
+                    ),
+                ),
+            });
+        };
+        tracing::debug!(peer = %self.peer, client = %client.chars().take(64).collect::<String>(), version, "hello");
+        self.phase = Phase::Greeted;
+        ok(
+            id,
+            Response::Welcome {
+                version: version.min(PROTOCOL_VERSION),
+                server: self.hub.server_name.clone(),
+                limits: self.hub.limits.announced(),
+            },
+        )
+    }
+
+    async fn login(&mut self, id: u32, username: String, password: String, device_name: String) -> Handled {
+        if !names::valid_device_name(&device_name) {
+            return err(id, ErrorCode::InvalidName, "the device name is too long or has control characters");
+        }
+        if let Err(wait) = self.hub.logins.allowed(&username, self.peer) {
+            return rate_limited(id, wait, "failed logins");
+        }
+        let credentials = match self.hub.store.credentials(&username) {
+            Ok(c) => c,
+            Err(e) => return store_err(id, &e),
+        };
+        let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+        let matched = match self.hub.passwords.verify(password, hash).await {
+            Ok(m) => m,
+            Err(e) => return err(id, ErrorCode::Internal, format!("{e}; retry")),
+        };
+        let Some(credentials) = credentials.filter(|_| matched) else {
+            self.hub.logins.failed(&username, self.peer);
+            tracing::info!(peer = %self.peer, user = %username.chars().take(32).collect::<String>(), "failed login");
+            return err(id, ErrorCode::BadCredentials, "wrong user name or password");
+        };
+        self.hub.logins.succeeded(&username);
+        match self.hub.store.add_device(credentials.user, &device_name).await {
+            Ok(device) => self.authenticated_as(id, device),
+            Err(e) => store_err(id, &e),
+        }
+    }
+
+    async fn register(
+        &mut self,
+        id: u32,
+        username: String,
+        password: String,
+        invite: String,
+        device_name: String,
+    ) -> Handled {
+        if !names::valid_username(&username) {
+            return err(
+                id,
+                ErrorCode::InvalidName,
+                "a user name is 1-32 of a-z, 0-9, '_', '-', '.', starting with a letter or digit",
+            );
+        }
+        if !names::valid_password(&password) {
+            return err(
+                id,
+                ErrorCode::WeakPassword,
+                format!("a password needs at least {} characters (and at most {} bytes)", names::MIN_PASSWORD, names::MAX_PASSWORD),
+            );
+        }
+        if !names::valid_device_name(&device_name) {
+            return err(id, ErrorCode::InvalidName, "the device name is too long or has control characters");
+        }
+        let hash = match self.hub.passwords.hash(password).await {
+            Ok(h) => h,
+            Err(e) => return err(id, ErrorCode::Internal, format!("{e}; retry")),
+        };
+        match self.hub.store.register(&username, hash, &invite, &device_name).await {
+            Ok(device) => self.authenticated_as(id, device),
+            Err(e) => store_err(id, &e),
+        }
+    }
+
+    fn resume(&mut self, id: u32, token: &str) -> Handled {
+        match self.hub.store.authenticate(token) {
+            Ok(Some(auth)) => self.enter(id, auth, None),
+            Ok(None) => err(id, ErrorCode::BadCredentials, "this device token is unknown or was revoked; log in again"),
+            Err(e) => store_err(id, &e),
+        }
+    }
+
+    fn authenticated_as(&mut self, id: u32, device: NewDevice) -> Handled {
+        self.enter(id, device.auth, Some(device.token))
+    }
+
+    /// Registers the authenticated device with the router and answers.
+    fn enter(&mut self, id: u32, auth: DeviceAuth, token: Option<String>) -> Handled {
+        let registration = self.hub.router.register(auth.user, auth.device);
+        if registration.first {
+            self.presence(&auth, true);
+        }
+        let body = Response::Authenticated {
+            user: auth.username.clone(),
+            device: auth.device,
+            token,
+            cursor: auth.cursor,
+            admin: auth.admin,
+        };
+        tracing::debug!(peer = %self.peer, user = %auth.username, device = auth.device, "authenticated");
+        self.inbox = Some(registration.inbox);
+        let limits = &self.hub.limits;
+        self.phase = Phase::Ready(Box::new(Device {
+            delivered: auth.cursor,
+            auth,
+            registration: registration.session,
+            live: false,
+            sends: SendLimit::new(limits.sends_per_second, limits.send_burst),
+        }));
+        ok(id, body)
+    }
+
+    /// Tells the user's contacts that the user came online or went offline.
+    fn presence(&self, auth: &DeviceAuth, online: bool) {
+        let contacts = match self.hub.store.contacts(auth.user, self.hub.limits.max_presence_fanout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence skipped");
+                return;
+            }
+        };
+        let event = Event::Presence { user: auth.username.clone(), online };
+        for contact in contacts {
+            self.hub.router.push_event(contact, None, &event);
+        }
+    }
+
+    async fn authenticated(&mut self, id: u32, req: Request) -> Handled {
+        let Phase::Ready(device) = &mut self.phase else {
+            return err(id, ErrorCode::NotAuthenticated, "log in first");
+        };
+        let hub = &self.hub;
+        let user = device.auth.user;
+        let limits = &hub.limits;
+        match req {
+            Request::Send { to, id: message_id, text } => {
+                if text.len() > limits.max_text_bytes as usize {
+                    return err(
+                        id,
+                        ErrorCode::TooLarge,
+                        format!("the text has {} bytes; the limit is {}", text.len(), limits.max_text_bytes),
+                    );
+                }
+                if !names::valid_message_id(&message_id) {
+                    return err(id, ErrorCode::InvalidName, "a message id is 1-64 printable ASCII characters");
+                }
+                if let Err(wait) = device.sends.check() {
+                    return rate_limited(id, wait, "messages");
+                }
+                let op = WriteOp::Send { sender: user, device: device.auth.device, to, client_id: message_id, text };
+                later::<(), _>(id, hub.store.submit(op), |outcome| {
+                    let sent = match outcome {
+                        crate::store::Outcome::Sent(s) => s,
+                        other => return Err(StoreError::Invalid(format!("internal: unexpected {other:?}"))),
+                    };
+                    Ok(Response::Sent {
+                        conversation: sent.conversation,
+                        seq: sent.seq,
+                        sent_at: sent.sent_at,
+                        duplicate: sent.duplicate,
+                    })
+                })
+            }
+            Request::Sync { since, limit } => {
+                let limit = limit.clamp(1, limits.max_sync_page);
+                let (entries, more) = match hub.store.log_page(user, since, limit) {
+                    Ok(page) => page,
+                    Err(e) => return store_err(id, &e),
+                };
+                let next = entries.last().map_or(since, |e| e.position);
+                if !more {
+                    // The page reached the end of the log: from here on new
+                    // entries are pushed. Entries committed after this page's
+                    // snapshot have higher positions and pass the filter in
+                    // `on_push`; older ones are dropped there.
+                    let head = if entries.is_empty() {
+                        match hub.store.log_head(user) {
+                            Ok(h) => h.min(since),
+                            Err(e) => return store_err(id, &e),
+                        }
+                    } else {
+                        next
+                    };
+                    device.live = true;
+                    device.delivered = head;
+                } else {
+                    device.delivered = device.delivered.max(next);
+                }
+                ok(id, Response::Entries { entries, next, more })
+            }
+            Request::Ack { position } => later::<(), _>(
+                id,
+                hub.store.submit(WriteOp::Ack { device: device.auth.device, position }),
+                |_| Ok(Response::Done),
+            ),
+            Request::History { conversation, before, limit } => {
+                let limit = limit.clamp(1, limits.max_history_page);
+                match hub.store.history(user, &conversation, before, limit) {
+                    Ok((messages, more)) => ok(id, Response::History { messages, more }),
+                    Err(e) => store_err(id, &e),
+                }
+            }
+            Request::Conversations => match hub.store.conversations(user) {
+                Ok(conversations) => ok(id, Response::Conversations { conversations }),
+                Err(e) => store_err(id, &e),
+            },
+            Request::CreateGroup { name, members } => {
+                if !names::valid_group_name(&name) {
+                    return err(
+                        id,
+                        ErrorCode::InvalidName,
+                        "a group name is 1-64 of a-z, 0-9, '_', '-', '.', starting with a letter or digit",
+                    );
+                }
+                if members.len() >= limits.max_group_members as usize {
+                    return err(id, ErrorCode::TooLarge, format!("a group may have at most {} members", limits.max_group_members));
+                }
+                let op = WriteOp::CreateGroup { creator: user, name, members, max_members: limits.max_group_members };
+                self.group_reply(id, op)
+            }
+            Request::AddMember { group, user: member } => {
+                let op = WriteOp::AddMember { actor: user, group, user: member, max_members: limits.max_group_members };
+                self.group_reply(id, op)
+            }
+            Request::RemoveMember { group, user: member } => {
+                self.group_reply(id, WriteOp::RemoveMember { actor: user, group, user: member })
+            }
+            Request::Leave { group } => {
+                later::<(), _>(id, hub.store.submit(WriteOp::Leave { user, group }), |_| Ok(Response::Done))
+            }
+            Request::MarkRead { conversation, seq } => self.receipt(id, conversation, ReceiptKind::Read, seq),
+            Request::MarkDelivered { conversation, seq } => {
+                self.receipt(id, conversation, ReceiptKind::Delivered, seq)
+            }
+            Request::Typing { conversation } => {
+                if let Err(wait) = device.sends.check() {
+                    return rate_limited(id, wait, "typing notices");
+                }
+                let registration = device.registration;
+                let name = device.auth.username.clone();
+                match hub.store.members_for(user, &conversation) {
+                    Ok((conversation, chat, members)) => {
+                        // Readers name a direct conversation after the other
+                        // person: here, the one typing.
+                        let chat = if chat.starts_with('#') { chat } else { name.clone() };
+                        let event = Event::Typing { conversation, chat, user: name };
+                        for member in members.into_iter().filter(|&m| m != user) {
+                            hub.router.push_event(member, Some(registration), &event);
+                        }
+                        ok(id, Response::Done)
+                    }
+                    Err(e) => store_err(id, &e),
+                }
+            }
+            Request::Devices => match hub.store.devices(user, device.auth.device) {
+                Ok(devices) => ok(id, Response::Devices { devices }),
+                Err(e) => store_err(id, &e),
+            },
+            Request::RevokeDevice { device: target } => {
+                later::<(), _>(id, hub.store.submit(WriteOp::RevokeDevice { user, device: target }), |_| {
+                    Ok(Response::Done)
+                })
+            }
+            Request::Logout => {
+                let op = WriteOp::RevokeDevice { user, device: device.auth.device };
+                let result = hub.store.write(op).await;
+                self.end();
+                match result {
+                    Ok(_) => Handled::Close(ServerFrame::Ok { id, body: Response::Done }),
+                    Err(e) => Handled::Close(ServerFrame::Err { id, error: from_store(&e) }),
+                }
+            }
+            Request::Hello { .. }
+            | Request::Login { .. }
+            | Request::Register { .. }
+            | Request::Resume { .. }
+            | Request::Ping => err(id, ErrorCode::InvalidArgument, "unexpected request"),
+        }
+    }
+
+    fn receipt(&mut self, id: u32, conversation: Target, kind: ReceiptKind, seq: u64) -> Handled {
+        let Phase::Ready(device) = &self.phase else {
+            return err(id, ErrorCode::NotAuthenticated, "log in first");
+        };
+        let op = WriteOp::Receipt { user: device.auth.user, conversation, kind, seq };
+        later::<(), _>(id, self.hub.store.submit(op), |_| Ok(Response::Done))
+    }
+
+    /// Queues a group change; answers with the group as the caller now sees it.
+    fn group_reply(&mut self, id: u32, op: WriteOp) -> Handled {
+        let Phase::Ready(device) = &self.phase else {
+            return err(id, ErrorCode::NotAuthenticated, "log in first");
+        };
+        let user = device.auth.user;
+        let store = self.hub.store.clone();
+        later::<(), _>(id, self.hub.store.submit(op), move |outcome| match outcome {
+            crate::store::Outcome::Conversation(conversation) => {
+                Ok(Response::Group { conversation: store.conversation(user, conversation)? })
+            }
+            other => Err(StoreError::Invalid(format!("internal: unexpected {other:?}"))),
+        })
+    }
+
+    /// Turns something the router pushed into frames for the client, and
+    /// whether the session must close.
+    pub fn on_push(&mut self, push: Push) -> (Vec<ServerFrame>, bool) {
+        let Phase::Ready(device) = &mut self.phase else {
+            return (Vec::new(), false);
+        };
+        match push {
+            Push::Event(event) => (vec![ServerFrame::Event { event }], false),
+            Push::Revoked => {
+                self.end();
+                (vec![ServerFrame::Event { event: Event::Revoked }], true)
+            }
+            Push::Entry(entry) => {
+                if !device.live || entry.position <= device.delivered {
+                    // Not live yet (the client is paging through sync) or
+                    // already sent: the client has it or will get it by sync.
+                    return (Vec::new(), false);
+                }
+                if entry.position == device.delivered + 1 {
+                    device.delivered = entry.position;
+                    return (vec![entry_frame(entry)], false);
+                }
+                // A gap: something was not queued. Read it from the store.
+                self.catch_up()
+            }
+        }
+    }
+
+    /// Sends what the router could not queue, read from the store (after the
+    /// router flagged this session as lagging). Also re-checks the token,
+    /// since a revocation may have been among what was not queued.
+    pub fn catch_up(&mut self) -> (Vec<ServerFrame>, bool) {
+        let Phase::Ready(device) = &mut self.phase else {
+            return (Vec::new(), false);
+        };
+        if !device.live {
+            return (Vec::new(), false);
+        }
+        let (user, since) = (device.auth.user, device.delivered);
+        let still_valid = self.hub.store.devices(user, device.auth.device).map(|d| d.iter().any(|d| d.current));
+        if let Ok(false) = still_valid {
+            self.end();
+            return (vec![ServerFrame::Event { event: Event::Revoked }], true);
+        }
+        // One page per wake-up keeps a session from monopolising its thread;
+        // if more remain the next push finds the gap again.
+        match self.hub.store.log_page(user, since, self.hub.limits.max_sync_page) {
+            Ok((entries, more)) => {
+                if let Some(last) = entries.last() {
+                    device.delivered = last.position;
+                }
+                let frames = entries.into_iter().map(entry_frame).collect();
+                if more {
+                    if let Some(inbox) = &self.inbox {
+                        inbox.signal.notify.notify_one();
+                    }
+                }
+                (frames, false)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "catch-up failed; the client will resync after reconnecting");
+                (vec![ServerFrame::Event { event: Event::GoingAway { reason: "server error, please reconnect".into() } }], true)
+            }
+        }
+    }
+
+    /// Leaves the router and tells contacts if this was the user's last
+    /// session.
+    fn end(&mut self) {
+        if let Phase::Ready(device) = std::mem::replace(&mut self.phase, Phase::Ended) {
+            if self.hub.router.unregister(device.auth.user, device.registration) {
+                self.presence(&device.auth, false);
+            }
+        }
+    }
+}
+
+fn entry_frame(entry: Entry) -> ServerFrame {
+    ServerFrame::Event { event: Event::Entry { entry } }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end();
+    }
+}

@@ -1,0 +1,170 @@
+//! The connection loop shared by every transport.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use imbox_protocol::{ClientFrame, ErrorBody, ErrorCode, Event, ServerFrame};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{FrameIo, TransportError};
+use crate::router::{Push, Signal};
+use crate::session::{Handled, Hub, Session};
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Requests whose answers wait on a commit, at most, before the loop
+    /// stops reading (back-pressure instead of an unbounded queue).
+    pub max_inflight: usize,
+    /// Time allowed from connecting to being authenticated.
+    pub handshake_timeout: Duration,
+}
+
+async fn next_push(queue: &mut Option<mpsc::Receiver<Push>>) -> Option<Push> {
+    match queue {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn lagged(signal: &Option<Arc<Signal>>) {
+    match signal {
+        Some(s) => s.notify.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the loop does after a step.
+enum Step {
+    Continue,
+    Close,
+}
+
+async fn send_all<T: FrameIo>(io: &mut T, frames: Vec<ServerFrame>, close: bool) -> Step {
+    for frame in frames {
+        if io.send(frame.encode()).await.is_err() {
+            return Step::Close;
+        }
+    }
+    if close {
+        Step::Close
+    } else {
+        Step::Continue
+    }
+}
+
+/// Serves one connection until either side closes it or `shutdown` fires.
+pub async fn serve<T: FrameIo>(
+    hub: Arc<Hub>,
+    mut io: T,
+    peer: IpAddr,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let mut session = Session::new(hub, peer);
+    let mut inflight = FuturesUnordered::new();
+    let mut queue = None;
+    let mut signal = None;
+    let handshake = tokio::time::sleep(limits.handshake_timeout);
+    tokio::pin!(handshake);
+    loop {
+        let step = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                let event = ServerFrame::Event {
+                    event: Event::GoingAway { reason: "the server is shutting down; reconnect shortly".into() },
+                };
+                // Writes already queued are committed before the store stops;
+                // give their answers a moment so that clients need not retry.
+                let mut frames = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(frame) = inflight.next().await {
+                        frames.push(frame);
+                    }
+                })
+                .await;
+                frames.push(event);
+                send_all(&mut io, frames, true).await
+            }
+            Some(frame) = inflight.next(), if !inflight.is_empty() => send_all(&mut io, vec![frame], false).await,
+            push = next_push(&mut queue) => match push {
+                Some(push) => {
+                    let (frames, close) = session.on_push(push);
+                    send_all(&mut io, frames, close).await
+                }
+                None => Step::Close,
+            },
+            () = lagged(&signal) => {
+                if signal.as_ref().is_some_and(|s| s.take_lagged()) {
+                    let (frames, close) = session.catch_up();
+                    send_all(&mut io, frames, close).await
+                } else {
+                    Step::Continue
+                }
+            }
+            () = &mut handshake, if !session.is_authenticated() => {
+                let frame = ServerFrame::Err {
+                    id: 0,
+                    error: ErrorBody::new(ErrorCode::NotAuthenticated, "no authentication in time; closing"),
+                };
+                send_all(&mut io, vec![frame], true).await
+            }
+            received = io.recv(), if inflight.len() < limits.max_inflight => match received {
+                Ok(Some(bytes)) => match ClientFrame::decode(&bytes) {
+                    Ok(frame) => {
+                        let handled = session.handle(frame).await;
+                        if let Some(inbox) = session.take_inbox() {
+                            queue = Some(inbox.queue);
+                            signal = Some(inbox.signal);
+                        }
+                        match handled {
+                            Handled::Reply(frame) => send_all(&mut io, vec![frame], false).await,
+                            Handled::Later(future) => {
+                                inflight.push(future);
+                                Step::Continue
+                            }
+                            Handled::Close(frame) => send_all(&mut io, vec![frame], true).await,
+                        }
+                    }
+                    Err(e) => {
+                        let (frame, close) = e.to_frame();
+                        if close {
+                            tracing::info!(%peer, error = %e, "closing a connection that sent a malformed frame");
+                        }
+                        send_all(&mut io, vec![frame], close).await
+                    }
+                },
+                Ok(None) => Step::Close,
+                Err(TransportError::TooLarge { size, limit }) => {
+                    tracing::info!(%peer, size, limit, "closing a connection that sent an oversize frame");
+                    let frame = ServerFrame::Err {
+                        id: 0,
+                        error: ErrorBody::new(
+                            ErrorCode::FrameTooLarge,
+                            format!("a frame of {size} bytes exceeds the limit of {limit}; closing"),
+                        ),
+                    };
+                    send_all(&mut io, vec![frame], true).await
+                }
+                Err(TransportError::NotAFrame(what)) => {
+                    let frame = ServerFrame::Err {
+                        id: 0,
+                        error: ErrorBody::new(ErrorCode::BadFrame, format!("{what}; closing")),
+                    };
+                    send_all(&mut io, vec![frame], true).await
+                }
+                Err(TransportError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection failed");
+                    Step::Close
+                }
+            },
+        };
+        if let Step::Close = step {
+            break;
+        }
+    }
+    io.close().await;
+}

@@ -1,0 +1,36 @@
+//! Transports: how frames reach a [`crate::session::Session`].
+//!
+//! [`connection::serve`] is the one connection loop, written against
+//! [`FrameIo`]; each transport only moves whole frames in and out.
+
+pub mod connection;
+pub mod http;
+pub mod websocket;
+
+use std::future::Future;
+
+/// Why a transport could not move a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer sent a frame over the size limit.
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    /// The peer sent something that is not a frame of this transport (for
+    /// example a WebSocket text message).
+    #[error("not a protocol frame: {0}")]
+    NotAFrame(&'static str),
+    /// The connection failed.
+    #[error("connection failed: {0}")]
+    Io(String),
+}
+
+/// Moves whole frames. `recv` must be cancel-safe: the connection loop drops
+/// it whenever something else is ready, and no data may be lost when it does.
+pub trait FrameIo: Send {
+    /// The next frame, or `None` when the peer closed the connection.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> + Send;
+    /// Sends one frame.
+    fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Closes the connection politely.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,63 @@
+//! WebSocket framing: one protocol frame per binary message.
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{FrameIo, TransportError};
+
+/// A server-side WebSocket carrying protocol frames.
+#[derive(Debug)]
+pub struct WebSocketFrames {
+    ws: WebSocketStream<TokioIo<Upgraded>>,
+    max_frame: usize,
+}
+
+impl WebSocketFrames {
+    /// Wraps an upgraded HTTP connection. Buffers are kept small: most
+    /// frames are a few hundred bytes, and a box holds many connections.
+    pub async fn accept(upgraded: Upgraded, max_frame: usize) -> WebSocketFrames {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max_frame.saturating_mul(4).max(1 << 16))
+            .max_message_size(Some(max_frame))
+            .max_frame_size(Some(max_frame));
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        WebSocketFrames { ws, max_frame }
+    }
+}
+
+impl FrameIo for WebSocketFrames {
+    async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        loop {
+            // `StreamExt::next` is cancel-safe: tungstenite keeps partial
+            // reads in its own buffer.
+            match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(Message::Binary(bytes))) => return Ok(Some(bytes.to_vec())),
+                Some(Ok(Message::Text(_))) => {
+                    return Err(TransportError::NotAFrame("text messages are not frames: send binary MessagePack"))
+                }
+                // Pings are answered by tungstenite itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    return Err(TransportError::TooLarge { size, limit: max_size.min(self.max_frame) })
+                }
+                Some(Err(e)) => return Err(TransportError::Io(e.to_string())),
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
+        self.ws.send(Message::Binary(frame.into())).await.map_err(|e| TransportError::Io(e.to_string()))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
