@@ -30,6 +30,9 @@ use password::Passwords;
 
 pub use errors::from_store;
 
+#[cfg(test)]
+mod tests;
+
 /// What every session shares: the store, the router, limits and counters.
 #[derive(Debug)]
 pub struct Hub {

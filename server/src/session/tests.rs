@@ -1,0 +1,260 @@
+//! The session core without sockets: a real store in a temporary directory,
+//! requests in, frames out.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use imbox_protocol::{ClientFrame, ErrorCode, Event, Item, Request, Response, ServerFrame, Target};
+
+use super::limits::LoginLimit;
+use super::password::{hash_now, Passwords};
+use super::{Handled, Hub, Session, SessionLimits};
+use crate::router::{Inbox, Router};
+use crate::store::{Store, StoreOptions};
+
+struct World {
+    hub: Arc<Hub>,
+    _dir: tempfile::TempDir,
+}
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_frame_bytes: 65536,
+        max_text_bytes: 1000,
+        max_sync_page: 10,
+        max_history_page: 10,
+        sends_per_second: 1000,
+        send_burst: 1000,
+        max_group_members: 5,
+        login_attempts_per_minute: 3,
+        max_presence_fanout: 100,
+    }
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Arc::new(Router::new(4));
+    let store = Store::open(&dir.path().join("t.redb"), StoreOptions::default(), router.clone()).unwrap();
+    for name in ["alice", "bob", "carol"] {
+        store.create_user(name, hash_now("password").unwrap(), false).await.unwrap();
+    }
+    let hub = Arc::new(Hub {
+        store,
+        router,
+        limits: limits(),
+        passwords: Passwords::new(2),
+        logins: LoginLimit::new(3),
+        server_name: "test".into(),
+    });
+    World { hub, _dir: dir }
+}
+
+const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+async fn call(session: &mut Session, req: Request) -> ServerFrame {
+    match session.handle(ClientFrame { id: 7, req }).await {
+        Handled::Reply(frame) | Handled::Close(frame) => frame,
+        Handled::Later(future) => future.await,
+    }
+}
+
+async fn ok(session: &mut Session, req: Request) -> Response {
+    match call(session, req).await {
+        ServerFrame::Ok { id: 7, body } => body,
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+async fn fails(session: &mut Session, req: Request) -> ErrorCode {
+    match call(session, req).await {
+        ServerFrame::Err { id: _, error } => error.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn hello() -> Request {
+    Request::Hello { versions: vec![1], client: "test".into() }
+}
+
+fn login(name: &str, password: &str) -> Request {
+    Request::Login { username: name.into(), password: password.into(), device_name: "t".into() }
+}
+
+async fn logged_in(w: &World, name: &str) -> (Session, Inbox) {
+    let mut s = Session::new(w.hub.clone(), PEER);
+    ok(&mut s, hello()).await;
+    assert!(matches!(ok(&mut s, login(name, "password")).await, Response::Authenticated { .. }));
+    let inbox = s.take_inbox().unwrap();
+    (s, inbox)
+}
+
+fn send(to: &str, id: &str, text: &str) -> Request {
+    Request::Send { to: Target::parse(to), id: id.into(), text: text.into() }
+}
+
+#[tokio::test]
+async fn hello_comes_first_and_versions_must_match() {
+    let w = world().await;
+    let mut s = Session::new(w.hub.clone(), PEER);
+    assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::HelloRequired);
+    let mut old = Session::new(w.hub.clone(), PEER);
+    let closed = old.handle(ClientFrame { id: 1, req: Request::Hello { versions: vec![99], client: "x".into() } }).await;
+    assert!(matches!(closed, Handled::Close(ServerFrame::Err { error, .. }) if error.code == ErrorCode::UnsupportedVersion));
+    assert!(matches!(ok(&mut s, hello()).await, Response::Welcome { version: 1, .. }));
+    assert_eq!(fails(&mut s, hello()).await, ErrorCode::HelloRequired);
+}
+
+#[tokio::test]
+async fn nothing_but_authentication_before_login() {
+    let w = world().await;
+    let mut s = Session::new(w.hub.clone(), PEER);
+    ok(&mut s, hello()).await;
+    assert_eq!(fails(&mut s, send("bob", "m1", "hi")).await, ErrorCode::NotAuthenticated);
+    assert_eq!(fails(&mut s, Request::Sync { since: 0, limit: 10 }).await, ErrorCode::NotAuthenticated);
+    assert!(matches!(ok(&mut s, Request::Ping).await, Response::Pong));
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_rate_limited() {
+    let w = world().await;
+    let mut s = Session::new(w.hub.clone(), PEER);
+    ok(&mut s, hello()).await;
+    for _ in 0..3 {
+        assert_eq!(fails(&mut s, login("alice", "wrong password")).await, ErrorCode::BadCredentials);
+    }
+    // Even the right password waits now: guessing must not continue.
+    assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::RateLimited);
+    assert_eq!(fails(&mut s, login("nobody", "password")).await, ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn a_token_resumes_and_logout_revokes_it() {
+    let w = world().await;
+    let mut s = Session::new(w.hub.clone(), PEER);
+    ok(&mut s, hello()).await;
+    let Response::Authenticated { token: Some(token), .. } = ok(&mut s, login("alice", "password")).await else {
+        panic!("no token")
+    };
+    assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::AlreadyAuthenticated);
+    let mut again = Session::new(w.hub.clone(), PEER);
+    ok(&mut again, hello()).await;
+    assert!(matches!(ok(&mut again, Request::Resume { token: token.clone() }).await, Response::Authenticated { token: None, .. }));
+    assert!(matches!(ok(&mut again, Request::Logout).await, Response::Done));
+    let mut third = Session::new(w.hub.clone(), PEER);
+    ok(&mut third, hello()).await;
+    assert_eq!(fails(&mut third, Request::Resume { token }).await, ErrorCode::BadCredentials);
+}
+
+#[tokio::test]
+async fn a_retried_send_stores_one_message() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let first = ok(&mut alice, send("bob", "m1", "hi")).await;
+    let second = ok(&mut alice, send("bob", "m1", "hi")).await;
+    let (Response::Sent { seq: a, duplicate: false, .. }, Response::Sent { seq: b, duplicate: true, .. }) = (first, second)
+    else {
+        panic!("unexpected send results")
+    };
+    assert_eq!(a, b);
+    assert_eq!(fails(&mut alice, send("bob", "m1", "something else")).await, ErrorCode::IdConflict);
+    let (mut bob, _) = logged_in(&w, "bob").await;
+    let Response::History { messages, .. } =
+        ok(&mut bob, Request::History { conversation: Target::parse("alice"), before: None, limit: 10 }).await
+    else {
+        panic!()
+    };
+    assert_eq!(messages.len(), 1);
+}
+
+#[tokio::test]
+async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let (mut bob, mut inbox) = logged_in(&w, "bob").await;
+    ok(&mut alice, send("bob", "m1", "before live")).await;
+    // Not live yet: the push is dropped, sync delivers it.
+    let push = inbox.queue.recv().await.unwrap();
+    assert!(bob.on_push(push).0.is_empty());
+    let Response::Entries { entries, more: false, next } = ok(&mut bob, Request::Sync { since: 0, limit: 10 }).await
+    else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(next, 1);
+    // Live: the next entry is pushed.
+    ok(&mut alice, send("bob", "m2", "live")).await;
+    let (frames, _) = bob.on_push(inbox.queue.recv().await.unwrap());
+    assert!(matches!(&frames[..], [ServerFrame::Event { event: Event::Entry { entry } }] if entry.position == 2));
+    // Overflow bob's queue (4 places): the router flags the lag, and catching
+    // up reads every missed entry from the store, in order, once.
+    for i in 3..=10 {
+        ok(&mut alice, send("bob", &format!("m{i}"), "burst")).await;
+    }
+    assert!(inbox.signal.take_lagged());
+    let mut positions = Vec::new();
+    while let Ok(push) = inbox.queue.try_recv() {
+        for frame in bob.on_push(push).0 {
+            if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
+                positions.push(entry.position);
+            }
+        }
+    }
+    for frame in bob.catch_up().0 {
+        if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
+            positions.push(entry.position);
+        }
+    }
+    assert_eq!(positions, (3..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn strangers_cannot_read_or_write_a_group() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let (mut carol, _) = logged_in(&w, "carol").await;
+    let created = ok(&mut alice, Request::CreateGroup { name: "ops".into(), members: vec!["bob".into()] }).await;
+    let Response::Group { conversation } = created else { panic!() };
+    assert_eq!(conversation.members.len(), 2);
+    assert_eq!(fails(&mut carol, send("#ops", "c1", "let me in")).await, ErrorCode::NotMember);
+    let history = Request::History { conversation: Target::Id(conversation.id), before: None, limit: 5 };
+    assert_eq!(fails(&mut carol, history).await, ErrorCode::NotFound);
+    let add = Request::AddMember { group: Target::parse("#ops"), user: "carol".into() };
+    assert_eq!(fails(&mut carol, add).await, ErrorCode::NotMember);
+    let (mut bob, _) = logged_in(&w, "bob").await;
+    let add = Request::AddMember { group: Target::parse("#ops"), user: "carol".into() };
+    assert_eq!(fails(&mut bob, add).await, ErrorCode::NotAdmin);
+}
+
+#[tokio::test]
+async fn oversize_text_and_bad_ids_are_typed_errors() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    assert_eq!(fails(&mut alice, send("bob", "m1", &"x".repeat(1001))).await, ErrorCode::TooLarge);
+    assert_eq!(fails(&mut alice, send("bob", "has space", "hi")).await, ErrorCode::InvalidName);
+    assert_eq!(fails(&mut alice, send("nobody", "m2", "hi")).await, ErrorCode::NotFound);
+    assert_eq!(fails(&mut alice, send("alice", "m3", "hi")).await, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn early_data_takes_only_replayable_requests() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    alice.set_early_data(true);
+    let group = Request::CreateGroup { name: "g".into(), members: vec![] };
+    assert_eq!(fails(&mut alice, group).await, ErrorCode::NotInEarlyData);
+    assert!(matches!(ok(&mut alice, send("bob", "e1", "replay-safe")).await, Response::Sent { .. }));
+    alice.set_early_data(false);
+    let group = Request::CreateGroup { name: "g".into(), members: vec![] };
+    assert!(matches!(ok(&mut alice, group).await, Response::Group { .. }));
+}
+
+#[tokio::test]
+async fn receipts_reach_the_sender() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let (mut bob, _) = logged_in(&w, "bob").await;
+    ok(&mut alice, send("bob", "m1", "read me")).await;
+    ok(&mut bob, Request::MarkRead { conversation: Target::parse("alice"), seq: 1 }).await;
+    let Response::Entries { entries, .. } = ok(&mut alice, Request::Sync { since: 0, limit: 10 }).await else { panic!() };
+    assert!(entries.iter().any(|e| matches!(&e.item, Item::Receipt(r) if r.user == "bob" && r.seq == 1)));
+}
