@@ -224,9 +224,6 @@ mod tests {
             Err(DecodeError::UnknownRequest { id: 5, kind: "fly".into() })
         );
         let invalid = rmp_serde::to_vec_named(&Odd { id: 6, req: OddReq { kind: "send", to: 1 } }).unwrap();
-        assert!(matches!(
-            ClientFrame::decode(&invalid),
-            Err(DecodeError::InvalidRequest { id: 6, .. })
-        ));
+        assert!(matches!(ClientFrame::decode(&invalid), Err(DecodeError::InvalidRequest { id: 6, .. })));
     }
 }

@@ -49,18 +49,9 @@ pub enum Request {
     /// Opens the session: the versions the client speaks and its name.
     Hello { versions: Vec<u16>, client: String },
     /// Creates an account with an invite token and logs its first device in.
-    Register {
-        username: String,
-        password: String,
-        invite: String,
-        device_name: String,
-    },
+    Register { username: String, password: String, invite: String, device_name: String },
     /// Logs a new device in with a password; the response carries its token.
-    Login {
-        username: String,
-        password: String,
-        device_name: String,
-    },
+    Login { username: String, password: String, device_name: String },
     /// Authenticates an existing device by its token.
     Resume { token: String },
     /// Revokes this device's token and ends the session.
@@ -80,11 +71,7 @@ pub enum Request {
     Ack { position: u64 },
     /// Reads messages of a conversation before sequence number `before`
     /// (the newest when absent), newest `limit` ones, oldest first.
-    History {
-        conversation: Target,
-        before: Option<u64>,
-        limit: u32,
-    },
+    History { conversation: Target, before: Option<u64>, limit: u32 },
     /// Lists the conversations the caller belongs to.
     Conversations,
     /// Creates a group with the caller as its admin and these members.
@@ -192,12 +179,7 @@ mod tests {
 
     #[test]
     fn kinds_cover_every_request() {
-        let reqs = [
-            Request::Logout,
-            Request::Ping,
-            Request::Devices,
-            Request::Conversations,
-        ];
+        let reqs = [Request::Logout, Request::Ping, Request::Devices, Request::Conversations];
         for r in reqs {
             assert!(Request::KINDS.contains(&r.kind()));
         }

@@ -64,11 +64,7 @@ pub struct DeviceInfo {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     /// Answer to `hello`: the chosen version and the session's limits.
-    Welcome {
-        version: u16,
-        server: String,
-        limits: Limits,
-    },
+    Welcome { version: u16, server: String, limits: Limits },
     /// Answer to `register`, `login` and `resume`.
     Authenticated {
         user: String,

@@ -39,7 +39,12 @@ pub enum ControlError {
 }
 
 /// Binds the control socket and serves it until shutdown.
-pub fn listen(path: &Path, hub: Arc<Hub>, shutdown: CancellationToken, tasks: &TaskTracker) -> std::io::Result<()> {
+pub fn listen(
+    path: &Path,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) -> std::io::Result<()> {
     // A socket file left by a daemon that died is in the way; one that
     // answers belongs to a live daemon, which must not be hijacked.
     if path.exists() {

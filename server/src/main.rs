@@ -94,9 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run { listen }) => listen.clone(),
         _ => Vec::new(),
     };
-    let overrides = Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), http_listen: listen };
+    let overrides =
+        Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), http_listen: listen };
     let config = Config::load(&overrides)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     match cli.command.unwrap_or(Command::Run { listen: Vec::new() }) {
         Command::Run { .. } => {
             imboxd::logging::init(&config.log.level)?;
@@ -108,20 +110,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Add { name, admin }) => {
             let password = read_password()?;
-            let reply = runtime.block_on(administer(&config, AdminRequest::UserAdd { name: name.clone(), password, admin }))?;
+            let reply = runtime.block_on(administer(
+                &config,
+                AdminRequest::UserAdd { name: name.clone(), password, admin },
+            ))?;
             if let AdminReply::UserAdded { id } = reply {
                 println!("created {}{name} (id {id})", if admin { "administrator " } else { "" });
             }
             Ok(())
         }
         Command::User(UserCommand::List { json }) => {
-            if let AdminReply::Users { users } = runtime.block_on(administer(&config, AdminRequest::UserList))? {
+            if let AdminReply::Users { users } =
+                runtime.block_on(administer(&config, AdminRequest::UserList))?
+            {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&users)?);
                 } else {
                     println!("{:<32} {:>6} {:>8}", "NAME", "ADMIN", "DEVICES");
                     for user in users {
-                        println!("{:<32} {:>6} {:>8}", user.name, if user.admin { "yes" } else { "no" }, user.devices);
+                        println!(
+                            "{:<32} {:>6} {:>8}",
+                            user.name,
+                            if user.admin { "yes" } else { "no" },
+                            user.devices
+                        );
                     }
                 }
             }
@@ -171,8 +183,12 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<Ad
         Ok(reply) => Ok(reply),
         Err(ControlError::NotRunning) => {
             imboxd::server::prepare_data_dir(config)?;
-            let store = Store::open(&config.database_path(), StoreOptions::default(), std::sync::Arc::new(NoListener))
-                .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+            let store = Store::open(
+                &config.database_path(),
+                StoreOptions::default(),
+                std::sync::Arc::new(NoListener),
+            )
+            .with_context(|| format!("cannot open {}", config.database_path().display()))?;
             let reply = admin::execute(&store, request).await;
             store.shutdown().await;
             Ok(reply?)
@@ -191,7 +207,9 @@ fn read_password() -> anyhow::Result<String> {
     stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
-        bail!("no password given: pipe it on standard input, e.g. `echo 'long secret' | imboxd user add NAME`");
+        bail!(
+            "no password given: pipe it on standard input, e.g. `echo 'long secret' | imboxd user add NAME`"
+        );
     }
     Ok(password)
 }

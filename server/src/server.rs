@@ -136,7 +136,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     });
     let mut http_addrs = Vec::new();
     for (listener, local) in listeners {
-        tracing::info!("listening on http://{local} (WebSocket ws://{local}{})", imbox_protocol::WEBSOCKET_PATH);
+        tracing::info!(
+            "listening on http://{local} (WebSocket ws://{local}{})",
+            imbox_protocol::WEBSOCKET_PATH
+        );
         http_addrs.push(local);
         tasks.spawn(http::accept_loop(listener, ctx.clone()));
     }

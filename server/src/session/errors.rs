@@ -14,7 +14,9 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
                 retry_after_ms: Some(200),
             }
         }
-        StoreError::Closed => (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into()),
+        StoreError::Closed => {
+            (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into())
+        }
         StoreError::Locked
         | StoreError::Storage(_)
         | StoreError::Corrupt { .. }
@@ -32,7 +34,9 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
         StoreError::InvalidInvite => (ErrorCode::InvalidInvite, err.to_string()),
         StoreError::IdConflict(_) => (ErrorCode::IdConflict, err.to_string()),
         StoreError::TooManyMembers(_) => (ErrorCode::TooLarge, err.to_string()),
-        StoreError::AlreadyMember { .. } | StoreError::Invalid(_) => (ErrorCode::InvalidArgument, err.to_string()),
+        StoreError::AlreadyMember { .. } | StoreError::Invalid(_) => {
+            (ErrorCode::InvalidArgument, err.to_string())
+        }
     };
     ErrorBody::new(code, message)
 }

@@ -156,10 +156,9 @@ fn rate_limited(id: u32, wait: std::time::Duration, what: &str) -> Handled {
 }
 
 /// Answers a queued write once it is durable.
-fn later<T, F>(id: u32, pending: Result<crate::store::Pending, StoreError>, done: F) -> Handled
+fn later<F>(id: u32, pending: Result<crate::store::Pending, StoreError>, done: F) -> Handled
 where
     F: FnOnce(crate::store::Outcome) -> Result<Response, StoreError> + Send + 'static,
-    T: Send,
 {
     match pending {
         Err(e) => store_err(id, &e),
@@ -201,7 +200,10 @@ impl Session {
             return err(
                 id,
                 ErrorCode::NotInEarlyData,
-                format!("{} is not accepted in 0-RTT early data; send it again after the handshake", req.kind()),
+                format!(
+                    "{} is not accepted in 0-RTT early data; send it again after the handshake",
+                    req.kind()
+                ),
             );
         }
         match (&self.phase, req) {
@@ -298,7 +300,11 @@ impl Session {
             return err(
                 id,
                 ErrorCode::WeakPassword,
-                format!("a password needs at least {} characters (and at most {} bytes)", names::MIN_PASSWORD, names::MAX_PASSWORD),
+                format!(
+                    "a password needs at least {} characters (and at most {} bytes)",
+                    names::MIN_PASSWORD,
+                    names::MAX_PASSWORD
+                ),
             );
         }
         if !names::valid_device_name(&device_name) {
@@ -317,7 +323,11 @@ impl Session {
     fn resume(&mut self, id: u32, token: &str) -> Handled {
         match self.hub.store.authenticate(token) {
             Ok(Some(auth)) => self.enter(id, auth, None),
-            Ok(None) => err(id, ErrorCode::BadCredentials, "this device token is unknown or was revoked; log in again"),
+            Ok(None) => err(
+                id,
+                ErrorCode::BadCredentials,
+                "this device token is unknown or was revoked; log in again",
+            ),
             Err(e) => store_err(id, &e),
         }
     }
@@ -384,13 +394,23 @@ impl Session {
                     );
                 }
                 if !names::valid_message_id(&message_id) {
-                    return err(id, ErrorCode::InvalidName, "a message id is 1-64 printable ASCII characters");
+                    return err(
+                        id,
+                        ErrorCode::InvalidName,
+                        "a message id is 1-64 printable ASCII characters",
+                    );
                 }
                 if let Err(wait) = device.sends.check() {
                     return rate_limited(id, wait, "messages");
                 }
-                let op = WriteOp::Send { sender: user, device: device.auth.device, to, client_id: message_id, text };
-                later::<(), _>(id, hub.store.submit(op), |outcome| {
+                let op = WriteOp::Send {
+                    sender: user,
+                    device: device.auth.device,
+                    to,
+                    client_id: message_id,
+                    text,
+                };
+                later(id, hub.store.submit(op), |outcome| {
                     let sent = match outcome {
                         crate::store::Outcome::Sent(s) => s,
                         other => return Err(StoreError::Invalid(format!("internal: unexpected {other:?}"))),
@@ -430,11 +450,11 @@ impl Session {
                 }
                 ok(id, Response::Entries { entries, next, more })
             }
-            Request::Ack { position } => later::<(), _>(
-                id,
-                hub.store.submit(WriteOp::Ack { device: device.auth.device, position }),
-                |_| Ok(Response::Done),
-            ),
+            Request::Ack { position } => {
+                later(id, hub.store.submit(WriteOp::Ack { device: device.auth.device, position }), |_| {
+                    Ok(Response::Done)
+                })
+            }
             Request::History { conversation, before, limit } => {
                 let limit = limit.clamp(1, limits.max_history_page);
                 match hub.store.history(user, &conversation, before, limit) {
@@ -455,20 +475,34 @@ impl Session {
                     );
                 }
                 if members.len() >= limits.max_group_members as usize {
-                    return err(id, ErrorCode::TooLarge, format!("a group may have at most {} members", limits.max_group_members));
+                    return err(
+                        id,
+                        ErrorCode::TooLarge,
+                        format!("a group may have at most {} members", limits.max_group_members),
+                    );
                 }
-                let op = WriteOp::CreateGroup { creator: user, name, members, max_members: limits.max_group_members };
+                let op = WriteOp::CreateGroup {
+                    creator: user,
+                    name,
+                    members,
+                    max_members: limits.max_group_members,
+                };
                 self.group_reply(id, op)
             }
             Request::AddMember { group, user: member } => {
-                let op = WriteOp::AddMember { actor: user, group, user: member, max_members: limits.max_group_members };
+                let op = WriteOp::AddMember {
+                    actor: user,
+                    group,
+                    user: member,
+                    max_members: limits.max_group_members,
+                };
                 self.group_reply(id, op)
             }
             Request::RemoveMember { group, user: member } => {
                 self.group_reply(id, WriteOp::RemoveMember { actor: user, group, user: member })
             }
             Request::Leave { group } => {
-                later::<(), _>(id, hub.store.submit(WriteOp::Leave { user, group }), |_| Ok(Response::Done))
+                later(id, hub.store.submit(WriteOp::Leave { user, group }), |_| Ok(Response::Done))
             }
             Request::MarkRead { conversation, seq } => self.receipt(id, conversation, ReceiptKind::Read, seq),
             Request::MarkDelivered { conversation, seq } => {
@@ -499,7 +533,7 @@ impl Session {
                 Err(e) => store_err(id, &e),
             },
             Request::RevokeDevice { device: target } => {
-                later::<(), _>(id, hub.store.submit(WriteOp::RevokeDevice { user, device: target }), |_| {
+                later(id, hub.store.submit(WriteOp::RevokeDevice { user, device: target }), |_| {
                     Ok(Response::Done)
                 })
             }
@@ -525,7 +559,7 @@ impl Session {
             return err(id, ErrorCode::NotAuthenticated, "log in first");
         };
         let op = WriteOp::Receipt { user: device.auth.user, conversation, kind, seq };
-        later::<(), _>(id, self.hub.store.submit(op), |_| Ok(Response::Done))
+        later(id, self.hub.store.submit(op), |_| Ok(Response::Done))
     }
 
     /// Queues a group change; answers with the group as the caller now sees it.
@@ -535,7 +569,7 @@ impl Session {
         };
         let user = device.auth.user;
         let store = self.hub.store.clone();
-        later::<(), _>(id, self.hub.store.submit(op), move |outcome| match outcome {
+        later(id, self.hub.store.submit(op), move |outcome| match outcome {
             crate::store::Outcome::Conversation(conversation) => {
                 Ok(Response::Group { conversation: store.conversation(user, conversation)? })
             }
@@ -582,7 +616,8 @@ impl Session {
             return (Vec::new(), false);
         }
         let (user, since) = (device.auth.user, device.delivered);
-        let still_valid = self.hub.store.devices(user, device.auth.device).map(|d| d.iter().any(|d| d.current));
+        let still_valid =
+            self.hub.store.devices(user, device.auth.device).map(|d| d.iter().any(|d| d.current));
         if let Ok(false) = still_valid {
             self.end();
             return (vec![ServerFrame::Event { event: Event::Revoked }], true);
@@ -604,7 +639,12 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "catch-up failed; the client will resync after reconnecting");
-                (vec![ServerFrame::Event { event: Event::GoingAway { reason: "server error, please reconnect".into() } }], true)
+                (
+                    vec![ServerFrame::Event {
+                        event: Event::GoingAway { reason: "server error, please reconnect".into() },
+                    }],
+                    true,
+                )
             }
         }
     }

@@ -29,7 +29,8 @@ pub struct Passwords {
 
 /// A valid hash of a random password, checked against when the user does not
 /// exist so that a wrong user name takes as long as a wrong password.
-const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Vt3T7yJxQJ5xJHk0u7DUB9o8dM8lQJ3Vh9zWmBcbsc";
+const DECOY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Vt3T7yJxQJ5xJHk0u7DUB9o8dM8lQJ3Vh9zWmBcbsc";
 
 impl Passwords {
     /// At most `parallel` hashes run at once.

@@ -98,8 +98,12 @@ async fn hello_comes_first_and_versions_must_match() {
     let mut s = Session::new(w.hub.clone(), PEER);
     assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::HelloRequired);
     let mut old = Session::new(w.hub.clone(), PEER);
-    let closed = old.handle(ClientFrame { id: 1, req: Request::Hello { versions: vec![99], client: "x".into() } }).await;
-    assert!(matches!(closed, Handled::Close(ServerFrame::Err { error, .. }) if error.code == ErrorCode::UnsupportedVersion));
+    let closed = old
+        .handle(ClientFrame { id: 1, req: Request::Hello { versions: vec![99], client: "x".into() } })
+        .await;
+    assert!(
+        matches!(closed, Handled::Close(ServerFrame::Err { error, .. }) if error.code == ErrorCode::UnsupportedVersion)
+    );
     assert!(matches!(ok(&mut s, hello()).await, Response::Welcome { version: 1, .. }));
     assert_eq!(fails(&mut s, hello()).await, ErrorCode::HelloRequired);
 }
@@ -132,13 +136,17 @@ async fn a_token_resumes_and_logout_revokes_it() {
     let w = world().await;
     let mut s = Session::new(w.hub.clone(), PEER);
     ok(&mut s, hello()).await;
-    let Response::Authenticated { token: Some(token), .. } = ok(&mut s, login("alice", "password")).await else {
+    let Response::Authenticated { token: Some(token), .. } = ok(&mut s, login("alice", "password")).await
+    else {
         panic!("no token")
     };
     assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::AlreadyAuthenticated);
     let mut again = Session::new(w.hub.clone(), PEER);
     ok(&mut again, hello()).await;
-    assert!(matches!(ok(&mut again, Request::Resume { token: token.clone() }).await, Response::Authenticated { token: None, .. }));
+    assert!(matches!(
+        ok(&mut again, Request::Resume { token: token.clone() }).await,
+        Response::Authenticated { token: None, .. }
+    ));
     assert!(matches!(ok(&mut again, Request::Logout).await, Response::Done));
     let mut third = Session::new(w.hub.clone(), PEER);
     ok(&mut third, hello()).await;
@@ -151,7 +159,8 @@ async fn a_retried_send_stores_one_message() {
     let (mut alice, _) = logged_in(&w, "alice").await;
     let first = ok(&mut alice, send("bob", "m1", "hi")).await;
     let second = ok(&mut alice, send("bob", "m1", "hi")).await;
-    let (Response::Sent { seq: a, duplicate: false, .. }, Response::Sent { seq: b, duplicate: true, .. }) = (first, second)
+    let (Response::Sent { seq: a, duplicate: false, .. }, Response::Sent { seq: b, duplicate: true, .. }) =
+        (first, second)
     else {
         panic!("unexpected send results")
     };
@@ -159,7 +168,8 @@ async fn a_retried_send_stores_one_message() {
     assert_eq!(fails(&mut alice, send("bob", "m1", "something else")).await, ErrorCode::IdConflict);
     let (mut bob, _) = logged_in(&w, "bob").await;
     let Response::History { messages, .. } =
-        ok(&mut bob, Request::History { conversation: Target::parse("alice"), before: None, limit: 10 }).await
+        ok(&mut bob, Request::History { conversation: Target::parse("alice"), before: None, limit: 10 })
+            .await
     else {
         panic!()
     };
@@ -175,7 +185,8 @@ async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
     // Not live yet: the push is dropped, sync delivers it.
     let push = inbox.queue.recv().await.unwrap();
     assert!(bob.on_push(push).0.is_empty());
-    let Response::Entries { entries, more: false, next } = ok(&mut bob, Request::Sync { since: 0, limit: 10 }).await
+    let Response::Entries { entries, more: false, next } =
+        ok(&mut bob, Request::Sync { since: 0, limit: 10 }).await
     else {
         panic!()
     };
@@ -184,7 +195,9 @@ async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
     // Live: the next entry is pushed.
     ok(&mut alice, send("bob", "m2", "live")).await;
     let (frames, _) = bob.on_push(inbox.queue.recv().await.unwrap());
-    assert!(matches!(&frames[..], [ServerFrame::Event { event: Event::Entry { entry } }] if entry.position == 2));
+    assert!(
+        matches!(&frames[..], [ServerFrame::Event { event: Event::Entry { entry } }] if entry.position == 2)
+    );
     // Overflow bob's queue (4 places): the router flags the lag, and catching
     // up reads every missed entry from the store, in order, once.
     for i in 3..=10 {
@@ -212,7 +225,8 @@ async fn strangers_cannot_read_or_write_a_group() {
     let w = world().await;
     let (mut alice, _) = logged_in(&w, "alice").await;
     let (mut carol, _) = logged_in(&w, "carol").await;
-    let created = ok(&mut alice, Request::CreateGroup { name: "ops".into(), members: vec!["bob".into()] }).await;
+    let created =
+        ok(&mut alice, Request::CreateGroup { name: "ops".into(), members: vec!["bob".into()] }).await;
     let Response::Group { conversation } = created else { panic!() };
     assert_eq!(conversation.members.len(), 2);
     assert_eq!(fails(&mut carol, send("#ops", "c1", "let me in")).await, ErrorCode::NotMember);
@@ -255,6 +269,9 @@ async fn receipts_reach_the_sender() {
     let (mut bob, _) = logged_in(&w, "bob").await;
     ok(&mut alice, send("bob", "m1", "read me")).await;
     ok(&mut bob, Request::MarkRead { conversation: Target::parse("alice"), seq: 1 }).await;
-    let Response::Entries { entries, .. } = ok(&mut alice, Request::Sync { since: 0, limit: 10 }).await else { panic!() };
+    let Response::Entries { entries, .. } = ok(&mut alice, Request::Sync { since: 0, limit: 10 }).await
+    else {
+        panic!()
+    };
     assert!(entries.iter().any(|e| matches!(&e.item, Item::Receipt(r) if r.user == "bob" && r.seq == 1)));
 }

@@ -6,7 +6,9 @@
 //! A storage failure, in contrast, fails the whole batch.
 
 use imbox_protocol::{ReceiptKind, Target};
-use redb::{Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table, WriteTransaction,
+};
 
 use super::records::*;
 use super::{now_ms, DeviceAuth, Notice, Sent, StoreError};
@@ -178,7 +180,12 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    fn append_all(&mut self, users: &[u64], item: &LogItem, fresh: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+    fn append_all(
+        &mut self,
+        users: &[u64],
+        item: &LogItem,
+        fresh: &mut Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
         for &user in users {
             self.append(user, item, fresh)?;
         }
@@ -202,7 +209,8 @@ impl<'txn> Tables<'txn> {
                     .ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?
             }
         };
-        let record = self.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
+        let record =
+            self.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
         if self.member(id, user)?.is_none() {
             return Err(StoreError::NotMember(target.to_string()));
         }
@@ -248,7 +256,9 @@ pub fn apply(
             }
             Ok(Outcome::Done)
         }
-        WriteOp::Receipt { user, conversation, kind, seq } => receipt(t, *user, conversation, *kind, *seq, fresh),
+        WriteOp::Receipt { user, conversation, kind, seq } => {
+            receipt(t, *user, conversation, *kind, *seq, fresh)
+        }
         WriteOp::CreateGroup { creator, name, members, max_members } => {
             create_group(t, *creator, name, members, *max_members, fresh)
         }
@@ -273,7 +283,10 @@ pub fn apply(
             Ok(Outcome::Conversation(id))
         }
         WriteOp::RevokeDevice { user, device } => {
-            let mut record = t.device(*device)?.filter(|d| d.user == *user && !d.revoked).ok_or(StoreError::NoSuchDevice(*device))?;
+            let mut record = t
+                .device(*device)?
+                .filter(|d| d.user == *user && !d.revoked)
+                .ok_or(StoreError::NoSuchDevice(*device))?;
             revoke(t, *device, &mut record)?;
             notices.push(Notice::DeviceRevoked { user: *user, device: *device });
             Ok(Outcome::Done)
@@ -331,15 +344,26 @@ fn create_user(
         }
     }
     let id = t.next_id("next_user")?;
-    let record =
-        UserRecord { name: name.to_owned(), password_hash: password_hash.to_owned(), admin, created_at: now_ms(), removed: false };
+    let record = UserRecord {
+        name: name.to_owned(),
+        password_hash: password_hash.to_owned(),
+        admin,
+        created_at: now_ms(),
+        removed: false,
+    };
     t.users.insert(id, encode(&record).as_slice())?;
     t.user_names.insert(name, id)?;
     Ok(Outcome::User(id))
 }
 
-fn add_device(t: &mut Tables<'_>, user: u64, name: &str, token_hash: &[u8; 32]) -> Result<Outcome, StoreError> {
-    let record = t.user(user)?.filter(|u| !u.removed).ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
+fn add_device(
+    t: &mut Tables<'_>,
+    user: u64,
+    name: &str,
+    token_hash: &[u8; 32],
+) -> Result<Outcome, StoreError> {
+    let record =
+        t.user(user)?.filter(|u| !u.removed).ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
     let id = t.next_id("next_device")?;
     // A new device starts at the head of the log: it has nothing to catch up
     // on, and history is there for reading the past.
@@ -355,7 +379,13 @@ fn add_device(t: &mut Tables<'_>, user: u64, name: &str, token_hash: &[u8; 32]) 
     t.devices.insert(id, encode(&device).as_slice())?;
     t.tokens.insert(token_hash.as_slice(), id)?;
     t.user_devices.insert(user, id)?;
-    Ok(Outcome::Device(DeviceAuth { user, username: record.name, device: id, admin: record.admin, cursor: head }))
+    Ok(Outcome::Device(DeviceAuth {
+        user,
+        username: record.name,
+        device: id,
+        admin: record.admin,
+        cursor: head,
+    }))
 }
 
 fn send(
@@ -369,12 +399,10 @@ fn send(
 ) -> Result<Outcome, StoreError> {
     if let Some(existing) = t.message_ids.get((sender, client_id))? {
         let (conversation, seq) = existing.value();
-        let stored: MessageRecord = t
-            .messages
-            .get((conversation, seq))?
-            .map(|v| decode("messages", v.value()))
-            .transpose()?
-            .ok_or(StoreError::Corrupt { table: "message_ids", reason: "points to a missing message".into() })?;
+        let stored: MessageRecord =
+            t.messages.get((conversation, seq))?.map(|v| decode("messages", v.value())).transpose()?.ok_or(
+                StoreError::Corrupt { table: "message_ids", reason: "points to a missing message".into() },
+            )?;
         if stored.text != text {
             return Err(StoreError::IdConflict(client_id.to_owned()));
         }
@@ -384,12 +412,15 @@ fn send(
         Target::User(name) => {
             let other = t.user_id(name)?;
             if other == sender {
-                return Err(StoreError::Invalid("a direct message needs another person: you cannot send to yourself".into()));
+                return Err(StoreError::Invalid(
+                    "a direct message needs another person: you cannot send to yourself".into(),
+                ));
             }
             let existing = t.direct.get(pair(sender, other))?.map(|v| v.value());
             match existing {
                 Some(id) => {
-                    let record = t.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(to.to_string()))?;
+                    let record =
+                        t.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(to.to_string()))?;
                     (id, record)
                 }
                 None => open_direct(t, sender, other)?,
@@ -400,7 +431,8 @@ fn send(
     let members = t.member_ids(conversation)?;
     let seq = record.last_seq + 1;
     let sent_at = now_ms();
-    let message = MessageRecord { sender, device, client_id: client_id.to_owned(), sent_at, text: text.to_owned() };
+    let message =
+        MessageRecord { sender, device, client_id: client_id.to_owned(), sent_at, text: text.to_owned() };
     t.messages.insert((conversation, seq), encode(&message).as_slice())?;
     t.message_ids.insert((sender, client_id), (conversation, seq))?;
     record.last_seq = seq;
@@ -503,7 +535,12 @@ fn create_group(
         t.user_conversations.insert(user, id)?;
     }
     for &user in &ids {
-        let item = LogItem::Membership { conversation: id, user, change: MembershipChangeRecord::Created, by: creator };
+        let item = LogItem::Membership {
+            conversation: id,
+            user,
+            change: MembershipChangeRecord::Created,
+            by: creator,
+        };
         t.append(user, &item, fresh)?;
     }
     Ok(Outcome::Conversation(id))
@@ -529,13 +566,23 @@ fn add_member(
         return Err(StoreError::TooManyMembers(max_members));
     }
     // A new member reads from the moment of joining, not the group's past.
-    let member = MemberRecord { admin: false, visible_after: record.last_seq, delivered_seq: record.last_seq, read_seq: record.last_seq };
+    let member = MemberRecord {
+        admin: false,
+        visible_after: record.last_seq,
+        delivered_seq: record.last_seq,
+        read_seq: record.last_seq,
+    };
     t.members.insert((id, target), encode(&member).as_slice())?;
     t.user_conversations.insert(target, id)?;
     record.member_count += 1;
     t.conversations.insert(id, encode(&record).as_slice())?;
     let members = t.member_ids(id)?;
-    let item = LogItem::Membership { conversation: id, user: target, change: MembershipChangeRecord::Added, by: actor };
+    let item = LogItem::Membership {
+        conversation: id,
+        user: target,
+        change: MembershipChangeRecord::Added,
+        by: actor,
+    };
     t.append_all(&members, &item, fresh)?;
     Ok(Outcome::Conversation(id))
 }
@@ -588,7 +635,8 @@ fn remove_user(
 ) -> Result<Outcome, StoreError> {
     let id = t.user_id(name)?;
     let mut record = t.user(id)?.ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
-    let devices: Vec<u64> = t.user_devices.get(id)?.map(|d| d.map(|v| v.value())).collect::<Result<_, _>>()?;
+    let devices: Vec<u64> =
+        t.user_devices.get(id)?.map(|d| d.map(|v| v.value())).collect::<Result<_, _>>()?;
     for device in devices {
         if let Some(mut d) = t.device(device)?.filter(|d| !d.revoked) {
             revoke(t, device, &mut d)?;
@@ -597,7 +645,8 @@ fn remove_user(
     let conversations: Vec<u64> =
         t.user_conversations.get(id)?.map(|c| c.map(|v| v.value())).collect::<Result<_, _>>()?;
     for conversation in conversations {
-        if let Some(conv) = t.conversation(conversation)?.filter(|c| c.kind == ConversationKindRecord::Group) {
+        if let Some(conv) = t.conversation(conversation)?.filter(|c| c.kind == ConversationKindRecord::Group)
+        {
             drop_member(t, conversation, conv, id, id, MembershipChangeRecord::Removed, fresh)?;
         }
     }
@@ -616,4 +665,3 @@ pub fn get_record<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, StoreError> {
     table.get(key)?.map(|v| decode(name, v.value())).transpose()
 }
-

@@ -39,7 +39,9 @@ pub enum StoreError {
     #[error("damaged record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     /// The database was written by a newer imboxd.
-    #[error("the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd")]
+    #[error(
+        "the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd"
+    )]
     NewerSchema { found: u64, supported: u64 },
     /// The commit carrying this write failed; nothing of it was stored.
     #[error("storage failure, nothing was stored: {0}")]
@@ -107,7 +109,13 @@ impl StoreError {
     /// Whether the failure is of the storage itself (the whole batch fails)
     /// rather than of one request (only that request fails).
     pub fn is_storage(&self) -> bool {
-        matches!(self, StoreError::Storage(_) | StoreError::Corrupt { .. } | StoreError::Closed | StoreError::BatchFailed(_))
+        matches!(
+            self,
+            StoreError::Storage(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Closed
+                | StoreError::BatchFailed(_)
+        )
     }
 }
 
@@ -261,10 +269,11 @@ impl Store {
         options: StoreOptions,
         listener: Arc<dyn CommitListener>,
     ) -> Result<Store, StoreError> {
-        let db = redb::Builder::new().set_cache_size(options.cache_bytes).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            other => StoreError::from(other),
-        })?;
+        let db =
+            redb::Builder::new().set_cache_size(options.cache_bytes).create(path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+                other => StoreError::from(other),
+            })?;
         apply::initialize(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
@@ -302,7 +311,12 @@ impl Store {
     // ---- writes, typed ----
 
     /// Creates an account (by an administrator: no invite).
-    pub async fn create_user(&self, name: &str, password_hash: String, admin: bool) -> Result<u64, StoreError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password_hash: String,
+        admin: bool,
+    ) -> Result<u64, StoreError> {
         self.write(WriteOp::CreateUser { name: name.to_owned(), password_hash, admin, invite: None })
             .await?
             .user()
@@ -356,20 +370,40 @@ impl Store {
     }
 
     /// Records a delivered or read mark.
-    pub async fn receipt(&self, user: u64, conversation: Target, kind: ReceiptKind, seq: u64) -> Result<(), StoreError> {
+    pub async fn receipt(
+        &self,
+        user: u64,
+        conversation: Target,
+        kind: ReceiptKind,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         self.write(WriteOp::Receipt { user, conversation, kind, seq }).await.map(drop)
     }
 
     /// Creates a group; returns its id.
-    pub async fn create_group(&self, creator: u64, name: &str, members: Vec<String>, max_members: u32) -> Result<u64, StoreError> {
+    pub async fn create_group(
+        &self,
+        creator: u64,
+        name: &str,
+        members: Vec<String>,
+        max_members: u32,
+    ) -> Result<u64, StoreError> {
         self.write(WriteOp::CreateGroup { creator, name: name.to_owned(), members, max_members })
             .await?
             .conversation()
     }
 
     /// Adds a member (the actor must be a group admin).
-    pub async fn add_member(&self, actor: u64, group: Target, user: &str, max_members: u32) -> Result<u64, StoreError> {
-        self.write(WriteOp::AddMember { actor, group, user: user.to_owned(), max_members }).await?.conversation()
+    pub async fn add_member(
+        &self,
+        actor: u64,
+        group: Target,
+        user: &str,
+        max_members: u32,
+    ) -> Result<u64, StoreError> {
+        self.write(WriteOp::AddMember { actor, group, user: user.to_owned(), max_members })
+            .await?
+            .conversation()
     }
 
     /// Removes a member (the actor must be a group admin).
@@ -393,9 +427,15 @@ impl Store {
     }
 
     /// Creates an invite; returns its one-time token.
-    pub async fn create_invite(&self, created_by: Option<u64>, uses: u32, expires_at: Option<u64>) -> Result<String, StoreError> {
+    pub async fn create_invite(
+        &self,
+        created_by: Option<u64>,
+        uses: u32,
+        expires_at: Option<u64>,
+    ) -> Result<String, StoreError> {
         let token = new_secret()?;
-        self.write(WriteOp::CreateInvite { token_hash: token_hash(&token), created_by, uses, expires_at }).await?;
+        self.write(WriteOp::CreateInvite { token_hash: token_hash(&token), created_by, uses, expires_at })
+            .await?;
         Ok(token)
     }
 
@@ -457,7 +497,11 @@ impl Store {
 
     /// A conversation's members and its label for `viewer`, if `viewer` is a
     /// member.
-    pub fn members_for(&self, viewer: u64, conversation: &Target) -> Result<(u64, String, Vec<u64>), StoreError> {
+    pub fn members_for(
+        &self,
+        viewer: u64,
+        conversation: &Target,
+    ) -> Result<(u64, String, Vec<u64>), StoreError> {
         read::members_for(&self.db, viewer, conversation)
     }
 

@@ -8,6 +8,9 @@ use super::records::*;
 use super::render::Lookup;
 use super::{Credentials, DeviceAuth, StoreError, UserSummary};
 
+type ById = ReadOnlyTable<u64, &'static [u8]>;
+type ReadLookup<'a> = Lookup<'a, ById, ById, ReadOnlyTable<(u64, u64), &'static [u8]>>;
+
 struct Reader {
     users: ReadOnlyTable<u64, &'static [u8]>,
     conversations: ReadOnlyTable<u64, &'static [u8]>,
@@ -26,7 +29,7 @@ impl Reader {
         })
     }
 
-    fn lookup(&self) -> Lookup<'_, ReadOnlyTable<u64, &'static [u8]>, ReadOnlyTable<u64, &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>> {
+    fn lookup(&self) -> ReadLookup<'_> {
         Lookup { users: &self.users, conversations: &self.conversations, messages: &self.messages }
     }
 
@@ -53,12 +56,18 @@ impl Reader {
             }
         };
         let Some(id) = id else { return Ok(None) };
-        let member: Option<MemberRecord> =
-            self.txn.open_table(MEMBERS)?.get((id, viewer))?.map(|v| decode("members", v.value())).transpose()?;
+        let member: Option<MemberRecord> = self
+            .txn
+            .open_table(MEMBERS)?
+            .get((id, viewer))?
+            .map(|v| decode("members", v.value()))
+            .transpose()?;
         match member {
             Some(member) => Ok(Some((id, member))),
             // Whether the conversation exists is not told to outsiders.
-            None if matches!(target, Target::Id(_)) => Err(StoreError::NoSuchConversation(target.to_string())),
+            None if matches!(target, Target::Id(_)) => {
+                Err(StoreError::NoSuchConversation(target.to_string()))
+            }
             None => Err(StoreError::NotMember(target.to_string())),
         }
     }
@@ -115,7 +124,13 @@ pub fn authenticate(db: &Database, hash: &[u8; 32]) -> Result<Option<DeviceAuth>
     if user.removed {
         return Ok(None);
     }
-    Ok(Some(DeviceAuth { user: record.user, username: user.name, device, admin: user.admin, cursor: record.cursor }))
+    Ok(Some(DeviceAuth {
+        user: record.user,
+        username: user.name,
+        device,
+        admin: user.admin,
+        cursor: record.cursor,
+    }))
 }
 
 pub fn credentials(db: &Database, name: &str) -> Result<Option<Credentials>, StoreError> {
@@ -264,9 +279,14 @@ pub fn contacts(db: &Database, user: u64, limit: usize) -> Result<Vec<u64>, Stor
     Ok(out)
 }
 
-pub fn members_for(db: &Database, viewer: u64, target: &Target) -> Result<(u64, String, Vec<u64>), StoreError> {
+pub fn members_for(
+    db: &Database,
+    viewer: u64,
+    target: &Target,
+) -> Result<(u64, String, Vec<u64>), StoreError> {
     let reader = Reader::new(db)?;
-    let (id, _) = reader.resolve(viewer, target)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
+    let (id, _) =
+        reader.resolve(viewer, target)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
     let lookup = reader.lookup();
     let label = lookup.label(&lookup.conversation(id)?, viewer)?;
     let mut users = Vec::new();

@@ -22,12 +22,16 @@ where
     M: ReadableTable<(u64, u64), &'static [u8]>,
 {
     pub fn username(&self, user: u64) -> Result<String, StoreError> {
-        Ok(get_record::<UserRecord>(self.users, "users", user)?.map(|u| u.name).unwrap_or_else(|| format!("user-{user}")))
+        Ok(get_record::<UserRecord>(self.users, "users", user)?
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("user-{user}")))
     }
 
     pub fn conversation(&self, id: u64) -> Result<ConversationRecord, StoreError> {
-        get_record(self.conversations, "conversations", id)?
-            .ok_or(StoreError::Corrupt { table: "conversations", reason: format!("conversation {id} is missing") })
+        get_record(self.conversations, "conversations", id)?.ok_or(StoreError::Corrupt {
+            table: "conversations",
+            reason: format!("conversation {id} is missing"),
+        })
     }
 
     /// `#group`, or for a direct conversation the other person's name.
@@ -47,7 +51,10 @@ where
             .get((conversation, seq))?
             .map(|v| decode("messages", v.value()))
             .transpose()?
-            .ok_or(StoreError::Corrupt { table: "messages", reason: format!("message {conversation}/{seq} is missing") })?;
+            .ok_or(StoreError::Corrupt {
+                table: "messages",
+                reason: format!("message {conversation}/{seq} is missing"),
+            })?;
         Ok(Message {
             conversation,
             chat: label.to_owned(),

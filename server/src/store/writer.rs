@@ -114,7 +114,8 @@ fn apply_batch(db: &Database, batch: &[Job]) -> Result<Applied, StoreError> {
                 result => results.push(result),
             }
         }
-        let lookup = Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
+        let lookup =
+            Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
         for (user, position) in fresh {
             let stored = tables
                 .log

@@ -41,7 +41,9 @@ impl FrameIo for WebSocketFrames {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(Message::Binary(bytes))) => return Ok(Some(bytes.to_vec())),
                 Some(Ok(Message::Text(_))) => {
-                    return Err(TransportError::NotAFrame("text messages are not frames: send binary MessagePack"))
+                    return Err(TransportError::NotAFrame(
+                        "text messages are not frames: send binary MessagePack",
+                    ))
                 }
                 // Pings are answered by tungstenite itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
