@@ -1,1 +1,207 @@
+//! The harness of the end-to-end tests: imboxd started in-process on
+//! `127.0.0.1:0` with a temporary data directory ([`Server`]), or the real
+//! `imboxd` binary as a child process ([`Daemon`]) for what only a process
+//! can show (SIGKILL, SIGTERM, the command lines).
 
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imbox_client::{Client, Connection};
+use imboxd::admin::{AdminReply, AdminRequest};
+use imboxd::config::{Config, Overrides, Sources};
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A configuration for tests: loopback, a port chosen by the kernel, and
+/// limits loose enough for many clients on one address.
+pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
+    let overrides =
+        Overrides { config_file: None, data_dir: Some(dir.to_owned()), http_listen: vec![listen] };
+    let mut config = Config::load_from(&overrides, &Sources::none()).unwrap();
+    config.limits.login_attempts_per_minute = 1000;
+    config.limits.sends_per_second = 100_000;
+    config.limits.send_burst = 100_000;
+    config
+}
+
+/// imboxd running inside the test process.
+pub struct Server {
+    pub dir: PathBuf,
+    pub url: String,
+    running: Option<imboxd::Running>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server with a fresh data directory.
+    pub async fn start() -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(temp.path(), |_| {}).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server on `dir`, with the configuration adjusted by `tweak`.
+    pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
+        let mut config = test_config(dir, "127.0.0.1:0".parse().unwrap());
+        tweak(&mut config);
+        let running = imboxd::start(config).await.unwrap();
+        let url = format!("ws://{}", running.http[0]);
+        Server { dir: dir.to_owned(), url, running: Some(running), _temp: None }
+    }
+
+    /// Stops the server the way SIGTERM does and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            running.wait().await;
+        }
+    }
+
+    /// Runs an administrative request through the control socket.
+    pub async fn admin(&self, request: AdminRequest) -> AdminReply {
+        imboxd::control::request(&self.dir.join("control.sock"), &request).await.unwrap()
+    }
+
+    /// Creates accounts with [`PASSWORD`].
+    pub async fn add_users(&self, names: &[&str]) {
+        for name in names {
+            self.admin(AdminRequest::UserAdd { name: (*name).into(), password: PASSWORD.into(), admin: false })
+                .await;
+        }
+    }
+
+    /// A one-time invite token.
+    pub async fn invite(&self) -> String {
+        match self.admin(AdminRequest::InviteCreate { uses: 1, expires_in_hours: None }).await {
+            AdminReply::Invite { token, .. } => token,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Logs a new device of `name` in, with its profile in `profile`.
+    pub async fn client(&self, name: &str, profile: &Path) -> Client {
+        Client::login(profile, &self.url, name, PASSWORD, "test").await.unwrap()
+    }
+
+    /// A new authenticated connection of `name`.
+    pub async fn connection(&self, name: &str) -> Connection {
+        let conn = Connection::connect(&self.url).await.unwrap();
+        conn.login(name, PASSWORD, "test").await.unwrap();
+        conn
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown.cancel();
+        }
+    }
+}
+
+/// A binary of this workspace, built by `cargo build --workspace --bins`
+/// (which `make test` runs first).
+pub fn bin(name: &str) -> PathBuf {
+    // target/debug/deps/<test> → target/debug/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (make test does)", path.display());
+    path
+}
+
+/// A free loopback port (bound and released; the caller binds it right after).
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// The `imboxd` binary running as a child process.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+/// A `Command` for `imboxd` with a clean environment and an empty
+/// configuration file, so that nothing on the machine leaks in.
+pub fn imboxd(dir: &Path) -> Command {
+    let empty = dir.with_extension("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let mut cmd = Command::new(bin("imboxd"));
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.arg("--config").arg(empty).arg("--data-dir").arg(dir);
+    cmd
+}
+
+impl Daemon {
+    /// Starts `imboxd run` on `dir` and waits until it answers.
+    pub fn start(dir: &Path) -> Daemon {
+        let addr = free_port();
+        let child = imboxd(dir)
+            .env("IMBOX_LIMITS__SENDS_PER_SECOND", "100000")
+            .env("IMBOX_LIMITS__SEND_BURST", "100000")
+            .env("IMBOX_LIMITS__LOGIN_ATTEMPTS_PER_MINUTE", "1000")
+            .args(["run", "--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "imboxd did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, addr, url: format!("ws://{addr}"), dir: dir.to_owned() }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "imboxd did not exit in {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `imboxd user add` against this daemon's data directory.
+    pub fn add_user(&self, name: &str) {
+        add_user_cli(&self.dir, name, false);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `echo PASSWORD | imboxd user add NAME [--admin]`.
+pub fn add_user_cli(dir: &Path, name: &str, admin: bool) {
+    use std::io::Write;
+    let mut cmd = imboxd(dir);
+    cmd.args(["user", "add", name]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if admin {
+        cmd.arg("--admin");
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+}
