@@ -46,7 +46,8 @@ pub const ENV_PREFIX: &str = "IMBOX_";
 
 /// Variables of the `imbox` command-line client, which shares the prefix: a
 /// shell that exports them must still be able to start the daemon.
-pub const CLIENT_ENV: &[&str] = &["IMBOX_PASSWORD", "IMBOX_SERVER", "IMBOX_PROFILE", "IMBOX_PIN"];
+pub const CLIENT_ENV: &[&str] =
+    &["IMBOX_PASSWORD", "IMBOX_SERVER", "IMBOX_PROFILE", "IMBOX_PIN", "IMBOX_CLIENT_LOG"];
 
 /// What separates nested keys in an environment variable name: `IMBOX_LIMITS__MAX_CONNECTIONS`.
 pub const ENV_SEPARATOR: &str = "__";

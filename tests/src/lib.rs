@@ -71,8 +71,12 @@ impl Server {
     /// Creates accounts with [`PASSWORD`].
     pub async fn add_users(&self, names: &[&str]) {
         for name in names {
-            self.admin(AdminRequest::UserAdd { name: (*name).into(), password: PASSWORD.into(), admin: false })
-                .await;
+            self.admin(AdminRequest::UserAdd {
+                name: (*name).into(),
+                password: PASSWORD.into(),
+                admin: false,
+            })
+            .await;
         }
     }
 
@@ -112,7 +116,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 

@@ -55,7 +55,8 @@ async fn acknowledged_sends_survive_sigkill() {
                 for batch in 0.. {
                     let sends = (0..8).map(|k| {
                         let id = format!("{name}-r{round}-{batch}-{k}");
-                        let req = Request::Send { to: Target::parse("#burst"), id: id.clone(), text: id.clone() };
+                        let req =
+                            Request::Send { to: Target::parse("#burst"), id: id.clone(), text: id.clone() };
                         let conn = &conn;
                         async move { (id, conn.request(req).await) }
                     });
@@ -84,7 +85,12 @@ async fn acknowledged_sends_survive_sigkill() {
         assert!(!acknowledged.is_empty(), "round {round}: nothing was acknowledged before the kill");
         eprintln!("round {round}: {} acknowledged, {} stored", acknowledged.len(), unique.len());
         let lost: Vec<_> = acknowledged.iter().filter(|id| !unique.contains(*id)).collect();
-        assert!(lost.is_empty(), "round {round}: {} acknowledged messages lost, e.g. {:?}", lost.len(), lost.first());
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged messages lost, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
     }
 }
 

@@ -212,7 +212,12 @@ impl<'txn> Tables<'txn> {
         let record =
             self.conversation(id)?.ok_or_else(|| StoreError::NoSuchConversation(target.to_string()))?;
         if self.member(id, user)?.is_none() {
-            return Err(StoreError::NotMember(target.to_string()));
+            // Whether a conversation with some id exists is not told to
+            // outsiders; groups are known by name anyway.
+            return Err(match target {
+                Target::Id(_) => StoreError::NoSuchConversation(target.to_string()),
+                _ => StoreError::NotMember(target.to_string()),
+            });
         }
         Ok((id, record))
     }

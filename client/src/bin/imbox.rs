@@ -1,0 +1,576 @@
+//! `imbox`: the command-line client. Parses arguments, runs one command on
+//! the library, prints JSON lines on stdout and one clear line per error on
+//! stderr.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use imbox_client::protocol::{
+    names, ConversationInfo, DeviceInfo, Entry, Item, MembershipChange, Message, ReceiptKind, Request, Target,
+};
+use imbox_client::{Client, ClientOptions, ServerUrl};
+use serde::Serialize;
+
+/// The private instant-messaging box, from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "imbox", version)]
+struct Cli {
+    /// The server, as ws://HOST:PORT. Needed by login and register; for
+    /// other commands it overrides the profile's server for this run.
+    #[arg(long, env = "IMBOX_SERVER", global = true, value_name = "URL")]
+    server: Option<String>,
+
+    /// The profile directory (default: $XDG_CONFIG_HOME/imbox or ~/.config/imbox).
+    #[arg(long, env = "IMBOX_PROFILE", global = true, value_name = "DIR")]
+    profile: Option<PathBuf>,
+
+    /// Say more: what a send or group command stored (on stdout), and
+    /// reconnects (on stderr; listen always reports them).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Log this device in (password from IMBOX_PASSWORD or one line of stdin).
+    Login {
+        user: String,
+        /// How this device is listed among the user's devices (default: imbox-cli@HOSTNAME).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Create an account with an invite (password as for login).
+    Register {
+        user: String,
+        /// The invite token.
+        #[arg(long)]
+        invite: String,
+        /// How this device is listed among the user's devices (default: imbox-cli@HOSTNAME).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Send a message to a user or a #group; exits once the server stored it.
+    Send {
+        /// A user name, #group, or =ID for a conversation id.
+        to: String,
+        /// The message text.
+        #[arg(allow_hyphen_values = true)]
+        text: String,
+    },
+    /// Print every entry received since the last sync as JSON lines.
+    Sync,
+    /// Like sync, then keep printing entries as they arrive until interrupted.
+    Listen,
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Print a conversation's messages as JSON lines, oldest first.
+    History {
+        /// A user name, #group, or =ID.
+        conversation: String,
+        /// Only messages before this sequence number.
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// List the conversations this user belongs to as JSON lines.
+    Conversations,
+    /// List this user's devices as JSON lines.
+    Devices,
+    /// Revoke another device of this user.
+    RevokeDevice { device: u64 },
+    /// Revoke this device's token and delete the profile.
+    Logout,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group with you as its admin.
+    Create { name: String, members: Vec<String> },
+    /// Add a user to a group.
+    Add { name: String, user: String },
+    /// Remove a user from a group.
+    Remove { name: String, user: String },
+    /// Leave a group.
+    Leave { name: String },
+}
+
+/// One line of output. The field order is the documented one.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Line<'a> {
+    Message {
+        conversation: &'a str,
+        conversation_id: u64,
+        seq: u64,
+        /// Absent in history, which is not read from the delivery log.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        position: Option<u64>,
+        from: &'a str,
+        text: &'a str,
+        id: &'a str,
+        sent_at: u64,
+    },
+    Receipt {
+        conversation: &'a str,
+        conversation_id: u64,
+        position: u64,
+        user: &'a str,
+        kind: ReceiptKind,
+        seq: u64,
+    },
+    Membership {
+        conversation: &'a str,
+        conversation_id: u64,
+        position: u64,
+        user: &'a str,
+        change: MembershipChange,
+        by: &'a str,
+    },
+    Sent {
+        conversation_id: u64,
+        seq: u64,
+        id: &'a str,
+        sent_at: u64,
+        duplicate: bool,
+    },
+    Conversation(&'a ConversationInfo),
+    Device(&'a DeviceInfo),
+}
+
+fn message_line(message: &Message, position: Option<u64>) -> Line<'_> {
+    Line::Message {
+        conversation: &message.chat,
+        conversation_id: message.conversation,
+        seq: message.seq,
+        position,
+        from: &message.from,
+        text: &message.text,
+        id: &message.id,
+        sent_at: message.sent_at,
+    }
+}
+
+/// The line for a delivery-log entry; `None` for this device's own messages,
+/// which it knows already.
+fn entry_line(entry: &Entry, own_device: u64) -> Option<Line<'_>> {
+    let position = entry.position;
+    match &entry.item {
+        Item::Message(message) if message.from_device == own_device => None,
+        Item::Message(message) => Some(message_line(message, Some(position))),
+        Item::Receipt(r) => Some(Line::Receipt {
+            conversation: &r.chat,
+            conversation_id: r.conversation,
+            position,
+            user: &r.user,
+            kind: r.kind,
+            seq: r.seq,
+        }),
+        Item::Membership(m) => Some(Line::Membership {
+            conversation: &m.chat,
+            conversation_id: m.conversation,
+            position,
+            user: &m.user,
+            change: m.change,
+            by: &m.by,
+        }),
+    }
+}
+
+fn print_line(out: &mut impl Write, line: &Line<'_>) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, line).context("cannot encode output")?;
+    out.write_all(b"\n").context("cannot write to stdout")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A listener runs for long: say on stderr when it reconnects.
+    init_logging(cli.verbose || matches!(cli.command, Command::Listen));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("imbox: cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("imbox: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Library diagnostics (reconnects) go to stderr; quiet unless asked.
+/// IMBOX_CLIENT_LOG (a tracing filter such as `debug`) overrides the level.
+fn init_logging(verbose: bool) {
+    let default = if verbose { "imbox_client=info,imbox=info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMBOX_CLIENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = match cli.profile.clone() {
+        Some(dir) => dir,
+        None => default_profile_dir()?,
+    };
+    match cli.command {
+        Command::Login { user, device_name } => {
+            let server = required_server(cli.server.as_deref())?;
+            let password = read_password()?;
+            let device_name = device_name_or_default(device_name)?;
+            let client = Client::login(&dir, server, &user, &password, &device_name).await?;
+            client.close().await;
+        }
+        Command::Register { user, invite, device_name } => {
+            let server = required_server(cli.server.as_deref())?;
+            let password = read_password()?;
+            let device_name = device_name_or_default(device_name)?;
+            let client = Client::register(&dir, server, &user, &password, &invite, &device_name).await?;
+            client.close().await;
+        }
+        Command::Send { to, text } => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let sent = client.send(&Target::parse(&to), &text).await?;
+            if cli.verbose {
+                let line = Line::Sent {
+                    conversation_id: sent.conversation,
+                    seq: sent.seq,
+                    id: &sent.id,
+                    sent_at: sent.sent_at,
+                    duplicate: sent.duplicate,
+                };
+                print_line(&mut std::io::stdout().lock(), &line)?;
+            }
+            client.close().await;
+        }
+        Command::Sync => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let own_device = client.profile().device;
+            // Stdout is line-buffered, so a line is written out before the
+            // next entry is asked for, which is when the previous one counts
+            // as delivered (and may be committed).
+            let mut out = std::io::stdout().lock();
+            while let Some(entry) = client.next_backlog_entry().await? {
+                if let Some(line) = entry_line(&entry, own_device) {
+                    print_line(&mut out, &line)?;
+                }
+            }
+            client.commit().await?;
+            client.close().await;
+        }
+        Command::Listen => {
+            let options = ClientOptions { retry_for: None, ..ClientOptions::default() };
+            let client = open(&dir, cli.server.as_deref(), options)?;
+            listen(client).await?;
+        }
+        Command::Group(group) => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let req = match group {
+                GroupCommand::Create { name, members } => {
+                    Request::CreateGroup { name: group_name(&name), members }
+                }
+                GroupCommand::Add { name, user } => Request::AddMember { group: group_target(&name), user },
+                GroupCommand::Remove { name, user } => {
+                    Request::RemoveMember { group: group_target(&name), user }
+                }
+                GroupCommand::Leave { name } => Request::Leave { group: group_target(&name) },
+            };
+            let response = client.call(req).await?;
+            if let (true, imbox_client::protocol::Response::Group { conversation }) = (cli.verbose, &response)
+            {
+                print_line(&mut std::io::stdout().lock(), &Line::Conversation(conversation))?;
+            }
+            client.close().await;
+        }
+        Command::History { conversation, before, limit } => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let (messages, _more) = client.history(&Target::parse(&conversation), before, limit).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for message in &messages {
+                print_line(&mut out, &message_line(message, None))?;
+            }
+            out.flush().context("cannot write to stdout")?;
+            client.close().await;
+        }
+        Command::Conversations => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let conversations = client.conversations().await?;
+            let mut out = std::io::stdout().lock();
+            for conversation in &conversations {
+                print_line(&mut out, &Line::Conversation(conversation))?;
+            }
+            client.close().await;
+        }
+        Command::Devices => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let devices = client.devices().await?;
+            let mut out = std::io::stdout().lock();
+            for device in &devices {
+                print_line(&mut out, &Line::Device(device))?;
+            }
+            client.close().await;
+        }
+        Command::RevokeDevice { device } => {
+            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            client.call(Request::RevokeDevice { device }).await?;
+            client.close().await;
+        }
+        Command::Logout => {
+            let client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            client.logout().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the backlog, then pushed entries, until SIGINT or SIGTERM.
+async fn listen(mut client: Client) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let own_device = client.profile().device;
+    let mut out = std::io::stdout().lock();
+    let outcome = loop {
+        // Only `next_entry` is interrupted: an entry it returned is printed
+        // before the next signal check, so none is lost between the two.
+        let entry = tokio::select! {
+            biased;
+            _ = interrupt.recv() => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
+            entry = client.next_entry() => entry,
+        };
+        match entry {
+            Ok(entry) => {
+                if let Some(line) = entry_line(&entry, own_device) {
+                    // A reader that went away (a closed pipe) ends the
+                    // listener; that entry is not committed.
+                    if let Err(err) = print_line(&mut out, &line).and_then(|()| Ok(out.flush()?)) {
+                        break Err(err);
+                    }
+                }
+            }
+            Err(err) => break Err(err.into()),
+        }
+    };
+    // Keep the cursor even when stopping on an error; give the server a
+    // moment to take the ack, but the saved profile is what counts.
+    let committed = tokio::time::timeout(Duration::from_secs(3), client.commit()).await;
+    client.close().await;
+    outcome?;
+    match committed {
+        Ok(result) => Ok(result?),
+        Err(_) => Ok(()),
+    }
+}
+
+fn open(dir: &std::path::Path, server: Option<&str>, options: ClientOptions) -> anyhow::Result<Client> {
+    let mut client = Client::open(dir)?.with_options(options);
+    if let Some(server) = server {
+        client.use_server(ServerUrl::parse(server)?);
+    }
+    Ok(client)
+}
+
+fn required_server(server: Option<&str>) -> anyhow::Result<&str> {
+    server.context("no server given: pass --server ws://HOST:PORT or set IMBOX_SERVER")
+}
+
+fn default_profile_dir() -> anyhow::Result<PathBuf> {
+    let non_empty = |name| std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+    if let Some(config) = non_empty("XDG_CONFIG_HOME") {
+        return Ok(config.join("imbox"));
+    }
+    match non_empty("HOME") {
+        Some(home) => Ok(home.join(".config").join("imbox")),
+        None => bail!("no profile directory: pass --profile DIR or set IMBOX_PROFILE"),
+    }
+}
+
+/// The password from IMBOX_PASSWORD, or else one line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    if let Some(password) = std::env::var_os("IMBOX_PASSWORD") {
+        return password.into_string().map_err(|_| anyhow::anyhow!("IMBOX_PASSWORD is not valid UTF-8"));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        // No echo suppression here: prefer IMBOX_PASSWORD on shared screens.
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    if read == 0 {
+        bail!("no password: set IMBOX_PASSWORD or write the password as one line on stdin");
+    }
+    let password = strip_line_end(&line);
+    Ok(password.to_owned())
+}
+
+fn strip_line_end(line: &str) -> &str {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+fn device_name_or_default(name: Option<String>) -> anyhow::Result<String> {
+    let name = name.unwrap_or_else(|| default_device_name(&hostname()));
+    if !names::valid_device_name(&name) {
+        bail!(
+            "invalid device name {name:?}: at most {} bytes without control characters",
+            names::MAX_DEVICE_NAME
+        );
+    }
+    Ok(name)
+}
+
+/// `imbox-cli@HOST`, with the host name shortened to fit the limit.
+fn default_device_name(host: &str) -> String {
+    let prefix = "imbox-cli@";
+    let mut name = String::from(prefix);
+    for c in host.chars().filter(|c| !c.is_control()) {
+        if name.len() + c.len_utf8() > names::MAX_DEVICE_NAME {
+            break;
+        }
+        name.push(c);
+    }
+    name
+}
+
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn group_name(name: &str) -> String {
+    name.strip_prefix('#').unwrap_or(name).to_owned()
+}
+
+fn group_target(name: &str) -> Target {
+    Target::Group(group_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imbox_client::protocol::{Membership, Receipt};
+
+    fn message(from_device: u64) -> Entry {
+        Entry {
+            position: 7,
+            item: Item::Message(Message {
+                conversation: 3,
+                chat: "#ops".into(),
+                seq: 12,
+                from: "alice".into(),
+                from_device,
+                id: "m-1".into(),
+                sent_at: 1_700_000_000_000,
+                text: "hi \"there\"".into(),
+            }),
+        }
+    }
+
+    fn json(line: &Line<'_>) -> String {
+        serde_json::to_string(line).expect("encode")
+    }
+
+    #[test]
+    fn message_lines_have_the_documented_shape() {
+        let entry = message(5);
+        let line = entry_line(&entry, 9).expect("someone else's message");
+        assert_eq!(
+            json(&line),
+            r##"{"type":"message","conversation":"#ops","conversation_id":3,"seq":12,"position":7,"from":"alice","text":"hi \"there\"","id":"m-1","sent_at":1700000000000}"##
+        );
+        assert!(entry_line(&entry, 5).is_none(), "own messages are skipped");
+        let Item::Message(m) = &entry.item else { unreachable!() };
+        assert_eq!(
+            json(&message_line(m, None)),
+            r##"{"type":"message","conversation":"#ops","conversation_id":3,"seq":12,"from":"alice","text":"hi \"there\"","id":"m-1","sent_at":1700000000000}"##
+        );
+    }
+
+    #[test]
+    fn receipts_and_membership_have_their_own_type() {
+        let receipt = Entry {
+            position: 8,
+            item: Item::Receipt(Receipt {
+                conversation: 2,
+                chat: "bob".into(),
+                user: "bob".into(),
+                kind: ReceiptKind::Read,
+                seq: 4,
+            }),
+        };
+        assert_eq!(
+            json(&entry_line(&receipt, 1).expect("line")),
+            r#"{"type":"receipt","conversation":"bob","conversation_id":2,"position":8,"user":"bob","kind":"read","seq":4}"#
+        );
+        let membership = Entry {
+            position: 9,
+            item: Item::Membership(Membership {
+                conversation: 3,
+                chat: "#ops".into(),
+                user: "carol".into(),
+                change: MembershipChange::Added,
+                by: "alice".into(),
+            }),
+        };
+        assert_eq!(
+            json(&entry_line(&membership, 1).expect("line")),
+            r##"{"type":"membership","conversation":"#ops","conversation_id":3,"position":9,"user":"carol","change":"added","by":"alice"}"##
+        );
+    }
+
+    #[test]
+    fn device_names_fit_the_limit() {
+        assert_eq!(default_device_name("pi"), "imbox-cli@pi");
+        let long = default_device_name(&"h".repeat(200));
+        assert_eq!(long.len(), names::MAX_DEVICE_NAME);
+        assert!(names::valid_device_name(&long));
+        assert!(names::valid_device_name(&default_device_name("é\u{7}".repeat(40).as_str())));
+    }
+
+    #[test]
+    fn passwords_lose_only_the_line_end() {
+        assert_eq!(strip_line_end("secret pw\n"), "secret pw");
+        assert_eq!(strip_line_end("secret pw\r\n"), "secret pw");
+        assert_eq!(strip_line_end(" spaced \n"), " spaced ");
+        assert_eq!(strip_line_end("no newline"), "no newline");
+    }
+
+    #[test]
+    fn group_names_may_carry_a_hash() {
+        assert_eq!(group_target("#ops"), Target::Group("ops".into()));
+        assert_eq!(group_target("ops"), Target::Group("ops".into()));
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["imbox", "--profile", "/p", "send", "bob", "-1 is fine"]).expect("parse");
+        assert!(matches!(cli.command, Command::Send { ref text, .. } if text == "-1 is fine"));
+        assert!(Cli::try_parse_from(["imbox", "send", "bob"]).is_err());
+    }
+}

@@ -1,0 +1,594 @@
+//! A client over a profile that survives lost connections: it reconnects with
+//! back-off, resumes with the stored token, retries sends under the same
+//! message id, and reads the delivery log from its cursor so that every entry
+//! is handed out exactly once.
+//!
+//! The cursor has two parts. The *delivered* position (in memory) is the last
+//! entry handed to the caller; the *committed* position is the one saved in
+//! the profile and acknowledged to the server. An entry counts as processed
+//! once the caller asks for the next one (or calls [`Client::commit`]), so a
+//! crash between receiving and processing an entry makes the next run see it
+//! again rather than lose it.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use imbox_protocol::{
+    ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Message, Request, Response, Target,
+};
+
+use crate::backoff::Backoff;
+use crate::connection::{unexpected, Authenticated, ConnectOptions, Connection};
+use crate::cursor::{LogCursor, Placement};
+use crate::error::ClientError;
+use crate::profile::Profile;
+use crate::url::ServerUrl;
+
+/// How a [`Client`] behaves. The defaults suit the one-shot commands of the
+/// command-line client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Options for each connection.
+    pub connect: ConnectOptions,
+    /// How long to keep retrying after things start failing before giving up
+    /// with the last error; `None` retries for ever (for a listener).
+    pub retry_for: Option<Duration>,
+    /// The reconnect schedule.
+    pub backoff: Backoff,
+    /// The most entries to ask for in one `sync` page (the server's own
+    /// limit applies too).
+    pub sync_page: u32,
+    /// After this long without any traffic while waiting for pushes, ping the
+    /// server, so that a silently dead connection is noticed.
+    pub keepalive: Duration,
+    /// Save and acknowledge the cursor at least every this many entries, even
+    /// while the caller is still busy with a long backlog.
+    pub commit_every: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect: ConnectOptions::default(),
+            retry_for: Some(Duration::from_secs(15)),
+            backoff: Backoff::default(),
+            sync_page: 500,
+            keepalive: Duration::from_secs(30),
+            commit_every: 256,
+        }
+    }
+}
+
+/// The server's acknowledgement of a message: it is durable on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The client-chosen message id.
+    pub id: String,
+    /// The conversation's id.
+    pub conversation: u64,
+    /// The message's order within its conversation.
+    pub seq: u64,
+    /// When the server stored it, in milliseconds since the Unix epoch.
+    pub sent_at: u64,
+    /// True when an earlier attempt with this id had already been stored.
+    pub duplicate: bool,
+}
+
+/// A reconnecting client for the device a profile describes. Methods take
+/// `&mut self`: one task drives a `Client`. For concurrent requests on one
+/// connection, use [`Connection`] directly.
+#[derive(Debug)]
+pub struct Client {
+    dir: PathBuf,
+    /// The profile as last saved; `profile.cursor` is the committed position.
+    profile: Profile,
+    url: ServerUrl,
+    options: ClientOptions,
+    conn: Option<Connection>,
+    backoff: Backoff,
+    /// When the current run of failures began, for `retry_for`.
+    failing_since: Option<Instant>,
+    /// The delivered position.
+    cursor: LogCursor,
+    /// The position last acknowledged to the server.
+    acked: u64,
+    /// Entries of the last sync page or pushes not yet handed out.
+    pending: VecDeque<Entry>,
+    /// Whether the session has read the log to its end, so that the server
+    /// pushes new entries.
+    live: bool,
+}
+
+/// What happened while waiting for a push.
+enum Waited {
+    Event(Event),
+    Closed(ClientError),
+    Idle(Result<Response, ClientError>),
+}
+
+impl Client {
+    /// Opens the profile in `dir`. Connecting waits for the first request.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Client, ClientError> {
+        let dir = dir.into();
+        let profile = Profile::load(&dir)?;
+        let url = ServerUrl::parse(&profile.server)?;
+        Ok(Client::from_parts(dir, profile, url, None))
+    }
+
+    /// Logs a new device in at `server` and stores its profile in `dir`,
+    /// replacing any profile there.
+    pub async fn login(
+        dir: impl Into<PathBuf>,
+        server: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
+        let req = Request::Login {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device_name: device_name.to_owned(),
+        };
+        Client::authenticate_new(dir.into(), server, req).await
+    }
+
+    /// Creates an account with an invite at `server`, logs its first device
+    /// in and stores its profile in `dir`, replacing any profile there.
+    pub async fn register(
+        dir: impl Into<PathBuf>,
+        server: &str,
+        username: &str,
+        password: &str,
+        invite: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
+        let req = Request::Register {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            invite: invite.to_owned(),
+            device_name: device_name.to_owned(),
+        };
+        Client::authenticate_new(dir.into(), server, req).await
+    }
+
+    /// `login` and `register` are not retried: each attempt creates a
+    /// device, and a wrong password must not be repeated.
+    async fn authenticate_new(dir: PathBuf, server: &str, req: Request) -> Result<Client, ClientError> {
+        let kind = req.kind();
+        let url = ServerUrl::parse(server)?;
+        let conn = Connection::connect_with(&url, &ConnectOptions::default()).await?;
+        let response = conn.request(req).await?;
+        let Response::Authenticated { user, device, token, cursor, .. } = response else {
+            return Err(unexpected(kind, &response));
+        };
+        let Some(token) = token else {
+            return Err(ClientError::Protocol {
+                reason: format!("the answer to {kind} carried no device token"),
+            });
+        };
+        let profile = Profile { server: url.to_string(), user, device, token, cursor };
+        profile.save(&dir)?;
+        let mut client = Client::from_parts(dir, profile, url, Some(conn));
+        client.acked = cursor;
+        client.live = false;
+        Ok(client)
+    }
+
+    fn from_parts(dir: PathBuf, profile: Profile, url: ServerUrl, conn: Option<Connection>) -> Client {
+        let options = ClientOptions::default();
+        Client {
+            cursor: LogCursor::new(profile.cursor),
+            acked: 0,
+            dir,
+            profile,
+            url,
+            backoff: options.backoff.clone(),
+            options,
+            conn,
+            failing_since: None,
+            pending: VecDeque::new(),
+            live: false,
+        }
+    }
+
+    /// Replaces the options (before first use, typically).
+    pub fn with_options(mut self, options: ClientOptions) -> Client {
+        self.backoff = options.backoff.clone();
+        self.options = options;
+        self
+    }
+
+    /// Talks to `url` instead of the profile's server for as long as this
+    /// client lives (the profile keeps its URL).
+    pub fn use_server(&mut self, url: ServerUrl) {
+        if url != self.url {
+            self.drop_connection();
+            self.url = url;
+        }
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The profile as last saved.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The position of the last entry handed out.
+    pub fn cursor(&self) -> u64 {
+        self.cursor.position()
+    }
+
+    /// The live connection, connecting and resuming first if needed.
+    pub async fn connection(&mut self) -> Result<&Connection, ClientError> {
+        self.ensure_connected().await?;
+        self.conn()
+    }
+
+    /// Sends any request, reconnecting and retrying while the failures are
+    /// transient. A request that is not safe to replay
+    /// ([`Request::is_replay_safe`]) is not resent after its connection broke
+    /// mid-request, because it may have been carried out.
+    pub async fn call(&mut self, req: Request) -> Result<Response, ClientError> {
+        let replay_safe = req.is_replay_safe();
+        loop {
+            self.ensure_connected().await?;
+            let result = self.conn()?.request(req.clone()).await;
+            match result {
+                Ok(response) => {
+                    self.succeeded();
+                    return Ok(response);
+                }
+                Err(err) if err.breaks_connection() && !replay_safe => {
+                    self.drop_connection();
+                    return Err(err);
+                }
+                Err(err) => self.recover(err).await?,
+            }
+        }
+    }
+
+    /// Sends a text message under a fresh id, retrying across reconnects
+    /// until the server confirms that it is stored.
+    pub async fn send(&mut self, to: &Target, text: &str) -> Result<Sent, ClientError> {
+        self.send_with_id(to, &uuid::Uuid::new_v4().to_string(), text).await
+    }
+
+    /// Sends a text message under `id`. Sending the same id again (from any
+    /// run) never stores a second copy.
+    pub async fn send_with_id(&mut self, to: &Target, id: &str, text: &str) -> Result<Sent, ClientError> {
+        let req = Request::Send { to: to.clone(), id: id.to_owned(), text: text.to_owned() };
+        match self.call(req).await? {
+            Response::Sent { conversation, seq, sent_at, duplicate } => {
+                Ok(Sent { id: id.to_owned(), conversation, seq, sent_at, duplicate })
+            }
+            other => Err(unexpected("send", &other)),
+        }
+    }
+
+    /// Reads a conversation's messages before sequence number `before` (the
+    /// newest when `None`), oldest first; the flag tells whether older ones
+    /// exist.
+    pub async fn history(
+        &mut self,
+        conversation: &Target,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), ClientError> {
+        let req = Request::History { conversation: conversation.clone(), before, limit };
+        match self.call(req).await? {
+            Response::History { messages, more } => Ok((messages, more)),
+            other => Err(unexpected("history", &other)),
+        }
+    }
+
+    /// Lists the conversations the user belongs to.
+    pub async fn conversations(&mut self) -> Result<Vec<ConversationInfo>, ClientError> {
+        match self.call(Request::Conversations).await? {
+            Response::Conversations { conversations } => Ok(conversations),
+            other => Err(unexpected("conversations", &other)),
+        }
+    }
+
+    /// Lists the user's devices.
+    pub async fn devices(&mut self) -> Result<Vec<DeviceInfo>, ClientError> {
+        match self.call(Request::Devices).await? {
+            Response::Devices { devices } => Ok(devices),
+            other => Err(unexpected("devices", &other)),
+        }
+    }
+
+    /// Creates a group (the user becomes its admin) with these members.
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[String],
+    ) -> Result<ConversationInfo, ClientError> {
+        let req = Request::CreateGroup { name: name.to_owned(), members: members.to_vec() };
+        match self.call(req).await? {
+            Response::Group { conversation } => Ok(conversation),
+            other => Err(unexpected("create_group", &other)),
+        }
+    }
+
+    /// Revokes this device's token on the server and deletes the profile.
+    /// A token the server no longer accepts counts as logged out already.
+    pub async fn logout(mut self) -> Result<(), ClientError> {
+        match self.call(Request::Logout).await {
+            Ok(_) | Err(ClientError::Revoked { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        Profile::remove(&self.dir)
+    }
+
+    /// The next delivery-log entry after the cursor, or `None` once the log
+    /// has been read to its end. Entries come in position order, each once.
+    /// After a `None`, the next call reads on from the cursor, so calling
+    /// this until `None` again picks up whatever was added meanwhile.
+    pub async fn next_backlog_entry(&mut self) -> Result<Option<Entry>, ClientError> {
+        self.next(false).await
+    }
+
+    /// The next delivery-log entry after the cursor, waiting for the server
+    /// to push one once the backlog is read. Reconnects and re-syncs from the
+    /// cursor after a lost connection or a server restart, so entries come in
+    /// position order, each once.
+    pub async fn next_entry(&mut self) -> Result<Entry, ClientError> {
+        loop {
+            if let Some(entry) = self.next(true).await? {
+                return Ok(entry);
+            }
+        }
+    }
+
+    async fn next(&mut self, wait_live: bool) -> Result<Option<Entry>, ClientError> {
+        loop {
+            // Everything handed out before this call has been processed.
+            if self.cursor.position().saturating_sub(self.profile.cursor) >= self.options.commit_every.max(1)
+            {
+                self.commit().await?;
+            }
+            while let Some(entry) = self.pending.pop_front() {
+                if self.cursor.advance(entry.position) {
+                    return Ok(Some(entry));
+                }
+            }
+            // Before waiting on the network, record progress so far.
+            self.commit().await?;
+            self.ensure_connected().await?;
+            if !self.live {
+                self.fetch_page().await?;
+            } else if let Some(event) = self.conn()?.try_next_event() {
+                self.handle_event(event).await?;
+            } else if wait_live {
+                self.wait_for_push().await?;
+            } else {
+                // The log is read to its end. The next backlog read syncs
+                // again, so that it sees entries added since, whether or not
+                // their pushes have arrived yet.
+                self.live = false;
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn fetch_page(&mut self) -> Result<(), ClientError> {
+        let since = self.cursor.position();
+        let conn = self.conn()?;
+        let server_page = conn.welcome().limits.max_sync_page;
+        let limit = match server_page {
+            0 => self.options.sync_page,
+            max => self.options.sync_page.min(max),
+        }
+        .max(1);
+        let result = conn.request(Request::Sync { since, limit }).await;
+        match result {
+            Ok(Response::Entries { mut entries, next, more }) => {
+                self.succeeded();
+                // Positions must be ascending for de-duplication to keep
+                // every entry; do not rely on the server for it.
+                entries.sort_by_key(|entry| entry.position);
+                if entries.is_empty() && more {
+                    if next <= since {
+                        let reason = format!("sync from {since} returned no entries, yet more from {next}");
+                        return Err(self.fail(ClientError::Protocol { reason }));
+                    }
+                    // Nothing for this device up to `next`.
+                    self.cursor.advance(next);
+                }
+                self.pending.extend(entries);
+                self.live = !more;
+                Ok(())
+            }
+            Ok(other) => Err(self.fail(unexpected("sync", &other))),
+            Err(err) => self.recover(err).await,
+        }
+    }
+
+    async fn wait_for_push(&mut self) -> Result<(), ClientError> {
+        let waited = {
+            let conn = self.conn()?;
+            tokio::select! {
+                event = conn.next_event() => match event {
+                    Some(event) => Waited::Event(event),
+                    None => Waited::Closed(conn.closed_error()),
+                },
+                () = tokio::time::sleep(self.options.keepalive) => Waited::Idle(conn.request(Request::Ping).await),
+            }
+        };
+        match waited {
+            Waited::Idle(Ok(_)) => Ok(()),
+            Waited::Idle(Err(err)) | Waited::Closed(err) => self.recover(err).await,
+            Waited::Event(event) => self.handle_event(event).await,
+        }
+    }
+
+    async fn handle_event(&mut self, event: Event) -> Result<(), ClientError> {
+        match event {
+            Event::Entry { entry } => match self.cursor.place(entry.position) {
+                Placement::Seen => {}
+                Placement::Next => {
+                    self.succeeded();
+                    self.pending.push_back(entry);
+                }
+                Placement::Ahead { missing } => {
+                    // Pushes were lost; the next sync page holds them and
+                    // this entry.
+                    tracing::debug!(missing, "gap in pushed entries; re-syncing from the cursor");
+                    self.live = false;
+                }
+            },
+            Event::GoingAway { reason } => {
+                tracing::info!(%reason, "the server is going away; reconnecting");
+                let reason = format!("the server is shutting down ({reason})");
+                self.recover(ClientError::ConnectionClosed { reason }).await?;
+            }
+            Event::Revoked => {
+                self.drop_connection();
+                return Err(self.revoked());
+            }
+            // Not stored, and not what this API hands out.
+            Event::Typing { .. } | Event::Presence { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Saves the delivered position to the profile and acknowledges it to
+    /// the server (when connected; otherwise after the next reconnect).
+    /// Fails only when the profile cannot be written.
+    pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let position = self.cursor.position();
+        if position > self.profile.cursor {
+            let mut updated = self.profile.clone();
+            updated.cursor = position;
+            updated.save(&self.dir)?;
+            self.profile = updated;
+        }
+        if position > self.acked {
+            let Some(conn) = self.conn.as_ref().filter(|conn| !conn.is_closed()) else {
+                return Ok(());
+            };
+            match conn.request(Request::Ack { position }).await {
+                Ok(_) => self.acked = position,
+                Err(err) => {
+                    // The profile holds the cursor; the server learns it at
+                    // the next commit.
+                    tracing::debug!(%err, "ack failed");
+                    if err.breaks_connection() {
+                        self.drop_connection();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection politely. Call [`Client::commit`] first to keep
+    /// the cursor.
+    pub async fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), ClientError> {
+        loop {
+            match &self.conn {
+                Some(conn) if !conn.is_closed() => return Ok(()),
+                Some(_) => self.drop_connection(),
+                None => {}
+            }
+            match self.open_session().await {
+                Ok(conn) => self.conn = Some(conn),
+                Err(err) => self.recover(err).await?,
+            }
+        }
+    }
+
+    async fn open_session(&mut self) -> Result<Connection, ClientError> {
+        let conn = Connection::connect_with(&self.url, &self.options.connect).await?;
+        let auth: Authenticated = match conn.resume(&self.profile.token).await {
+            Err(ClientError::Server { error, .. }) if error.code == ErrorCode::BadCredentials => {
+                return Err(self.revoked())
+            }
+            other => other?,
+        };
+        if auth.device != self.profile.device {
+            return Err(ClientError::Protocol {
+                reason: format!(
+                    "the token of device {} was accepted as device {}",
+                    self.profile.device, auth.device
+                ),
+            });
+        }
+        // The server's cursor is ahead only if another process using this
+        // profile acknowledged more; those entries were handed out there.
+        self.cursor.advance(auth.cursor);
+        self.acked = auth.cursor;
+        self.live = false;
+        self.pending.clear();
+        Ok(conn)
+    }
+
+    /// Handles a failed step: drops a broken connection, then either waits
+    /// for the next retry (`Ok`) or gives the error back when retrying
+    /// cannot help or has gone on for longer than `retry_for`.
+    async fn recover(&mut self, err: ClientError) -> Result<(), ClientError> {
+        let err = self.fail(err);
+        if !err.is_transient() {
+            return Err(err);
+        }
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        let mut delay = self.backoff.next_delay().max(err.retry_after().unwrap_or_default());
+        if let Some(limit) = self.options.retry_for {
+            let spent = now.duration_since(since);
+            if spent >= limit {
+                return Err(err);
+            }
+            delay = delay.min(limit - spent);
+        }
+        tracing::info!("{err}; retrying in {} ms", delay.as_millis());
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Drops the connection if `err` broke it; returns `err`.
+    fn fail(&mut self, err: ClientError) -> ClientError {
+        if err.breaks_connection() {
+            self.drop_connection();
+        }
+        err
+    }
+
+    fn drop_connection(&mut self) {
+        // Dropping the handle ends the driver task, which closes the socket.
+        self.conn = None;
+        self.live = false;
+        self.pending.clear();
+    }
+
+    fn succeeded(&mut self) {
+        self.failing_since = None;
+        self.backoff.reset();
+    }
+
+    fn conn(&self) -> Result<&Connection, ClientError> {
+        self.conn.as_ref().ok_or_else(|| ClientError::ConnectionClosed { reason: "not connected".to_owned() })
+    }
+
+    fn revoked(&self) -> ClientError {
+        ClientError::Revoked {
+            server: self.profile.server.clone(),
+            dir: self.dir.clone(),
+            user: self.profile.user.clone(),
+        }
+    }
+}
