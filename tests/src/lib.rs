@@ -30,6 +30,7 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
 }
 
 /// imboxd running inside the test process.
+#[derive(Debug)]
 pub struct Server {
     pub dir: PathBuf,
     pub url: String,
@@ -130,6 +131,7 @@ pub fn free_port() -> SocketAddr {
 }
 
 /// The `imboxd` binary running as a child process.
+#[derive(Debug)]
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,

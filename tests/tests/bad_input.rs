@@ -1,6 +1,8 @@
 //! Bad input over a raw WebSocket: each gets a typed error, a malformed or
 //! oversize frame closes that connection alone, and nobody else notices.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

@@ -2,6 +2,8 @@
 //! middle of a burst of sends from many clients. Every send that was
 //! acknowledged must be there after a restart, every time.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

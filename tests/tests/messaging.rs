@@ -1,6 +1,8 @@
 //! Conversations end to end over WebSocket: a real server on loopback, real
 //! redb files, the client library.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::time::Duration;
 
