@@ -200,3 +200,35 @@ async fn other_peoples_conversations_are_closed() {
     };
     assert!(entries.is_empty());
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), |c| c.limits.handshake_timeout_ms = 300).await;
+    let ws = greeted(&server).await;
+    closes_with(ws, ErrorCode::NotAuthenticated).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), |c| c.limits.max_connections = 1).await;
+    server.add_users(&["alice"]).await;
+    let first = logged_in(&server, "alice").await;
+    let refused = tokio_tungstenite::connect_async(format!("{}/ws", server.url)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    drop(first);
+    // The place is free again once the first connection is gone.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("{}/ws", server.url)).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed connection slot was not reused");
+}

@@ -47,7 +47,8 @@ async fn a_person_chats_from_the_command_line() {
     let server = Server::start().await;
     server.add_users(&["alice", "bob", "carol"]).await;
     let profiles = tempfile::tempdir().unwrap();
-    let (a, b, c) = (profiles.path().join("alice"), profiles.path().join("bob"), profiles.path().join("carol"));
+    let (a, b, c) =
+        (profiles.path().join("alice"), profiles.path().join("bob"), profiles.path().join("carol"));
     let url = server.url.clone();
     blocking(move || {
         for (dir, user) in [(&a, "alice"), (&b, "bob"), (&c, "carol")] {
@@ -257,5 +258,8 @@ fn imboxd_config_prints_the_effective_configuration() {
     let out = run(bad);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("limits.max_frame_bytes") && stderr.contains("IMBOX_LIMITS__MAX_FRAME_BYTES"), "{stderr}");
+    assert!(
+        stderr.contains("limits.max_frame_bytes") && stderr.contains("IMBOX_LIMITS__MAX_FRAME_BYTES"),
+        "{stderr}"
+    );
 }

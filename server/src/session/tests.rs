@@ -275,3 +275,45 @@ async fn receipts_reach_the_sender() {
     };
     assert!(entries.iter().any(|e| matches!(&e.item, Item::Receipt(r) if r.user == "bob" && r.seq == 1)));
 }
+
+fn events(inbox: &mut Inbox) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(push) = inbox.queue.try_recv() {
+        if let crate::router::Push::Event(e) = push {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn presence_and_typing_reach_contacts_only() {
+    let w = world().await;
+    let (mut alice, mut alice_inbox) = logged_in(&w, "alice").await;
+    ok(&mut alice, send("bob", "m1", "hi")).await;
+    let (_carol, mut carol_inbox) = logged_in(&w, "carol").await;
+    let (mut bob, _bob_inbox) = logged_in(&w, "bob").await;
+    assert!(events(&mut alice_inbox).contains(&Event::Presence { user: "bob".into(), online: true }));
+    assert!(events(&mut carol_inbox).is_empty(), "carol shares no conversation with bob");
+    ok(&mut bob, Request::Typing { conversation: Target::parse("alice") }).await;
+    let typing = events(&mut alice_inbox);
+    assert!(matches!(&typing[..], [Event::Typing { user, chat, .. }] if user == "bob" && chat == "bob"));
+    drop(bob);
+    assert!(events(&mut alice_inbox).contains(&Event::Presence { user: "bob".into(), online: false }));
+}
+
+#[tokio::test]
+async fn revoking_another_device_ends_its_session() {
+    let w = world().await;
+    let (mut phone, _) = logged_in(&w, "alice").await;
+    let (mut laptop, mut laptop_inbox) = logged_in(&w, "alice").await;
+    let Response::Devices { devices } = ok(&mut phone, Request::Devices).await else { panic!() };
+    let laptop_id = devices.iter().find(|d| !d.current).unwrap().id;
+    ok(&mut phone, Request::RevokeDevice { device: laptop_id }).await;
+    let push = laptop_inbox.queue.recv().await.unwrap();
+    let (frames, close) = laptop.on_push(push);
+    assert!(close);
+    assert!(matches!(&frames[..], [ServerFrame::Event { event: Event::Revoked }]));
+    assert_eq!(fails(&mut laptop, Request::Ping).await, ErrorCode::NotAuthenticated);
+    assert_eq!(fails(&mut phone, Request::RevokeDevice { device: 9999 }).await, ErrorCode::NotFound);
+}

@@ -14,7 +14,11 @@ pub mod records;
 mod render;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use imbox_protocol::{ConversationInfo, DeviceInfo, Entry, Message, ReceiptKind, Target};
@@ -209,11 +213,21 @@ impl Default for StoreOptions {
     }
 }
 
+/// Counters of the writer, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Commits made (each one fsync).
+    pub commits: AtomicU64,
+    /// Writes applied (successful or refused) in those commits.
+    pub writes: AtomicU64,
+}
+
 /// The store. Cheap to clone; the writer stops at [`Store::shutdown`].
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     writes: mpsc::Sender<Command>,
+    stats: Arc<WriterStats>,
 }
 
 impl std::fmt::Debug for Store {
@@ -235,6 +249,15 @@ impl Pending {
     /// Waits, expecting a send's result.
     pub async fn sent(self) -> Result<Sent, StoreError> {
         self.wait().await?.sent()
+    }
+}
+
+/// Makes the database file readable by its owner only: it holds password
+/// hashes and every conversation.
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot restrict the database file's permissions");
     }
 }
 
@@ -275,10 +298,12 @@ impl Store {
                 other => StoreError::from(other),
             })?;
         apply::initialize(&db)?;
+        restrict(path);
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
-        writer::spawn(db.clone(), rx, listener, options.commit_batch_max.max(1))?;
-        Ok(Store { db, writes: tx })
+        let stats = Arc::new(WriterStats::default());
+        writer::spawn(db.clone(), rx, listener, options.commit_batch_max.max(1), stats.clone())?;
+        Ok(Store { db, writes: tx, stats })
     }
 
     /// Queues one write for the group commit without waiting. Writes are
@@ -297,6 +322,11 @@ impl Store {
     /// Applies one write through the group commit and waits until it is durable.
     pub async fn write(&self, op: WriteOp) -> Result<apply::Outcome, StoreError> {
         self.submit(op)?.wait().await
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Commits everything queued so far, then stops the writer. Later writes

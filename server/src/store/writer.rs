@@ -7,6 +7,7 @@
 //! grows by itself with the load and throughput is not capped by the fsync
 //! rate.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use imbox_protocol::Entry;
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{apply, Outcome, Tables, WriteOp};
 use super::records::{decode, LogItem};
 use super::render::Lookup;
-use super::{CommitListener, Notice, StoreError};
+use super::{CommitListener, Notice, StoreError, WriterStats};
 
 /// One queued write and where its answer goes.
 pub struct Job {
@@ -36,35 +37,41 @@ pub fn spawn(
     mut queue: mpsc::Receiver<Command>,
     listener: Arc<dyn CommitListener>,
     batch_max: usize,
+    stats: Arc<WriterStats>,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("imbox-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
+            let mut stopped = None;
             while let Some(first) = queue.blocking_recv() {
-                let mut stop = None;
                 match first {
                     Command::Write(job) => batch.push(job),
-                    Command::Stop(done) => stop = Some(done),
+                    Command::Stop(done) => stopped = Some(done),
                 }
-                while stop.is_none() && batch.len() < batch_max {
+                while stopped.is_none() && batch.len() < batch_max {
                     match queue.try_recv() {
                         Ok(Command::Write(job)) => batch.push(job),
-                        Ok(Command::Stop(done)) => stop = Some(done),
+                        Ok(Command::Stop(done)) => stopped = Some(done),
                         Err(_) => break,
                     }
                 }
                 if !batch.is_empty() {
-                    commit(&db, &mut batch, listener.as_ref());
+                    commit(&db, &mut batch, listener.as_ref(), &stats);
                 }
-                if let Some(done) = stop {
-                    queue.close();
-                    // Writes queued after the stop are refused: their callers
-                    // see `Closed` when their reply senders drop here.
-                    let _ = done.send(());
-                    tracing::debug!("writer stopped");
-                    return;
+                if stopped.is_some() {
+                    break;
                 }
+            }
+            // Writes queued after the stop are refused: their callers see
+            // `Closed` when their reply senders drop with the queue. The
+            // database handle goes before the stop is confirmed, so that the
+            // file can be reopened as soon as the last `Store` is dropped.
+            drop(queue);
+            drop(db);
+            tracing::debug!("writer stopped");
+            if let Some(done) = stopped {
+                let _ = done.send(());
             }
         })
         .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
@@ -72,17 +79,21 @@ pub fn spawn(
 }
 
 /// Applies and commits a batch, then answers every job in it.
-fn commit(db: &Database, batch: &mut Vec<Job>, listener: &dyn CommitListener) {
+fn commit(db: &Database, batch: &mut Vec<Job>, listener: &dyn CommitListener, stats: &WriterStats) {
     let size = batch.len();
     match apply_batch(db, batch) {
         Ok((results, notices)) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(size as u64, Ordering::Relaxed);
+            // Live delivery first: by the time a sender hears that its
+            // message is stored, the recipients' sessions have it queued.
+            if !notices.is_empty() {
+                listener.committed(notices);
+            }
             for (job, result) in batch.drain(..).zip(results) {
                 let _ = job.reply.send(result);
             }
             tracing::trace!(size, "batch committed");
-            if !notices.is_empty() {
-                listener.committed(notices);
-            }
         }
         Err(err) => {
             // Nothing of this batch is on disk: every caller gets the error and

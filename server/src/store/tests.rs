@@ -1,0 +1,142 @@
+//! The store on real redb files in a temporary directory.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use imbox_protocol::{Item, Target};
+
+use super::*;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Notice>>);
+
+impl CommitListener for Recorder {
+    fn committed(&self, notices: Vec<Notice>) {
+        self.0.lock().unwrap().extend(notices);
+    }
+}
+
+async fn store() -> (Store, Arc<Recorder>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let store = Store::open(&dir.path().join("s.redb"), StoreOptions::default(), recorder.clone()).unwrap();
+    for name in ["alice", "bob", "carol"] {
+        store.create_user(name, "hash".into(), false).await.unwrap();
+    }
+    (store, recorder, dir)
+}
+
+fn send(store: &Store, sender: u64, to: &str, id: &str) -> Pending {
+    let op =
+        WriteOp::Send { sender, device: 0, to: Target::parse(to), client_id: id.into(), text: id.into() };
+    store.submit(op).unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits() {
+    let (store, _, _dir) = store().await;
+    let before = store.stats().commits.load(Ordering::Relaxed);
+    // Queue 500 sends before waiting on any: the writer takes them in
+    // batches, so there are far fewer commits (fsyncs) than sends.
+    let pending: Vec<_> = (0..500).map(|i| send(&store, 1, "bob", &format!("m{i}"))).collect();
+    let mut seqs = Vec::new();
+    for p in pending {
+        seqs.push(p.sent().await.unwrap().seq);
+    }
+    assert_eq!(seqs, (1..=500).collect::<Vec<_>>(), "queued order is commit order");
+    let commits = store.stats().commits.load(Ordering::Relaxed) - before;
+    assert!(commits < 50, "500 sends took {commits} commits");
+}
+
+#[tokio::test]
+async fn a_refused_write_leaves_nothing_in_the_shared_commit() {
+    let (store, _, _dir) = store().await;
+    let group = store.create_group(1, "g", vec!["bob".into()], 10).await.unwrap();
+    assert!(group > 0);
+    // In one batch: a good send, a send from a non-member, a good send.
+    let ok1 = send(&store, 1, "#g", "a");
+    let refused = send(&store, 3, "#g", "b");
+    let ok2 = send(&store, 2, "#g", "c");
+    assert_eq!(ok1.sent().await.unwrap().seq, 1);
+    assert!(matches!(refused.sent().await, Err(StoreError::NotMember(_))));
+    assert_eq!(ok2.sent().await.unwrap().seq, 2);
+    let (messages, _) = store.history(1, &Target::parse("#g"), None, 10).unwrap();
+    assert_eq!(messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+}
+
+#[tokio::test]
+async fn every_member_gets_a_log_entry_and_listeners_hear_after_commit() {
+    let (store, recorder, _dir) = store().await;
+    store.create_group(1, "g", vec!["bob".into(), "carol".into()], 10).await.unwrap();
+    recorder.0.lock().unwrap().clear();
+    send(&store, 2, "#g", "hi").sent().await.unwrap();
+    let notices = recorder.0.lock().unwrap().clone();
+    let users: Vec<u64> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Entry { user, entry } if matches!(entry.item, Item::Message(_)) => Some(*user),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users, [1, 2, 3]);
+    for user in 1..=3 {
+        let (entries, more) = store.log_page(user, 0, 100).unwrap();
+        assert!(!more);
+        // The group's creation, then the message.
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed_and_revocation_ends_them() {
+    let (store, recorder, dir) = store().await;
+    let device = store.add_device(1, "phone").await.unwrap();
+    assert_eq!(store.authenticate(&device.token).unwrap().unwrap().device, device.auth.device);
+    store.shutdown().await;
+    drop(store);
+    let bytes = std::fs::read(dir.path().join("s.redb")).unwrap();
+    let token = device.token.as_bytes();
+    assert!(!bytes.windows(token.len()).any(|w| w == token), "the token itself is on disk");
+    let store = Store::open(&dir.path().join("s.redb"), StoreOptions::default(), recorder.clone()).unwrap();
+    store.revoke_device(1, device.auth.device).await.unwrap();
+    assert!(store.authenticate(&device.token).unwrap().is_none());
+    assert!(matches!(store.revoke_device(2, device.auth.device).await, Err(StoreError::NoSuchDevice(_))));
+}
+
+#[tokio::test]
+async fn invites_are_used_up() {
+    let (store, _, _dir) = store().await;
+    let token = store.create_invite(None, 1, None).await.unwrap();
+    store.register("dana", "hash".into(), &token, "phone").await.unwrap();
+    assert!(matches!(
+        store.register("erin", "hash".into(), &token, "phone").await,
+        Err(StoreError::InvalidInvite)
+    ));
+    let expired = store.create_invite(None, 5, Some(1)).await.unwrap();
+    assert!(matches!(
+        store.register("erin", "hash".into(), &expired, "x").await,
+        Err(StoreError::InvalidInvite)
+    ));
+    assert!(matches!(store.create_user("dana", "h".into(), false).await, Err(StoreError::NameTaken(_))));
+}
+
+#[tokio::test]
+async fn a_second_process_is_told_the_database_is_in_use() {
+    let (_store, _, dir) = store().await;
+    let again = Store::open(&dir.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener));
+    assert!(matches!(again, Err(StoreError::Locked)));
+}
+
+#[tokio::test]
+async fn removing_a_user_frees_the_name_and_keeps_their_messages_readable() {
+    let (store, recorder, _dir) = store().await;
+    store.create_group(1, "g", vec!["bob".into()], 10).await.unwrap();
+    send(&store, 2, "#g", "from bob").sent().await.unwrap();
+    store.remove_user("bob").await.unwrap();
+    assert!(recorder.0.lock().unwrap().iter().any(|n| matches!(n, Notice::UserRemoved { user: 2 })));
+    let (messages, _) = store.history(1, &Target::parse("#g"), None, 10).unwrap();
+    assert_eq!(messages[0].from, "bob");
+    assert!(store.users().unwrap().iter().all(|u| u.name != "bob"));
+    assert!(store.create_user("bob", "h".into(), false).await.unwrap() > 3);
+}
