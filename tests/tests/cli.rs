@@ -24,8 +24,7 @@ fn imbox(profile: &Path) -> Command {
 
 fn run(mut cmd: Command) -> Output {
     cmd.stdin(Stdio::null());
-    let out = cmd.output().unwrap();
-    out
+    cmd.output().unwrap()
 }
 
 fn ok(cmd: Command) -> String {
