@@ -17,7 +17,7 @@ use crate::control;
 use crate::router::Router;
 use crate::session::limits::LoginLimit;
 use crate::session::password::Passwords;
-use crate::session::{Hub, SessionLimits};
+use crate::session::Hub;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::transport::connection::ConnectionLimits;
 use crate::transport::http::{self, HttpContext};
@@ -95,17 +95,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let hub = Arc::new(Hub {
         store: store.clone(),
         router,
-        limits: SessionLimits {
-            max_frame_bytes: l.max_frame_bytes,
-            max_text_bytes: l.max_text_bytes,
-            max_sync_page: l.max_sync_page,
-            max_history_page: l.max_history_page,
-            sends_per_second: l.sends_per_second,
-            send_burst: l.send_burst,
-            max_group_members: l.max_group_members,
-            login_attempts_per_minute: l.login_attempts_per_minute,
-            max_presence_fanout: 1000,
-        },
+        limits: config.limits.clone(),
         passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         logins: LoginLimit::new(l.login_attempts_per_minute),
         server_name: config.box_name.clone(),

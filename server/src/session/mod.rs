@@ -23,6 +23,7 @@ use imbox_protocol::{
     Target, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
 };
 
+use crate::config::LimitsConfig;
 use crate::router::{Inbox, Push, Router};
 use crate::store::{DeviceAuth, NewDevice, Store, StoreError, WriteOp};
 use limits::{LoginLimit, SendLimit};
@@ -38,37 +39,25 @@ mod tests;
 pub struct Hub {
     pub store: Store,
     pub router: Arc<Router>,
-    pub limits: SessionLimits,
+    pub limits: LimitsConfig,
     pub passwords: Passwords,
     pub logins: LoginLimit,
     pub server_name: String,
 }
 
-/// The limits sessions enforce (from the configuration).
-#[derive(Debug, Clone)]
-pub struct SessionLimits {
-    pub max_frame_bytes: u32,
-    pub max_text_bytes: u32,
-    pub max_sync_page: u32,
-    pub max_history_page: u32,
-    pub sends_per_second: u32,
-    pub send_burst: u32,
-    pub max_group_members: u32,
-    pub login_attempts_per_minute: u32,
-    /// Contacts told about presence changes, at most.
-    pub max_presence_fanout: usize,
-}
+/// Contacts told about a presence change, at most: presence is a courtesy,
+/// and must not turn one login into a storm for a user in huge groups.
+pub const MAX_PRESENCE_FANOUT: usize = 1000;
 
-impl SessionLimits {
-    fn announced(&self) -> Limits {
-        Limits {
-            max_frame_bytes: self.max_frame_bytes,
-            max_text_bytes: self.max_text_bytes,
-            max_sync_page: self.max_sync_page,
-            max_history_page: self.max_history_page,
-            sends_per_second: self.sends_per_second,
-            max_group_members: self.max_group_members,
-        }
+/// The limits announced in `welcome`.
+fn announced(limits: &LimitsConfig) -> Limits {
+    Limits {
+        max_frame_bytes: limits.max_frame_bytes,
+        max_text_bytes: limits.max_text_bytes,
+        max_sync_page: limits.max_sync_page,
+        max_history_page: limits.max_history_page,
+        sends_per_second: limits.sends_per_second,
+        max_group_members: limits.max_group_members,
     }
 }
 
@@ -248,7 +237,7 @@ impl Session {
             Response::Welcome {
                 version: version.min(PROTOCOL_VERSION),
                 server: self.hub.server_name.clone(),
-                limits: self.hub.limits.announced(),
+                limits: announced(&self.hub.limits),
             },
         )
     }
@@ -364,7 +353,7 @@ impl Session {
 
     /// Tells the user's contacts that the user came online or went offline.
     fn presence(&self, auth: &DeviceAuth, online: bool) {
-        let contacts = match self.hub.store.contacts(auth.user, self.hub.limits.max_presence_fanout) {
+        let contacts = match self.hub.store.contacts(auth.user, MAX_PRESENCE_FANOUT) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "presence skipped");

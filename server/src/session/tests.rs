@@ -8,7 +8,8 @@ use imbox_protocol::{ClientFrame, ErrorCode, Event, Item, Request, Response, Ser
 
 use super::limits::LoginLimit;
 use super::password::{hash_now, Passwords};
-use super::{Handled, Hub, Session, SessionLimits};
+use super::{Handled, Hub, Session};
+use crate::config::{Config, LimitsConfig, Overrides, Sources};
 use crate::router::{Inbox, Router};
 use crate::store::{Store, StoreOptions};
 
@@ -17,9 +18,9 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-fn limits() -> SessionLimits {
-    SessionLimits {
-        max_frame_bytes: 65536,
+fn limits() -> LimitsConfig {
+    let defaults = Config::load_from(&Overrides::default(), &Sources::none()).unwrap();
+    LimitsConfig {
         max_text_bytes: 1000,
         max_sync_page: 10,
         max_history_page: 10,
@@ -27,7 +28,7 @@ fn limits() -> SessionLimits {
         send_burst: 1000,
         max_group_members: 5,
         login_attempts_per_minute: 3,
-        max_presence_fanout: 100,
+        ..defaults.limits
     }
 }
 
