@@ -299,6 +299,19 @@ impl Session {
         if !names::valid_device_name(&device_name) {
             return err(id, ErrorCode::InvalidName, "the device name is too long or has control characters");
         }
+        // Checked before the costly hash, and counted like a failed login, so
+        // that made-up invites cost an attacker more than the box.
+        if let Err(wait) = self.hub.logins.allowed(&username, self.peer) {
+            return rate_limited(id, wait, "failed attempts");
+        }
+        match self.hub.store.invite_usable(&invite) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.hub.logins.failed(&username, self.peer);
+                return store_err(id, &StoreError::InvalidInvite);
+            }
+            Err(e) => return store_err(id, &e),
+        }
         let hash = match self.hub.passwords.hash(password).await {
             Ok(h) => h,
             Err(e) => return err(id, ErrorCode::Internal, format!("{e}; retry")),
@@ -601,15 +614,15 @@ impl Session {
         let Phase::Ready(device) = &mut self.phase else {
             return (Vec::new(), false);
         };
-        if !device.live {
-            return (Vec::new(), false);
-        }
         let (user, since) = (device.auth.user, device.delivered);
         let still_valid =
             self.hub.store.devices(user, device.auth.device).map(|d| d.iter().any(|d| d.current));
         if let Ok(false) = still_valid {
             self.end();
             return (vec![ServerFrame::Event { event: Event::Revoked }], true);
+        }
+        if !device.live {
+            return (Vec::new(), false);
         }
         // One page per wake-up keeps a session from monopolising its thread;
         // if more remain the next push finds the gap again.

@@ -318,3 +318,27 @@ async fn revoking_another_device_ends_its_session() {
     assert_eq!(fails(&mut laptop, Request::Ping).await, ErrorCode::NotAuthenticated);
     assert_eq!(fails(&mut phone, Request::RevokeDevice { device: 9999 }).await, ErrorCode::NotFound);
 }
+
+#[tokio::test]
+async fn made_up_invites_are_refused_before_hashing_and_count_as_failures() {
+    let w = world().await;
+    let mut s = Session::new(w.hub.clone(), PEER);
+    ok(&mut s, hello()).await;
+    let register = |name: &str, invite: &str| Request::Register {
+        username: name.into(),
+        password: "long enough".into(),
+        invite: invite.into(),
+        device_name: "t".into(),
+    };
+    for i in 0..3 {
+        assert_eq!(fails(&mut s, register(&format!("x{i}"), "made-up")).await, ErrorCode::InvalidInvite);
+    }
+    assert_eq!(fails(&mut s, register("x9", "made-up")).await, ErrorCode::RateLimited);
+    let token = w.hub.store.create_invite(None, 1, None).await.unwrap();
+    let mut other = Session::new(w.hub.clone(), "192.0.2.7".parse().unwrap());
+    ok(&mut other, hello()).await;
+    assert!(matches!(
+        ok(&mut other, register("dana", &token)).await,
+        Response::Authenticated { token: Some(_), .. }
+    ));
+}

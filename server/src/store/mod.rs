@@ -352,7 +352,8 @@ impl Store {
             .user()
     }
 
-    /// Creates an account with an invite and its first device, in one commit.
+    /// Creates an account with an invite, then its first device. (Should the
+    /// second step fail, the account exists and its owner can log in.)
     pub async fn register(
         &self,
         name: &str,
@@ -470,6 +471,12 @@ impl Store {
     }
 
     // ---- reads ----
+
+    /// Whether an invite token can still be used (checked again, atomically,
+    /// when it is used).
+    pub fn invite_usable(&self, token: &str) -> Result<bool, StoreError> {
+        read::invite_usable(&self.db, &token_hash(token))
+    }
 
     /// The device a token belongs to, if it is valid.
     pub fn authenticate(&self, token: &str) -> Result<Option<DeviceAuth>, StoreError> {

@@ -305,3 +305,10 @@ pub fn log_head(db: &Database, user: u64) -> Result<u64, StoreError> {
     let txn = db.begin_read()?;
     Ok(txn.open_table(LOG_HEADS)?.get(user)?.map(|v| v.value()).unwrap_or(0))
 }
+
+pub fn invite_usable(db: &Database, hash: &[u8; 32]) -> Result<bool, StoreError> {
+    let txn = db.begin_read()?;
+    let invite: Option<InviteRecord> =
+        txn.open_table(INVITES)?.get(hash.as_slice())?.map(|v| decode("invites", v.value())).transpose()?;
+    Ok(invite.is_some_and(|i| i.uses_left > 0 && i.expires_at.is_none_or(|at| at > super::now_ms())))
+}
