@@ -9,19 +9,27 @@
 //! - [`frame`]: the envelopes ([`ClientFrame`], [`ServerFrame`]) and their
 //!   MessagePack encoding, which is the same on WebSocket and QUIC.
 //! - [`names`]: the rules for user names, group names and client message ids.
+//! - [`identity`]: the box's key fingerprint ([`Fingerprint`]), which clients pin.
+//! - [`pairing`]: the `imbox:pair?…` URI of the QR code ([`PairingUri`]).
+//! - [`stream`]: length-prefixed frames on a byte stream (QUIC).
 //!
 //! docs/PROTOCOL.md is the specification; this crate is its Rust rendering.
 
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod identity;
 pub mod names;
+pub mod pairing;
 pub mod request;
 pub mod response;
+pub mod stream;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{Entry, Event, Item, Membership, MembershipChange, Message, Receipt, ReceiptKind};
 pub use frame::{ClientFrame, DecodeError, ServerFrame};
+pub use identity::Fingerprint;
+pub use pairing::PairingUri;
 pub use request::{Request, Target};
 pub use response::{ConversationInfo, ConversationKind, DeviceInfo, Limits, Response};
 
