@@ -51,9 +51,10 @@ impl FrameBuffer {
         }
         let frame = self.buf[4..4 + size].to_vec();
         self.buf.drain(..4 + size);
-        if self.buf.capacity() > 4 * self.limit.max(4096) {
-            // Give back memory after an unusually large burst.
-            self.buf.shrink_to(self.limit.max(4096));
+        if self.buf.is_empty() && self.buf.capacity() > 1024 {
+            // An idle connection keeps no buffer of the size of its largest
+            // frame: there may be a hundred thousand of them.
+            self.buf = Vec::new();
         }
         Ok(Some(frame))
     }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pairing::PairingTemplate;
 use crate::session::password::{self, PasswordError};
 use crate::store::{now_ms, Store, StoreError, UserSummary};
 
@@ -18,8 +19,13 @@ pub enum AdminRequest {
     UserList,
     /// Removes an account.
     UserRemove { name: String },
-    /// Creates an invite.
-    InviteCreate { uses: u32, expires_in_hours: Option<u64> },
+    /// Creates an invite; with `uri`, also its pairing URI.
+    InviteCreate {
+        uses: u32,
+        expires_in_hours: Option<u64>,
+        #[serde(default)]
+        uri: bool,
+    },
 }
 
 /// The answer to an [`AdminRequest`].
@@ -29,7 +35,7 @@ pub enum AdminReply {
     UserAdded { id: u64 },
     Users { users: Vec<UserSummary> },
     UserRemoved,
-    Invite { token: String, expires_at: Option<u64> },
+    Invite { token: String, expires_at: Option<u64>, uri: Option<String> },
 }
 
 /// Why an administrative request failed.
@@ -59,8 +65,16 @@ impl From<PasswordError> for AdminError {
     }
 }
 
+/// What administration works on: the store, and what pairing URIs say.
+#[derive(Debug, Clone)]
+pub struct AdminContext {
+    pub store: Store,
+    pub pairing: PairingTemplate,
+}
+
 /// Carries out one request.
-pub async fn execute(store: &Store, request: AdminRequest) -> Result<AdminReply, AdminError> {
+pub async fn execute(ctx: &AdminContext, request: AdminRequest) -> Result<AdminReply, AdminError> {
+    let store = &ctx.store;
     match request {
         AdminRequest::UserAdd { name, password, admin } => {
             if !imbox_protocol::names::valid_username(&name) {
@@ -85,10 +99,11 @@ pub async fn execute(store: &Store, request: AdminRequest) -> Result<AdminReply,
             store.remove_user(&name).await?;
             Ok(AdminReply::UserRemoved)
         }
-        AdminRequest::InviteCreate { uses, expires_in_hours } => {
+        AdminRequest::InviteCreate { uses, expires_in_hours, uri } => {
             let expires_at = expires_in_hours.map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000)));
             let token = store.create_invite(None, uses.max(1), expires_at).await?;
-            Ok(AdminReply::Invite { token, expires_at })
+            let uri = uri.then(|| ctx.pairing.uri(Some(token.clone())).to_string());
+            Ok(AdminReply::Invite { token, expires_at, uri })
         }
     }
 }

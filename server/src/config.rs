@@ -113,6 +113,55 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The database.
     pub storage: StorageConfig,
+    /// The HTTPS server (WebSocket over TLS), with the box identity.
+    pub https: HttpsConfig,
+    /// The QUIC listener for mobile clients.
+    pub quic: QuicConfig,
+    /// The box's key and certificate.
+    pub identity: IdentityConfig,
+    /// What pairing URIs (QR codes) tell clients.
+    pub pairing: PairingConfig,
+}
+
+/// The HTTPS server: the same routes as HTTP, over TLS with the box identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Addresses to listen on; empty turns HTTPS off.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub listen: Vec<SocketAddr>,
+}
+
+/// The QUIC listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuicConfig {
+    /// UDP addresses to listen on; empty turns QUIC off.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// A connection with no traffic for this long is closed, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Bytes the server may have sent but not yet had acknowledged, per connection.
+    pub send_window_bytes: u32,
+}
+
+/// The box identity (an ECDSA P-256 key generated on first start) and its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// How long a new self-signed certificate is valid, in days.
+    pub certificate_days: u32,
+    /// Renew the certificate (with the same key) this many days before it expires.
+    pub renew_before_days: u32,
+}
+
+/// What pairing URIs carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingConfig {
+    /// Host names or addresses clients should try, in order; empty means the addresses the
+    /// listeners are bound to (every address of this machine for 0.0.0.0 or ::).
+    pub hosts: Vec<String>,
 }
 
 /// The HTTP server (setup page, web client, admin API, WebSocket).
@@ -539,6 +588,16 @@ impl Config {
             .unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
     }
 
+    /// The identity key: `<data_dir>/identity.key` (PEM, PKCS#8, mode 0600).
+    pub fn identity_key_path(&self) -> PathBuf {
+        self.data_dir.join("identity.key")
+    }
+
+    /// The identity certificate: `<data_dir>/identity.crt` (PEM).
+    pub fn identity_cert_path(&self) -> PathBuf {
+        self.data_dir.join("identity.crt")
+    }
+
     /// The database file: `<data_dir>/imbox.redb`.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("imbox.redb")
@@ -598,6 +657,33 @@ impl Config {
             return Err(invalid(figment, "http.listen", &format_args!("{listen:?}"), reason));
         }
 
+        for (key, addresses) in [("https.listen", &self.https.listen), ("quic.listen", &self.quic.listen)] {
+            if let Some(duplicate) =
+                addresses.iter().enumerate().find_map(|(i, a)| addresses[..i].contains(a).then_some(a))
+            {
+                let reason = format!("{duplicate} appears more than once");
+                return Err(invalid(figment, key, &format_args!("{addresses:?}"), reason));
+            }
+        }
+        if self.identity.renew_before_days >= self.identity.certificate_days {
+            let reason = format!(
+                "it must be less than identity.certificate_days ({}), or every certificate would be renewed at once",
+                self.identity.certificate_days
+            );
+            return Err(invalid(
+                figment,
+                "identity.renew_before_days",
+                &self.identity.renew_before_days,
+                reason,
+            ));
+        }
+        if let Some(bad) =
+            self.pairing.hosts.iter().find(|h| h.is_empty() || h.contains(['/', '?', '#', ' ']))
+        {
+            let reason = "each entry must be a host name or an IP address".to_owned();
+            return Err(invalid(figment, "pairing.hosts", &format_args!("{bad:?}"), reason));
+        }
+
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {
             return Err(invalid(figment, "log.level", &format_args!("{:?}", self.log.level), e.to_string()));
         }
@@ -623,7 +709,14 @@ impl Config {
             ("storage.write_queue", s.write_queue.into(), 1, 1_048_576),
             ("storage.cache_mib", s.cache_mib.into(), 1, 4096),
         ];
-        for (key, value, min, max) in ranges.into_iter().chain(storage_ranges) {
+        let (q, id) = (&self.quic, &self.identity);
+        let transport_ranges: [(&'static str, u64, u64, u64); 4] = [
+            ("quic.idle_timeout_ms", q.idle_timeout_ms, 1000, 3_600_000),
+            ("quic.send_window_bytes", q.send_window_bytes.into(), 4096, 64 * 1024 * 1024),
+            ("identity.certificate_days", id.certificate_days.into(), 2, 3650),
+            ("identity.renew_before_days", id.renew_before_days.into(), 1, 3649),
+        ];
+        for (key, value, min, max) in ranges.into_iter().chain(storage_ranges).chain(transport_ranges) {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError::OutOfRange {
                     key,

@@ -15,8 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminError, AdminReply, AdminRequest};
-use crate::session::Hub;
+use crate::admin::{self, AdminContext, AdminError, AdminReply, AdminRequest};
 
 /// The longest request line accepted.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -41,7 +40,7 @@ pub enum ControlError {
 /// Binds the control socket and serves it until shutdown.
 pub fn listen(
     path: &Path,
-    hub: Arc<Hub>,
+    context: Arc<AdminContext>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> std::io::Result<()> {
@@ -65,9 +64,9 @@ pub fn listen(
                 () = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let hub = hub.clone();
+                        let context = context.clone();
                         inner.spawn(async move {
-                            if let Err(e) = serve(stream, &hub).await {
+                            if let Err(e) = serve(stream, &context).await {
                                 tracing::warn!(error = %e, "control request failed");
                             }
                         });
@@ -83,7 +82,7 @@ pub fn listen(
     Ok(())
 }
 
-async fn serve(stream: UnixStream, hub: &Hub) -> std::io::Result<()> {
+async fn serve(stream: UnixStream, context: &AdminContext) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await?;
@@ -91,7 +90,7 @@ async fn serve(stream: UnixStream, hub: &Hub) -> std::io::Result<()> {
         Ok(request) => {
             let what = format!("{request:?}").split_whitespace().next().unwrap_or("").to_owned();
             tracing::info!(request = %what, "control request");
-            admin::execute(&hub.store, request).await
+            admin::execute(context, request).await
         }
         Err(e) => Err(AdminError::Refused(format!("unreadable control request: {e}"))),
     };

@@ -9,7 +9,11 @@
 //! - [`router`]: which devices are online, and live delivery to them.
 //! - [`session`]: one client's session — protocol states, sync cursors, live
 //!   switch, limits — with no sockets in it.
-//! - [`transport`]: the connection loop and the HTTP/WebSocket listener.
+//! - [`transport`]: the connection loop, the HTTP(S)/WebSocket listeners and
+//!   the QUIC listener.
+//! - [`identity`] and [`tls`]: the box key, its self-signed certificate and
+//!   the TLS settings (ChaCha20-Poly1305 first).
+//! - [`pairing`]: what pairing URIs say about this box.
 //! - [`admin`] and [`control`]: shell administration, through the running
 //!   daemon's control socket or directly against a stopped daemon's store.
 //! - [`server`]: start everything, and shut it down in order.
@@ -19,11 +23,14 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod identity;
 pub mod logging;
+pub mod pairing;
 pub mod router;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 pub use server::{run, start, Running, ServerError};

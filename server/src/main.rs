@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use imboxd::admin::{self, AdminReply, AdminRequest};
+use imboxd::admin::{self, AdminContext, AdminReply, AdminRequest};
 use imboxd::config::{Config, Overrides};
 use imboxd::control::{self, ControlError};
+use imboxd::identity::{Identity, Validity};
+use imboxd::pairing::PairingTemplate;
 use imboxd::store::{NoListener, Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +40,9 @@ enum Command {
     },
     /// Print the effective configuration as TOML.
     Config,
+    /// Print the box identity (the key fingerprint clients pin), making the
+    /// key on first use.
+    Identity,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -75,6 +80,9 @@ enum InviteCommand {
         /// Hours until the invite expires (never, when absent).
         #[arg(long, value_name = "HOURS")]
         expires_in: Option<u64>,
+        /// Print the pairing URI (what the QR code carries) instead of the bare token.
+        #[arg(long)]
+        uri: bool,
     },
 }
 
@@ -106,6 +114,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config => {
             print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Identity => {
+            imboxd::server::prepare_data_dir(&config)?;
+            let identity = load_identity(&config)?;
+            println!("{}", identity.fingerprint());
             Ok(())
         }
         Command::User(UserCommand::Add { name, admin }) => {
@@ -144,10 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("removed {name}");
             Ok(())
         }
-        Command::Invite(InviteCommand::Create { uses, expires_in }) => {
-            let request = AdminRequest::InviteCreate { uses, expires_in_hours: expires_in };
-            if let AdminReply::Invite { token, .. } = runtime.block_on(administer(&config, request))? {
-                println!("{token}");
+        Command::Invite(InviteCommand::Create { uses, expires_in, uri }) => {
+            let request = AdminRequest::InviteCreate { uses, expires_in_hours: expires_in, uri };
+            if let AdminReply::Invite { token, uri, .. } = runtime.block_on(administer(&config, request))? {
+                println!("{}", uri.unwrap_or(token));
             }
             Ok(())
         }
@@ -189,12 +203,31 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<Ad
                 std::sync::Arc::new(NoListener),
             )
             .with_context(|| format!("cannot open {}", config.database_path().display()))?;
-            let reply = admin::execute(&store, request).await;
+            // Stopped, the box is reachable where its configuration says.
+            let fingerprint = load_identity(config)?.fingerprint();
+            let pairing = PairingTemplate::new(
+                &config.pairing.hosts,
+                &config.quic.listen,
+                &config.https.listen,
+                fingerprint,
+                &config.box_name,
+            );
+            let ctx = AdminContext { store: store.clone(), pairing };
+            let reply = admin::execute(&ctx, request).await;
+            drop(ctx);
             store.shutdown().await;
             Ok(reply?)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn load_identity(config: &Config) -> anyhow::Result<Identity> {
+    let validity = Validity {
+        days: config.identity.certificate_days,
+        renew_before_days: config.identity.renew_before_days,
+    };
+    Ok(Identity::load_or_create(&config.identity_key_path(), &config.identity_cert_path(), validity)?)
 }
 
 /// Reads one line from standard input, prompting when it is a terminal.

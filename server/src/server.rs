@@ -12,15 +12,20 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::AdminContext;
 use crate::config::Config;
 use crate::control;
+use crate::identity::{CertResolver, Identity, Validity};
+use crate::pairing::PairingTemplate;
 use crate::router::Router;
 use crate::session::limits::LoginLimit;
 use crate::session::password::Passwords;
 use crate::session::Hub;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::transport::connection::ConnectionLimits;
-use crate::transport::http::{self, HttpContext};
+use crate::transport::quic::{self, QuicTuning};
+use crate::transport::{http, ListenerContext};
+use tokio_rustls::TlsAcceptor;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,12 @@ pub enum ServerError {
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}; is another program using that port?")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// The box identity could not be loaded or made.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// TLS or QUIC settings were refused.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The control socket could not be created.
     #[error("cannot create the control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
@@ -44,6 +55,12 @@ pub enum ServerError {
 pub struct Running {
     /// The HTTP (WebSocket) addresses actually bound.
     pub http: Vec<SocketAddr>,
+    /// The HTTPS (wss://) addresses actually bound.
+    pub https: Vec<SocketAddr>,
+    /// The QUIC (UDP) addresses actually bound.
+    pub quic: Vec<SocketAddr>,
+    /// The box identity's fingerprint, which clients pin.
+    pub fingerprint: imbox_protocol::Fingerprint,
     /// Cancel to shut down.
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -55,6 +72,16 @@ impl Running {
     /// The WebSocket URL of the first HTTP listener.
     pub fn ws_url(&self) -> String {
         format!("ws://{}{}", self.http[0], imbox_protocol::WEBSOCKET_PATH)
+    }
+
+    /// The URL of the first HTTPS listener's WebSocket, if any.
+    pub fn wss_url(&self) -> Option<String> {
+        self.https.first().map(|a| format!("wss://{a}{}", imbox_protocol::WEBSOCKET_PATH))
+    }
+
+    /// The URL of the first QUIC listener, if any.
+    pub fn quic_url(&self) -> Option<String> {
+        self.quic.first().map(|a| format!("quic://{a}"))
     }
 
     /// Waits for shutdown, then stops accepting, tells every session, lets
@@ -101,19 +128,48 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         server_name: config.box_name.clone(),
     });
 
-    let mut listeners = Vec::new();
+    let validity = Validity {
+        days: config.identity.certificate_days,
+        renew_before_days: config.identity.renew_before_days,
+    };
+    let identity =
+        Identity::load_or_create(&config.identity_key_path(), &config.identity_cert_path(), validity)?;
+    let fingerprint = identity.fingerprint();
+    let resolver = Arc::new(CertResolver::new(identity.certified_key()?));
+
+    // Bind everything before serving anything, so that a port in use stops
+    // start-up with nothing half-running.
+    let mut http_listeners = Vec::new();
     for &addr in &config.http.listen {
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        listeners.push((listener, local));
+        http_listeners.push(bind_tcp(addr).await?);
+    }
+    let mut https_listeners = Vec::new();
+    for &addr in &config.https.listen {
+        https_listeners.push(bind_tcp(addr).await?);
+    }
+    let mut quic_endpoints = Vec::new();
+    if !config.quic.listen.is_empty() {
+        let quic_server = quic_server_config(&config, resolver.clone())?;
+        for &addr in &config.quic.listen {
+            let endpoint = quinn::Endpoint::server(quic_server.clone(), addr)
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let local = endpoint.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            quic_endpoints.push((endpoint, local));
+        }
     }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let control_path = config.control_socket_path();
-    control::listen(&control_path, hub.clone(), shutdown.clone(), &tasks)
+    let quic_bound: Vec<SocketAddr> = quic_endpoints.iter().map(|(_, a)| *a).collect();
+    let https_bound: Vec<SocketAddr> = https_listeners.iter().map(|(_, a)| *a).collect();
+    let pairing =
+        PairingTemplate::new(&config.pairing.hosts, &quic_bound, &https_bound, fingerprint, &config.box_name);
+    let admin = Arc::new(AdminContext { store: store.clone(), pairing });
+    control::listen(&control_path, admin, shutdown.clone(), &tasks)
         .map_err(|source| ServerError::Control { path: control_path.clone(), source })?;
+    tasks.spawn(crate::identity::renew_daily(identity, validity, resolver.clone(), shutdown.clone()));
 
-    let ctx = Arc::new(HttpContext {
+    let ctx = Arc::new(ListenerContext {
         hub,
         limits: ConnectionLimits {
             max_inflight: l.max_inflight_requests as usize,
@@ -124,18 +180,66 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tasks: tasks.clone(),
         connections: Arc::new(Semaphore::new(l.max_connections as usize)),
     });
+    let ws = imbox_protocol::WEBSOCKET_PATH;
     let mut http_addrs = Vec::new();
-    for (listener, local) in listeners {
-        tracing::info!(
-            "listening on http://{local} (WebSocket ws://{local}{})",
-            imbox_protocol::WEBSOCKET_PATH
-        );
+    for (listener, local) in http_listeners {
+        tracing::info!("listening on http://{local} (WebSocket ws://{local}{ws})");
         http_addrs.push(local);
-        tasks.spawn(http::accept_loop(listener, ctx.clone()));
+        tasks.spawn(http::accept_loop(listener, ctx.clone(), None));
     }
+    let mut https_addrs = Vec::new();
+    if !https_listeners.is_empty() {
+        let acceptor =
+            TlsAcceptor::from(Arc::new(crate::tls::server_config(resolver.clone(), &[b"http/1.1"], false)?));
+        for (listener, local) in https_listeners {
+            tracing::info!("listening on https://{local} (WebSocket wss://{local}{ws})");
+            https_addrs.push(local);
+            tasks.spawn(http::accept_loop(listener, ctx.clone(), Some(acceptor.clone())));
+        }
+    }
+    let mut quic_addrs = Vec::new();
+    for (endpoint, local) in quic_endpoints {
+        tracing::info!("listening on quic://{local}");
+        quic_addrs.push(local);
+        tasks.spawn(quic::accept_loop(endpoint, ctx.clone()));
+    }
+    tracing::info!(identity = %fingerprint, "box identity");
     // Tell systemd we are ready; outside systemd this does nothing.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    Ok(Running { http: http_addrs, shutdown, tasks, store, control_path })
+    Ok(Running {
+        http: http_addrs,
+        https: https_addrs,
+        quic: quic_addrs,
+        fingerprint,
+        shutdown,
+        tasks,
+        store,
+        control_path,
+    })
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+fn quic_server_config(config: &Config, certs: Arc<CertResolver>) -> Result<quinn::ServerConfig, ServerError> {
+    let tls = crate::tls::server_config(certs, &[imbox_protocol::QUIC_ALPN], true)?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| crate::tls::TlsError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let tuning = QuicTuning {
+        idle_timeout: Duration::from_millis(config.quic.idle_timeout_ms),
+        send_window: config.quic.send_window_bytes.into(),
+        max_frame: config.limits.max_frame_bytes,
+    };
+    let transport = quic::transport_config(&tuning).map_err(crate::tls::TlsError::Quic)?;
+    server.transport_config(Arc::new(transport));
+    // Phones move between Wi-Fi and mobile data, and NATs rebind: keep the
+    // session when the client's address changes.
+    server.migration(true);
+    Ok(server)
 }
 
 /// Runs until `shutdown` is cancelled.

@@ -23,6 +23,9 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
     let overrides =
         Overrides { config_file: None, data_dir: Some(dir.to_owned()), http_listen: vec![listen] };
     let mut config = Config::load_from(&overrides, &Sources::none()).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.https.listen = vec![any];
+    config.quic.listen = vec![any];
     config.limits.login_attempts_per_minute = 1000;
     config.limits.sends_per_second = 100_000;
     config.limits.send_burst = 100_000;
@@ -83,7 +86,7 @@ impl Server {
 
     /// A one-time invite token.
     pub async fn invite(&self) -> String {
-        match self.admin(AdminRequest::InviteCreate { uses: 1, expires_in_hours: None }).await {
+        match self.admin(AdminRequest::InviteCreate { uses: 1, expires_in_hours: None, uri: false }).await {
             AdminReply::Invite { token, .. } => token,
             other => panic!("unexpected {other:?}"),
         }
@@ -130,12 +133,19 @@ pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// A free loopback UDP port.
+pub fn free_udp_port() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
 /// The `imboxd` binary running as a child process.
 #[derive(Debug)]
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub url: String,
+    pub https: SocketAddr,
+    pub quic: SocketAddr,
     pub dir: PathBuf,
 }
 
@@ -154,7 +164,10 @@ impl Daemon {
     /// Starts `imboxd run` on `dir` and waits until it answers.
     pub fn start(dir: &Path) -> Daemon {
         let addr = free_port();
+        let (https, quic) = (free_port(), free_udp_port());
         let child = imboxd(dir)
+            .env("IMBOX_HTTPS__LISTEN", https.to_string())
+            .env("IMBOX_QUIC__LISTEN", quic.to_string())
             .env("IMBOX_LIMITS__SENDS_PER_SECOND", "100000")
             .env("IMBOX_LIMITS__SEND_BURST", "100000")
             .env("IMBOX_LIMITS__LOGIN_ATTEMPTS_PER_MINUTE", "1000")
@@ -168,7 +181,7 @@ impl Daemon {
             assert!(Instant::now() < deadline, "imboxd did not start listening on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Daemon { child, addr, url: format!("ws://{addr}"), dir: dir.to_owned() }
+        Daemon { child, addr, url: format!("ws://{addr}"), https, quic, dir: dir.to_owned() }
     }
 
     /// Sends SIGTERM.

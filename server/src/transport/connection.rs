@@ -115,6 +115,7 @@ pub async fn serve<T: FrameIo>(
             received = io.recv(), if inflight.len() < limits.max_inflight => match received {
                 Ok(Some(bytes)) => match ClientFrame::decode(&bytes) {
                     Ok(frame) => {
+                        session.set_early_data(io.in_early_data());
                         let handled = session.handle(frame).await;
                         if let Some(inbox) = session.take_inbox() {
                             queue = Some(inbox.queue);

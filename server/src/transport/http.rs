@@ -16,32 +16,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::connection::{self, ConnectionLimits};
+use super::connection;
 use super::websocket::WebSocketFrames;
-use crate::session::Hub;
-
-/// What every HTTP connection needs.
-#[derive(Debug)]
-pub struct HttpContext {
-    pub hub: Arc<Hub>,
-    pub limits: ConnectionLimits,
-    pub max_frame: usize,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-    /// One permit per open WebSocket session.
-    pub connections: Arc<Semaphore>,
-}
+use super::ListenerContext;
 
 type Reply = Response<Full<Bytes>>;
 
-/// Accepts connections until shutdown.
-pub async fn accept_loop(listener: TcpListener, ctx: Arc<HttpContext>) {
+/// Accepts connections until shutdown; with `tls`, each one is HTTPS.
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>, tls: Option<TlsAcceptor>) {
     loop {
         tokio::select! {
             () = ctx.shutdown.cancelled() => break,
@@ -49,7 +36,14 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<HttpContext>) {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let ctx2 = ctx.clone();
-                    ctx.tasks.spawn(serve_http(stream, peer, ctx2));
+                    match &tls {
+                        None => {
+                            ctx.tasks.spawn(serve_http(stream, peer, ctx2));
+                        }
+                        Some(acceptor) => {
+                            ctx.tasks.spawn(serve_https(acceptor.clone(), stream, peer, ctx2));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of
@@ -62,7 +56,20 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<HttpContext>) {
     }
 }
 
-async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpContext>) {
+async fn serve_https(acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+    // The handshake is bounded like the HTTP header read: a peer that opens
+    // a connection and says nothing must not hold it.
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_http(tls, peer, ctx).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_http<IO>(io: IO, peer: SocketAddr, ctx: Arc<ListenerContext>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = ctx.shutdown.clone();
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -72,7 +79,7 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpContext>) 
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
@@ -95,7 +102,7 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     reply
 }
 
-fn route(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<HttpContext>) -> Reply {
+fn route(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<ListenerContext>) -> Reply {
     match (req.method(), req.uri().path()) {
         (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => upgrade(req, peer, ctx),
         (&Method::GET, "/health") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
@@ -122,7 +129,7 @@ fn header_has(req: &Request<hyper::body::Incoming>, name: hyper::header::HeaderN
         .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<HttpContext>) -> Reply {
+fn upgrade(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<ListenerContext>) -> Reply {
     if !header_has(&req, UPGRADE, "websocket") || !header_has(&req, CONNECTION, "upgrade") {
         return bad_request("this endpoint speaks WebSocket only: send an Upgrade: websocket request\n");
     }

@@ -5,9 +5,30 @@
 
 pub mod connection;
 pub mod http;
+pub mod quic;
 pub mod websocket;
 
 use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::session::Hub;
+use connection::ConnectionLimits;
+
+/// What every listener and its connections share.
+#[derive(Debug)]
+pub struct ListenerContext {
+    pub hub: Arc<Hub>,
+    pub limits: ConnectionLimits,
+    pub max_frame: usize,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// One permit per open session, WebSocket and QUIC together.
+    pub connections: Arc<Semaphore>,
+}
 
 /// Why a transport could not move a frame.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +54,9 @@ pub trait FrameIo: Send {
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Closes the connection politely.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// Whether a frame read now may have come in 0-RTT early data, before
+    /// the handshake completed (and so may be a replay).
+    fn in_early_data(&mut self) -> bool {
+        false
+    }
 }

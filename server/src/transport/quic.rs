@@ -1,0 +1,182 @@
+//! The QUIC transport (quinn, ALPN `imbox/1`).
+//!
+//! A client opens one bidirectional stream right after connecting; every
+//! frame in both directions travels on it, preceded by its length
+//! ([`imbox_protocol::stream`]). Typing and presence ride on the same stream,
+//! in order with everything else; datagrams are not used.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use imbox_protocol::stream::{length_prefixed, FrameBuffer};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt, ZeroRttAccepted};
+
+use super::connection;
+use super::{FrameIo, ListenerContext, TransportError};
+
+/// How QUIC connections are tuned for a small box with many phones.
+#[derive(Debug, Clone)]
+pub struct QuicTuning {
+    /// Close a connection after this long without packets.
+    pub idle_timeout: Duration,
+    /// Unacknowledged bytes the server may have in flight per connection.
+    pub send_window: u64,
+    /// The largest frame; the receive windows are sized to one frame.
+    pub max_frame: u32,
+}
+
+/// quinn's transport settings for [`QuicTuning`].
+///
+/// quinn's defaults allow megabytes of receive window per connection, sized
+/// for bulk transfer. A session needs one stream and at most one frame in
+/// flight from the client, so the windows are one frame (plus its length
+/// prefix): the most a client can make the box buffer is one frame per
+/// connection.
+pub fn transport_config(tuning: &QuicTuning) -> Result<quinn::TransportConfig, String> {
+    let window = VarInt::from_u32(tuning.max_frame.saturating_add(4));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(1))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(window)
+        .receive_window(window)
+        .send_window(tuning.send_window)
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(tuning.idle_timeout).map_err(|e| format!("idle timeout: {e}"))?,
+        ))
+        // Phones keep the connection alive while they want it; the box
+        // never wakes a phone's radio just to keep a mapping open.
+        .keep_alive_interval(None)
+        .datagram_receive_buffer_size(None);
+    Ok(transport)
+}
+
+/// The session stream of one QUIC connection.
+pub struct QuicFrames {
+    conn: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    buffer: FrameBuffer,
+    /// Until the handshake completes, frames may be 0-RTT early data.
+    handshake: Option<ZeroRttAccepted>,
+}
+
+impl std::fmt::Debug for QuicFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicFrames")
+            .field("remote", &self.conn.remote_address())
+            .field("handshaking", &self.handshake.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameIo for QuicFrames {
+    async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        loop {
+            match self.buffer.next_frame() {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(e) => return Err(TransportError::TooLarge { size: e.size, limit: e.limit }),
+            }
+            // `read_chunk` is cancel-safe, and what it read is kept in
+            // `buffer`; it borrows quinn's buffer instead of keeping a read
+            // buffer per idle connection.
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.buffer.extend(&chunk.bytes),
+                Ok(None) => return Ok(None),
+                Err(quinn::ReadError::ConnectionLost(_)) => return Ok(None),
+                Err(e) => return Err(TransportError::Io(e.to_string())),
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
+        self.send.write_all(&length_prefixed(&frame)).await.map_err(|e| TransportError::Io(e.to_string()))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.send.finish();
+        // Let the last frames (an error, going_away) reach the client before
+        // the connection is torn down.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
+        self.conn.close(VarInt::from_u32(0), b"session ended");
+    }
+
+    fn in_early_data(&mut self) -> bool {
+        let Some(handshake) = &mut self.handshake else { return false };
+        if handshake.now_or_never().is_some() {
+            self.handshake = None;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Accepts QUIC connections until shutdown.
+pub async fn accept_loop(endpoint: Endpoint, ctx: Arc<ListenerContext>) {
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+                    tracing::warn!(peer = %incoming.remote_address(), "connection limit reached; refusing QUIC");
+                    incoming.refuse();
+                    continue;
+                };
+                let ctx2 = ctx.clone();
+                ctx.tasks.spawn(async move {
+                    serve(incoming, ctx2).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Sessions say goodbye themselves; what is left is closed with the endpoint.
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+        endpoint.close(VarInt::from_u32(0), b"server shutting down");
+    });
+}
+
+async fn serve(incoming: quinn::Incoming, ctx: Arc<ListenerContext>) {
+    let peer: SocketAddr = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "QUIC connection failed");
+            return;
+        }
+    };
+    // Accept before the handshake completes, so that a returning phone's
+    // 0-RTT requests are answered at once; the session refuses those that
+    // are not safe to replay until `handshake` resolves.
+    let (conn, handshake) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => match connecting.await {
+            Ok(conn) => (conn, None),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+                return;
+            }
+        },
+    };
+    let stream = tokio::time::timeout(ctx.limits.handshake_timeout, conn.accept_bi()).await;
+    let (send, recv) = match stream {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "QUIC connection closed before its session stream");
+            return;
+        }
+        Err(_) => {
+            conn.close(VarInt::from_u32(1), b"no session stream in time");
+            return;
+        }
+    };
+    let io = QuicFrames { conn, send, recv, buffer: FrameBuffer::new(ctx.max_frame), handshake };
+    connection::serve(ctx.hub.clone(), io, peer.ip(), ctx.limits.clone(), ctx.shutdown.clone()).await;
+}
