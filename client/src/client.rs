@@ -15,14 +15,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use imbox_protocol::{
-    ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Message, Request, Response, Target,
+    ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Fingerprint, Message, PairingUri, Request,
+    Response, Target,
 };
 
 use crate::backoff::Backoff;
 use crate::connection::{unexpected, Authenticated, ConnectOptions, Connection};
 use crate::cursor::{LogCursor, Placement};
 use crate::error::ClientError;
-use crate::profile::Profile;
+use crate::profile::{parse_pin, Profile};
 use crate::url::ServerUrl;
 
 /// How a [`Client`] behaves. The defaults suit the one-shot commands of the
@@ -84,6 +85,8 @@ pub struct Client {
     /// The profile as last saved; `profile.cursor` is the committed position.
     profile: Profile,
     url: ServerUrl,
+    /// The box's key, from the profile or [`Client::use_pin`].
+    pin: Option<Fingerprint>,
     options: ClientOptions,
     conn: Option<Connection>,
     backoff: Backoff,
@@ -113,14 +116,30 @@ impl Client {
         let dir = dir.into();
         let profile = Profile::load(&dir)?;
         let url = ServerUrl::parse(&profile.server)?;
-        Ok(Client::from_parts(dir, profile, url, None))
+        let pin = profile.pin.as_deref().map(parse_pin).transpose()?;
+        Ok(Client::from_parts(dir, profile, url, None, pin, ClientOptions::default()))
     }
 
-    /// Logs a new device in at `server` and stores its profile in `dir`,
-    /// replacing any profile there.
+    /// Logs a new device in at a `ws://` server and stores its profile in
+    /// `dir`, replacing any profile there. [`Client::login_with`] takes a
+    /// pin, for `wss://` and `quic://`.
     pub async fn login(
         dir: impl Into<PathBuf>,
         server: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
+        Client::login_with(dir, server, &ConnectOptions::default(), username, password, device_name).await
+    }
+
+    /// Logs a new device in at `server`, connecting with `options` (which
+    /// carry the pin for `wss://` and `quic://`), and stores its profile,
+    /// pin included, in `dir`, replacing any profile there.
+    pub async fn login_with(
+        dir: impl Into<PathBuf>,
+        server: &str,
+        options: &ConnectOptions,
         username: &str,
         password: &str,
         device_name: &str,
@@ -130,11 +149,12 @@ impl Client {
             password: password.to_owned(),
             device_name: device_name.to_owned(),
         };
-        Client::authenticate_new(dir.into(), server, req).await
+        Client::authenticate_new(dir.into(), server, options, req).await
     }
 
-    /// Creates an account with an invite at `server`, logs its first device
-    /// in and stores its profile in `dir`, replacing any profile there.
+    /// Creates an account with an invite at a `ws://` server, logs its first
+    /// device in and stores its profile in `dir`, replacing any profile
+    /// there. [`Client::register_with`] takes a pin.
     pub async fn register(
         dir: impl Into<PathBuf>,
         server: &str,
@@ -143,21 +163,98 @@ impl Client {
         invite: &str,
         device_name: &str,
     ) -> Result<Client, ClientError> {
-        let req = Request::Register {
-            username: username.to_owned(),
-            password: password.to_owned(),
-            invite: invite.to_owned(),
-            device_name: device_name.to_owned(),
-        };
-        Client::authenticate_new(dir.into(), server, req).await
+        let options = ConnectOptions::default();
+        Client::register_with(dir, server, &options, username, password, invite, device_name).await
+    }
+
+    /// Creates an account with an invite at `server`, connecting with
+    /// `options` (which carry the pin for `wss://` and `quic://`), logs its
+    /// first device in and stores its profile, pin included, in `dir`.
+    pub async fn register_with(
+        dir: impl Into<PathBuf>,
+        server: &str,
+        options: &ConnectOptions,
+        username: &str,
+        password: &str,
+        invite: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
+        Client::authenticate_new(
+            dir.into(),
+            server,
+            options,
+            register(username, password, invite, device_name),
+        )
+        .await
+    }
+
+    /// Pairs this device with a box from its pairing URI (what the invite's
+    /// QR code carries): tries the box's addresses in the URI's order (QUIC
+    /// first, then WebSocket over TLS, for each host) with the URI's key
+    /// pinned, registers `username` with the URI's invite on the first that
+    /// connects, and stores the profile (that server and the pin) in `dir`.
+    /// `options.pin` is replaced by the URI's fingerprint.
+    pub async fn pair(
+        dir: impl Into<PathBuf>,
+        uri: &PairingUri,
+        options: &ConnectOptions,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
+        let invite = uri.invite.as_deref().ok_or(ClientError::NoInvite)?;
+        let options = ConnectOptions { pin: Some(uri.fingerprint), ..options.clone() };
+        let mut errors = Vec::new();
+        for text in uri.server_urls() {
+            let url = match ServerUrl::parse(&text) {
+                Ok(url) => url,
+                Err(err) => {
+                    errors.push(err);
+                    continue;
+                }
+            };
+            match Connection::connect_with(&url, &options).await {
+                Ok(conn) => {
+                    // Registering is not retried elsewhere: it would create
+                    // the account or spend the invite twice.
+                    let req = register(username, password, invite, device_name);
+                    return Client::authenticate_on(dir.into(), url, conn, &options, req).await;
+                }
+                Err(err) => {
+                    tracing::info!("{err}; trying the box's next address");
+                    errors.push(err);
+                }
+            }
+        }
+        if errors.len() == 1 {
+            if let Some(only) = errors.pop() {
+                return Err(only);
+            }
+        }
+        Err(ClientError::NoAddressWorked { errors })
     }
 
     /// `login` and `register` are not retried: each attempt creates a
     /// device, and a wrong password must not be repeated.
-    async fn authenticate_new(dir: PathBuf, server: &str, req: Request) -> Result<Client, ClientError> {
-        let kind = req.kind();
+    async fn authenticate_new(
+        dir: PathBuf,
+        server: &str,
+        options: &ConnectOptions,
+        req: Request,
+    ) -> Result<Client, ClientError> {
         let url = ServerUrl::parse(server)?;
-        let conn = Connection::connect_with(&url, &ConnectOptions::default()).await?;
+        let conn = Connection::connect_with(&url, options).await?;
+        Client::authenticate_on(dir, url, conn, options, req).await
+    }
+
+    async fn authenticate_on(
+        dir: PathBuf,
+        url: ServerUrl,
+        conn: Connection,
+        options: &ConnectOptions,
+        req: Request,
+    ) -> Result<Client, ClientError> {
+        let kind = req.kind();
         let response = conn.request(req).await?;
         let Response::Authenticated { user, device, token, cursor, .. } = response else {
             return Err(unexpected(kind, &response));
@@ -167,22 +264,38 @@ impl Client {
                 reason: format!("the answer to {kind} carried no device token"),
             });
         };
-        let profile = Profile { server: url.to_string(), user, device, token, cursor };
+        let pin = options.pin;
+        let profile = Profile {
+            server: url.to_string(),
+            user,
+            device,
+            token,
+            cursor,
+            pin: pin.map(|pin| pin.to_string()),
+        };
         profile.save(&dir)?;
-        let mut client = Client::from_parts(dir, profile, url, Some(conn));
+        let client_options = ClientOptions { connect: options.clone(), ..ClientOptions::default() };
+        let mut client = Client::from_parts(dir, profile, url, Some(conn), pin, client_options);
         client.acked = cursor;
         client.live = false;
         Ok(client)
     }
 
-    fn from_parts(dir: PathBuf, profile: Profile, url: ServerUrl, conn: Option<Connection>) -> Client {
-        let options = ClientOptions::default();
+    fn from_parts(
+        dir: PathBuf,
+        profile: Profile,
+        url: ServerUrl,
+        conn: Option<Connection>,
+        pin: Option<Fingerprint>,
+        options: ClientOptions,
+    ) -> Client {
         Client {
             cursor: LogCursor::new(profile.cursor),
             acked: 0,
             dir,
             profile,
             url,
+            pin,
             backoff: options.backoff.clone(),
             options,
             conn,
@@ -192,7 +305,8 @@ impl Client {
         }
     }
 
-    /// Replaces the options (before first use, typically).
+    /// Replaces the options (before first use, typically). The profile's pin
+    /// (or [`Client::use_pin`]'s) is used rather than `options.connect.pin`.
     pub fn with_options(mut self, options: ClientOptions) -> Client {
         self.backoff = options.backoff.clone();
         self.options = options;
@@ -206,6 +320,20 @@ impl Client {
             self.drop_connection();
             self.url = url;
         }
+    }
+
+    /// Checks the box's key against `pin` instead of the profile's pin for as
+    /// long as this client lives (the profile keeps its pin).
+    pub fn use_pin(&mut self, pin: Fingerprint) {
+        if self.pin != Some(pin) {
+            self.drop_connection();
+            self.pin = Some(pin);
+        }
+    }
+
+    /// The pin connections check the box's key against.
+    pub fn pin(&self) -> Option<Fingerprint> {
+        self.pin.or(self.options.connect.pin)
     }
 
     /// The profile directory.
@@ -513,7 +641,8 @@ impl Client {
     }
 
     async fn open_session(&mut self) -> Result<Connection, ClientError> {
-        let conn = Connection::connect_with(&self.url, &self.options.connect).await?;
+        let options = ConnectOptions { pin: self.pin(), ..self.options.connect.clone() };
+        let conn = Connection::connect_with(&self.url, &options).await?;
         let auth: Authenticated = match conn.resume(&self.profile.token).await {
             Err(ClientError::Server { error, .. }) if error.code == ErrorCode::BadCredentials => {
                 return Err(self.revoked())
@@ -589,6 +718,16 @@ impl Client {
             server: self.profile.server.clone(),
             dir: self.dir.clone(),
             user: self.profile.user.clone(),
+            pin: self.pin().map(|pin| pin.to_string()),
         }
+    }
+}
+
+fn register(username: &str, password: &str, invite: &str, device_name: &str) -> Request {
+    Request::Register {
+        username: username.to_owned(),
+        password: password.to_owned(),
+        invite: invite.to_owned(),
+        device_name: device_name.to_owned(),
     }
 }

@@ -6,20 +6,29 @@
 //! the sender under the request's id and completes it when the response with
 //! that id arrives. Events go to a bounded queue that [`Connection::next_event`]
 //! reads. Nothing here reconnects: that is [`crate::Client`]'s job.
+//!
+//! Over QUIC, a connection to a box this process has talked to before sends
+//! its first requests as 0-RTT early data, before the handshake is over. The
+//! box may process early data twice (an attacker can replay it), so until the
+//! box confirms the handshake the driver sends only requests that are safe
+//! to replay ([`Request::is_replay_safe`]) and holds the others; if the box
+//! refuses the early data, the driver sends those requests again on a new
+//! stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use imbox_protocol::{
-    ClientFrame, ErrorBody, Event, Limits, Request, Response, ServerFrame, SUPPORTED_VERSIONS,
+    ClientFrame, ErrorBody, Event, Fingerprint, Limits, Request, Response, ServerFrame, SUPPORTED_VERSIONS,
 };
-use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::ClientError;
-use crate::transport::{self, FrameSink, FrameSource};
+use crate::transport::{self, EarlyOutcome, FrameSink, FrameSource, Opened, TransportError};
 use crate::url::ServerUrl;
 
 /// How a connection behaves. The defaults suit the command-line client.
@@ -39,6 +48,15 @@ pub struct ConnectOptions {
     /// closes the connection, because a client that falls behind must re-sync
     /// from its cursor rather than hold an unbounded backlog.
     pub event_queue: usize,
+    /// The fingerprint of the box's key, which `wss://` and `quic://` need:
+    /// the connection is refused with [`ClientError::KeyMismatch`] when the
+    /// box presents any other key. Unused by `ws://`.
+    pub pin: Option<Fingerprint>,
+    /// How often an idle QUIC connection sends a keep-alive. Home routers
+    /// forget a UDP mapping after about 30 s of silence, after which the
+    /// box's pushes no longer reach the client; `None` sends none (the box
+    /// then drops the connection after 60 s of silence).
+    pub quic_keep_alive: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -49,6 +67,8 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 256,
             event_queue: 1024,
+            pin: None,
+            quic_keep_alive: Some(Duration::from_secs(25)),
         }
     }
 }
@@ -79,9 +99,27 @@ pub struct Authenticated {
     pub admin: bool,
 }
 
+/// Whether a connection's first requests went out as QUIC 0-RTT early data,
+/// and what the box made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroRtt {
+    /// No early data: a WebSocket connection, or a QUIC connection with no
+    /// session ticket from an earlier connection of this process to the box.
+    NotAttempted,
+    /// Early data went out; the handshake has not finished yet.
+    Pending,
+    /// The box processed the early data.
+    Accepted,
+    /// The box refused the early data (it restarted, say); the requests were
+    /// sent again once the handshake was over.
+    Rejected,
+}
+
 /// A request on its way to the driver task.
 struct Outgoing {
     id: u32,
+    /// Whether the request may go out as early data.
+    replay_safe: bool,
     frame: Vec<u8>,
     reply: oneshot::Sender<Result<Response, ErrorBody>>,
     /// Held until the response arrives (or the connection ends), so that the
@@ -110,6 +148,10 @@ pub struct Connection {
     /// Why the driver stopped, set once just before it exits.
     closed: Arc<OnceLock<String>>,
     driver: JoinHandle<()>,
+    zero_rtt: watch::Receiver<ZeroRtt>,
+    /// The QUIC endpoint, for [`Connection::rebind`].
+    endpoint: Option<quinn::Endpoint>,
+    tcp_local_addr: Option<SocketAddr>,
 }
 
 impl Connection {
@@ -118,22 +160,45 @@ impl Connection {
         Connection::connect_with(&ServerUrl::parse(url)?, &ConnectOptions::default()).await
     }
 
+    /// Connects to a URL of any scheme with default options, checking the
+    /// box's key against `pin` (`wss://` and `quic://`), and says hello.
+    pub async fn connect_pinned(url: &str, pin: Fingerprint) -> Result<Connection, ClientError> {
+        let options = ConnectOptions { pin: Some(pin), ..ConnectOptions::default() };
+        Connection::connect_with(&ServerUrl::parse(url)?, &options).await
+    }
+
     /// Connects to `url` and says hello.
     pub async fn connect_with(url: &ServerUrl, options: &ConnectOptions) -> Result<Connection, ClientError> {
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        let (sink, source) = transport::connect(url, options.connect_timeout).await?;
+        let opened = transport::connect(url, options).await?;
+        Connection::start(url, opened, options, deadline).await
+    }
 
+    /// Starts the driver on an opened transport and says hello.
+    async fn start(
+        url: &ServerUrl,
+        opened: Opened,
+        options: &ConnectOptions,
+        deadline: tokio::time::Instant,
+    ) -> Result<Connection, ClientError> {
         let (outgoing_tx, outgoing_rx) = mpsc::channel(options.max_in_flight.max(1));
         let (event_tx, event_rx) = mpsc::channel(options.event_queue.max(1));
         let closed = Arc::new(OnceLock::new());
-        let driver = tokio::spawn(drive(
-            sink,
-            source,
-            outgoing_rx,
-            event_tx,
-            Arc::clone(&closed),
-            options.request_timeout,
-        ));
+        let initial = if opened.early.is_some() { ZeroRtt::Pending } else { ZeroRtt::NotAttempted };
+        let (zero_rtt_tx, zero_rtt) = watch::channel(initial);
+        let driver = Driver {
+            sink: opened.sink,
+            source: opened.source,
+            waiting: HashMap::new(),
+            early: opened.early.map(|accepted| EarlyData {
+                accepted,
+                sent: Vec::new(),
+                held: VecDeque::new(),
+            }),
+            zero_rtt: zero_rtt_tx,
+            write_timeout: options.request_timeout,
+        };
+        let driver = tokio::spawn(driver.run(outgoing_rx, event_tx, Arc::clone(&closed)));
         let mut connection = Connection {
             url: url.clone(),
             welcome: Welcome {
@@ -157,6 +222,9 @@ impl Connection {
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             closed,
             driver,
+            zero_rtt,
+            endpoint: opened.endpoint,
+            tcp_local_addr: opened.tcp_local_addr,
         };
         let hello =
             Request::Hello { versions: SUPPORTED_VERSIONS.to_vec(), client: options.client_name.clone() };
@@ -191,6 +259,50 @@ impl Connection {
         &self.url
     }
 
+    /// Whether this connection used QUIC 0-RTT early data, as far as is
+    /// known now; [`Connection::zero_rtt_settled`] waits for the outcome.
+    pub fn zero_rtt(&self) -> ZeroRtt {
+        *self.zero_rtt.borrow()
+    }
+
+    /// Whether this connection used 0-RTT early data, once the box has
+    /// accepted or refused it (at the latest when the handshake finishes).
+    /// [`ZeroRtt::Pending`] only if the connection ended first.
+    pub async fn zero_rtt_settled(&self) -> ZeroRtt {
+        let mut outcome = self.zero_rtt.clone();
+        let settled = outcome.wait_for(|state| *state != ZeroRtt::Pending).await.map(|state| *state);
+        settled.unwrap_or_else(|_| *self.zero_rtt.borrow())
+    }
+
+    /// The local address the connection uses: for QUIC, that of its UDP
+    /// socket, which [`Connection::rebind`] changes.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.local_addr().ok(),
+            None => self.tcp_local_addr,
+        }
+    }
+
+    /// Moves a QUIC connection to a new UDP socket (same local IP, a new
+    /// port), as happens when a phone changes networks: the box follows the
+    /// connection to its new address and nothing is lost. Must be called
+    /// within a tokio runtime. Other transports give
+    /// [`ClientError::RebindUnsupported`].
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        let Some(endpoint) = &self.endpoint else {
+            return Err(ClientError::RebindUnsupported { url: self.url.to_string() });
+        };
+        let failed = |reason: String| ClientError::Rebind { reason };
+        // quinn registers the new socket with the runtime's reactor, which
+        // panics outside a runtime.
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| failed("rebind was called outside a tokio runtime".to_owned()))?;
+        let local = endpoint.local_addr().map_err(|e| failed(e.to_string()))?;
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+            .map_err(|e| failed(format!("cannot open a UDP socket on {}: {e}", local.ip())))?;
+        endpoint.rebind(socket).map_err(|e| failed(e.to_string()))
+    }
+
     /// Sends a request and waits for its response. May be called from many
     /// tasks at once; at most `max_in_flight` requests are outstanding and
     /// further callers wait for a slot.
@@ -209,6 +321,7 @@ impl Connection {
 
     async fn exchange(&self, req: Request) -> Result<Response, ClientError> {
         let kind = req.kind();
+        let replay_safe = req.is_replay_safe();
         let permit = Arc::clone(&self.in_flight).acquire_owned().await.map_err(|_| self.closed_error())?;
         let id = self.allocate_id();
         let frame = ClientFrame { id, req }.encode();
@@ -219,7 +332,8 @@ impl Connection {
             return Err(ClientError::FrameTooLarge { request: kind, size: frame.len(), limit });
         }
         let (reply, answer) = oneshot::channel();
-        self.outgoing.send(Outgoing { id, frame, reply, permit }).await.map_err(|_| self.closed_error())?;
+        let outgoing = Outgoing { id, replay_safe, frame, reply, permit };
+        self.outgoing.send(outgoing).await.map_err(|_| self.closed_error())?;
         match answer.await {
             Ok(Ok(body)) => Ok(body),
             Ok(Err(error)) => Err(ClientError::Server { request: kind, error }),
@@ -329,66 +443,144 @@ pub(crate) fn unexpected(request: &str, response: &Response) -> ClientError {
     ClientError::Protocol { reason: format!("the server answered {request} with {name}") }
 }
 
+/// Requests sent or held while 0-RTT early data is unconfirmed.
+struct EarlyData {
+    accepted: EarlyOutcome,
+    /// Frames sent as early data, to send again if the box refuses it. At
+    /// most `max_in_flight`, as each has a permit.
+    sent: Vec<(u32, Vec<u8>)>,
+    /// Requests that must not go out as early data, in order.
+    held: VecDeque<Outgoing>,
+}
+
 /// The driver task: the only owner of the transport.
-async fn drive(
-    mut sink: FrameSink,
-    mut source: FrameSource,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    events: mpsc::Sender<Event>,
-    closed: Arc<OnceLock<String>>,
+struct Driver {
+    sink: FrameSink,
+    source: FrameSource,
+    waiting: HashMap<u32, Waiting>,
+    /// `Some` until the box has accepted or refused 0-RTT.
+    early: Option<EarlyData>,
+    zero_rtt: watch::Sender<ZeroRtt>,
+    /// A server that stops reading would block a write forever (and with it
+    /// every response); the driver gives up on it after this long.
     write_timeout: Duration,
-) {
-    let mut waiting: HashMap<u32, Waiting> = HashMap::new();
-    let reason: String = loop {
-        tokio::select! {
-            next = outgoing.recv() => {
-                let Some(Outgoing { id, frame, reply, permit }) = next else {
-                    // Every `Connection` handle is gone: say goodbye.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
-                    break "the client closed the connection".to_owned();
-                };
-                if reply.is_closed() {
-                    // The caller timed out or was cancelled while queued.
-                    continue;
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut outgoing: mpsc::Receiver<Outgoing>,
+        events: mpsc::Sender<Event>,
+        closed: Arc<OnceLock<String>>,
+    ) {
+        let reason: String = loop {
+            tokio::select! {
+                // First, so that the refusal of early data is handled before
+                // anything else is sent on a stream the box discarded.
+                biased;
+                accepted = early_outcome(&mut self.early) => {
+                    if let Err(reason) = self.settle_early(accepted).await {
+                        break reason;
+                    }
                 }
-                waiting.insert(id, Waiting { reply, _permit: permit });
-                // A server that stops reading would block this write forever
-                // (and with it every response); give up on it instead.
-                match tokio::time::timeout(write_timeout, sink.send_frame(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(reason)) => break reason,
-                    Err(_) => break "the server stopped reading from the connection".to_owned(),
+                next = outgoing.recv() => {
+                    let Some(request) = next else {
+                        // Every `Connection` handle is gone: say goodbye.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.close()).await;
+                        break "the client closed the connection".to_owned();
+                    };
+                    if let Err(reason) = self.dispatch(request).await {
+                        break reason;
+                    }
+                }
+                frame = self.source.recv_frame() => {
+                    let bytes = match frame {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => break "the server closed the connection".to_owned(),
+                        Err(reason) => break reason,
+                    };
+                    match ServerFrame::decode(&bytes) {
+                        Ok(ServerFrame::Ok { id, body }) => complete(&mut self.waiting, id, Ok(body)),
+                        Ok(ServerFrame::Err { id: 0, error }) => {
+                            // The server could not read one of our frames and
+                            // closes the connection.
+                            break format!("the server rejected a frame: {}", error.message);
+                        }
+                        Ok(ServerFrame::Err { id, error }) => complete(&mut self.waiting, id, Err(error)),
+                        Ok(ServerFrame::Event { event }) => {
+                            if let Err(reason) = deliver(&events, event) {
+                                break reason;
+                            }
+                        }
+                        Err(err) => break format!("undecodable frame from the server ({err})"),
+                    }
                 }
             }
-            frame = source.recv_frame() => {
-                let bytes = match frame {
-                    Ok(Some(bytes)) => bytes,
-                    Ok(None) => break "the server closed the connection".to_owned(),
-                    Err(reason) => break reason,
-                };
-                match ServerFrame::decode(&bytes) {
-                    Ok(ServerFrame::Ok { id, body }) => complete(&mut waiting, id, Ok(body)),
-                    Ok(ServerFrame::Err { id: 0, error }) => {
-                        // The server could not read one of our frames and
-                        // closes the connection.
-                        break format!("the server rejected a frame: {}", error.message);
-                    }
-                    Ok(ServerFrame::Err { id, error }) => complete(&mut waiting, id, Err(error)),
-                    Ok(ServerFrame::Event { event }) => {
-                        if let Err(reason) = deliver(&events, event) {
-                            break reason;
-                        }
-                    }
-                    Err(err) => break format!("undecodable frame from the server ({err})"),
+        };
+        tracing::debug!(%reason, "connection ended");
+        let _ = closed.set(reason);
+        // Dropping `self.waiting` (and any held requests) fails every
+        // outstanding request with `ConnectionClosed`; dropping `events` ends
+        // `next_event` after the queue drains.
+    }
+
+    /// Sends a request, or holds it while early data is unconfirmed and the
+    /// request is not safe to replay.
+    async fn dispatch(&mut self, request: Outgoing) -> Result<(), TransportError> {
+        if request.reply.is_closed() {
+            // The caller timed out or was cancelled while queued.
+            return Ok(());
+        }
+        if let Some(early) = &mut self.early {
+            if !request.replay_safe {
+                early.held.push_back(request);
+                return Ok(());
+            }
+            early.sent.push((request.id, request.frame.clone()));
+        }
+        let Outgoing { id, frame, reply, permit, .. } = request;
+        self.waiting.insert(id, Waiting { reply, _permit: permit });
+        self.write(frame).await
+    }
+
+    async fn write(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
+        match tokio::time::timeout(self.write_timeout, self.sink.send_frame(frame)).await {
+            Ok(result) => result,
+            Err(_) => Err("the server stopped reading from the connection".to_owned()),
+        }
+    }
+
+    /// The handshake is over: send what was held, after sending the early
+    /// frames again if the box refused them.
+    async fn settle_early(&mut self, accepted: bool) -> Result<(), TransportError> {
+        let Some(early) = self.early.take() else { return Ok(()) };
+        if accepted {
+            self.zero_rtt.send_replace(ZeroRtt::Accepted);
+        } else {
+            // Also how a handshake that failed altogether ends; then opening
+            // the new stream fails and says why.
+            transport::reopen(&mut self.sink, &mut self.source).await?;
+            self.zero_rtt.send_replace(ZeroRtt::Rejected);
+            for (id, frame) in early.sent {
+                if self.waiting.contains_key(&id) {
+                    self.write(frame).await?;
                 }
             }
         }
-    };
-    tracing::debug!(%reason, "connection ended");
-    let _ = closed.set(reason);
-    // Dropping `waiting` fails every outstanding request with
-    // `ConnectionClosed`; dropping `events` ends `next_event` after the queue
-    // drains.
+        for request in early.held {
+            self.dispatch(request).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the box accepted the early data; never resolves when there is no
+/// early data to wait for.
+async fn early_outcome(early: &mut Option<EarlyData>) -> bool {
+    match early {
+        Some(early) => early.accepted.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn complete(waiting: &mut HashMap<u32, Waiting>, id: u32, answer: Result<Response, ErrorBody>) {
@@ -419,6 +611,87 @@ fn deliver(events: &mpsc::Sender<Event>, event: Event) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    /// A WebSocket server that answers hello, ping and login, and reports
+    /// the kind of every request it receives.
+    async fn recording_server() -> (String, mpsc::Receiver<&'static str>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let (seen_tx, seen) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+            while let Some(Ok(WsMessage::Binary(bytes))) = ws.next().await {
+                let Ok(ClientFrame { id, req }) = ClientFrame::decode(&bytes) else { return };
+                let _ = seen_tx.send(req.kind()).await;
+                let body = match req {
+                    Request::Hello { .. } => Response::Welcome {
+                        version: 1,
+                        server: "recorder".into(),
+                        limits: Limits {
+                            max_frame_bytes: 65536,
+                            max_text_bytes: 4096,
+                            max_sync_page: 10,
+                            max_history_page: 10,
+                            sends_per_second: 10,
+                            max_group_members: 10,
+                        },
+                    },
+                    Request::Login { username, .. } => Response::Authenticated {
+                        user: username,
+                        device: 1,
+                        token: Some("t".into()),
+                        cursor: 0,
+                        admin: false,
+                    },
+                    _ => Response::Pong,
+                };
+                let answer = ServerFrame::Ok { id, body }.encode();
+                if ws.send(WsMessage::Binary(answer.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn requests_unsafe_to_replay_wait_until_early_data_is_accepted() {
+        let (url, mut seen) = recording_server().await;
+        let url = ServerUrl::parse(&url).expect("url");
+        let options = ConnectOptions::default();
+        let mut opened = transport::connect(&url, &options).await.expect("connect");
+        let (accept, accepted) = oneshot::channel::<bool>();
+        opened.early = Some(Box::pin(async move { accepted.await.unwrap_or(false) }));
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let conn = Arc::new(Connection::start(&url, opened, &options, deadline).await.expect("hello"));
+        assert_eq!(conn.zero_rtt(), ZeroRtt::Pending);
+        assert_eq!(seen.recv().await, Some("hello"), "hello is safe to replay");
+
+        let login = tokio::spawn({
+            let conn = Arc::clone(&conn);
+            async move { conn.login("alice", "pw", "test").await }
+        });
+        // Let the login reach the driver (the test runtime has one thread
+        // and runs tasks in order), then queue pings behind it.
+        tokio::task::yield_now().await;
+        for _ in 0..2 {
+            assert_eq!(conn.request(Request::Ping).await.expect("ping"), Response::Pong);
+        }
+        // The server records a request before answering it, so everything
+        // sent before the second ping has been recorded by now.
+        assert_eq!(seen.recv().await, Some("ping"), "the login went out as early data");
+        assert_eq!(seen.recv().await, Some("ping"));
+        assert!(seen.try_recv().is_err() && !login.is_finished(), "the login is held");
+
+        accept.send(true).expect("driver waits for the outcome");
+        let auth = login.await.expect("join").expect("login after the handshake");
+        assert_eq!(auth.user, "alice");
+        assert_eq!(seen.recv().await, Some("login"));
+        assert_eq!(conn.zero_rtt_settled().await, ZeroRtt::Accepted);
+    }
 
     #[test]
     fn full_event_queue_drops_ephemera_and_fails_on_entries() {

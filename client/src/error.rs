@@ -3,19 +3,46 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imbox_protocol::{ErrorBody, ErrorCode};
+use imbox_protocol::pairing::PairingError;
+use imbox_protocol::{ErrorBody, ErrorCode, Fingerprint};
 
 /// Why a client operation failed. Every message says what went wrong and,
 /// where there is something to do, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server URL could not be parsed.
-    #[error("invalid server URL {url:?}: {reason}; expected ws://HOST:PORT")]
+    #[error(
+        "invalid server URL {url:?}: {reason}; expected ws://HOST:PORT, wss://HOST:PORT or quic://HOST:PORT"
+    )]
     InvalidUrl { url: String, reason: String },
 
-    /// The URL names a transport this build does not speak yet.
-    #[error("{scheme}:// is not supported yet ({url}); use ws://HOST:PORT")]
-    UnsupportedTransport { url: String, scheme: String },
+    /// A key fingerprint (`--pin`, `IMBOX_PIN` or a profile's `pin`) could
+    /// not be read.
+    #[error("{pin:?} is not a key fingerprint: expected sha256: followed by 43 base64url characters (as the pairing link or `imboxd identity` shows), or 64 hexadecimal digits")]
+    InvalidPin { pin: String },
+
+    /// A `wss://` or `quic://` server was given without the fingerprint of
+    /// the box's key, so there is nothing to authenticate the box against
+    /// (boxes have self-signed certificates; no CA vouches for them).
+    #[error("no key fingerprint to check {url} against: pair with `imbox pair URI USER` or pass --pin FINGERPRINT")]
+    NoPin { url: String },
+
+    /// The box presented a key other than the pinned one: it is another
+    /// machine (possibly an attacker on the network), or the box was reset
+    /// and generated a new key.
+    #[error(
+        "the box at {url} presented the key {seen}, but this profile was paired with the key {expected}: \
+         this is not the box you paired with, or it was reset; if the box was really reset, pair again \
+         (imbox pair URI USER with a new pairing link, or --pin with the new fingerprint), otherwise do not \
+         use this network to reach it"
+    )]
+    KeyMismatch { url: String, expected: Fingerprint, seen: Fingerprint },
+
+    /// The TLS (or QUIC) handshake failed for a reason other than the key:
+    /// the other end is not an imbox box, speaks another protocol version,
+    /// or refused the connection.
+    #[error("the secure handshake with {url} failed: {reason}; is this the address of an imbox box?")]
+    Tls { url: String, reason: String },
 
     /// No TCP connection could be opened to the server.
     #[error("cannot reach {url}: {reason}; is imboxd running?")]
@@ -52,12 +79,38 @@ pub enum ClientError {
 
     /// This device's token is no longer accepted: it was revoked from another
     /// device, or the device logged out.
-    #[error("this device's token was revoked or logged out; log in again: imbox --server {server} --profile {} login {user}", dir.display())]
-    Revoked { server: String, dir: PathBuf, user: String },
+    #[error("this device's token was revoked or logged out; log in again: imbox --server {server} {}--profile {} login {user}", pin.as_ref().map(|pin| format!("--pin {pin} ")).unwrap_or_default(), dir.display())]
+    Revoked { server: String, dir: PathBuf, user: String, pin: Option<String> },
 
     /// The profile directory holds no profile yet.
-    #[error("no profile in {}: run `imbox --server URL --profile {} login USER` first", dir.display(), dir.display())]
+    #[error("no profile in {}: run `imbox --server URL --profile {} login USER` first, or `imbox --profile {} pair URI USER` with a pairing link", dir.display(), dir.display(), dir.display())]
     NoProfile { dir: PathBuf },
+
+    /// The pairing URI could not be read.
+    #[error("{0}; copy the whole pairing link (imbox:pair?...) from the box's invite")]
+    InvalidPairingUri(#[from] PairingError),
+
+    /// Pairing registers an account, which needs an invite, and the pairing
+    /// URI carries none.
+    #[error(
+        "the pairing link has no invite: ask the box's owner for an invite link (imbox:pair?...&invite=...)"
+    )]
+    NoInvite,
+
+    /// Every address of the box was tried and none could be connected to.
+    /// Each error names its address.
+    #[error("none of the box's addresses could be used: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | "))]
+    NoAddressWorked { errors: Vec<ClientError> },
+
+    /// [`crate::Connection::rebind`] on a connection that is not QUIC: only
+    /// QUIC connections survive a change of local address.
+    #[error("{url} is not a QUIC connection: only quic:// connections can move to a new local address")]
+    RebindUnsupported { url: String },
+
+    /// A new local UDP socket could not be opened for
+    /// [`crate::Connection::rebind`].
+    #[error("cannot move the connection to a new local address: {reason}")]
+    Rebind { reason: String },
 
     /// Reading or writing a profile file failed.
     #[error("cannot {action} {}: {error}", path.display())]
@@ -89,6 +142,8 @@ impl ClientError {
             self,
             ClientError::Connect { .. }
                 | ClientError::Handshake { .. }
+                | ClientError::Tls { .. }
+                | ClientError::KeyMismatch { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::ConnectionClosed { .. }
                 | ClientError::Protocol { .. }
@@ -145,5 +200,35 @@ mod tests {
         assert_eq!(err.retry_after(), Some(Duration::from_millis(250)));
         let lost = ClientError::ConnectionClosed { reason: "reset".into() };
         assert!(lost.is_transient() && lost.breaks_connection());
+    }
+
+    #[test]
+    fn a_key_mismatch_shows_both_keys_and_what_to_do() {
+        let expected = Fingerprint::of_spki(b"paired key");
+        let seen = Fingerprint::of_spki(b"other key");
+        let err = ClientError::KeyMismatch { url: "quic://box.lan:443".into(), expected, seen };
+        let text = err.to_string();
+        assert!(text.contains(&expected.to_string()) && text.contains(&seen.to_string()), "{text}");
+        assert!(text.contains("not the box you paired with") && text.contains("pair again"), "{text}");
+        // Retrying cannot make another box's key right.
+        assert!(!err.is_transient() && err.breaks_connection());
+    }
+
+    #[test]
+    fn a_revoked_pinned_device_is_told_the_whole_login_command() {
+        let pin = Fingerprint::of_spki(b"key").to_string();
+        let err = ClientError::Revoked {
+            server: "quic://box.lan:443".into(),
+            dir: PathBuf::from("/p"),
+            user: "alice".into(),
+            pin: Some(pin.clone()),
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "this device's token was revoked or logged out; log in again: \
+                 imbox --server quic://box.lan:443 --pin {pin} --profile /p login alice"
+            )
+        );
     }
 }

@@ -3,21 +3,26 @@
 //! # Layout
 //!
 //! - [`url`]: server addresses as people type them ([`ServerUrl`]:
-//!   `ws://HOST:PORT`, with the `/ws` path added when missing).
-//! - `transport`: moving whole encoded frames over a connection; WebSocket
-//!   today, with TLS WebSocket and QUIC to come as further variants.
+//!   `ws://HOST:PORT`, `wss://HOST:PORT` with the `/ws` path added when
+//!   missing, `quic://HOST:PORT`).
+//! - `tls`: the box authenticated by its pinned key (a fingerprint from the
+//!   pairing URI) instead of a certificate authority; TLS configurations
+//!   and session tickets shared per box across the process.
+//! - `transport`: moving whole encoded frames over a connection: WebSocket,
+//!   WebSocket over TLS, or one QUIC stream of length-prefixed frames.
 //! - [`connection`]: one live session ([`Connection`]): the hello exchange,
-//!   concurrent requests matched to responses by id, and pushed events. It
+//!   concurrent requests matched to responses by id, pushed events, QUIC
+//!   0-RTT for replay-safe requests and migration to a new local address. It
 //!   never reconnects.
 //! - [`profile`]: what a device remembers between runs ([`Profile`]: server,
-//!   user, device, token, cursor), saved atomically with mode 0600.
+//!   pin, user, device, token, cursor), saved atomically with mode 0600.
 //! - [`cursor`]: which delivery-log entries are new ([`LogCursor`]), with no
 //!   I/O so that exactly-once delivery is tested on its own.
 //! - [`backoff`]: how long to wait before reconnecting ([`Backoff`]).
 //! - [`client`]: the reconnecting [`Client`] over a profile: resume with the
 //!   token, sends retried under one message id, the delivery log read from
 //!   the cursor with each entry handed out once, the cursor saved and
-//!   acknowledged.
+//!   acknowledged; [`Client::pair`] turns a pairing URI into a profile.
 //! - [`error`]: the one error type, [`ClientError`].
 //!
 //! ```no_run
@@ -40,15 +45,16 @@ pub mod connection;
 pub mod cursor;
 pub mod error;
 pub mod profile;
+mod tls;
 mod transport;
 pub mod url;
 
 pub use backoff::Backoff;
 pub use client::{Client, ClientOptions, Sent};
-pub use connection::{Authenticated, ConnectOptions, Connection, Welcome};
+pub use connection::{Authenticated, ConnectOptions, Connection, Welcome, ZeroRtt};
 pub use cursor::{LogCursor, Placement};
 pub use error::ClientError;
-pub use profile::Profile;
+pub use profile::{parse_pin, Profile};
 pub use url::{Scheme, ServerUrl};
 
 /// The protocol crate, re-exported so that users name one dependency.

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use imbox_protocol::Fingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -21,7 +22,8 @@ pub const PROFILE_FILE: &str = "profile.json";
 /// token out, so that logging a profile never leaks the credential.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
-    /// The server URL, as given at login (`ws://HOST:PORT`).
+    /// The server URL, as given at login or chosen at pairing
+    /// (`ws://HOST:PORT`, `wss://HOST:PORT/ws` or `quic://HOST:PORT`).
     pub server: String,
     /// The user name.
     pub user: String,
@@ -31,6 +33,17 @@ pub struct Profile {
     pub token: String,
     /// The position of the last delivery-log entry this device processed.
     pub cursor: u64,
+    /// The fingerprint of the box's key (`sha256:…`), which `wss://` and
+    /// `quic://` connections check. Absent in profiles from before pinning,
+    /// which still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+/// Reads a key fingerprint as people paste it: `sha256:` and base64url, or
+/// hexadecimal (with or without colons).
+pub fn parse_pin(text: &str) -> Result<Fingerprint, ClientError> {
+    text.parse().map_err(|_| ClientError::InvalidPin { pin: text.to_owned() })
 }
 
 impl std::fmt::Debug for Profile {
@@ -41,6 +54,7 @@ impl std::fmt::Debug for Profile {
             .field("device", &self.device)
             .field("token", &"<secret>")
             .field("cursor", &self.cursor)
+            .field("pin", &self.pin)
             .finish()
     }
 }
@@ -155,7 +169,42 @@ mod tests {
             device: 3,
             token: "secret".into(),
             cursor: 41,
+            pin: None,
         }
+    }
+
+    #[test]
+    fn profiles_with_and_without_a_pin_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // As written before pinning existed.
+        let old =
+            r#"{"server":"ws://127.0.0.1:8080/ws","user":"alice","device":3,"token":"secret","cursor":41}"#;
+        fs::write(Profile::path(dir.path()), old).expect("write");
+        let loaded = Profile::load(dir.path()).expect("an old profile loads");
+        assert_eq!(loaded.pin, None);
+        // Saving it again adds no pin field.
+        loaded.save(dir.path()).expect("save");
+        let text = fs::read_to_string(Profile::path(dir.path())).expect("read");
+        assert!(!text.contains("pin"), "{text}");
+
+        let pin = Fingerprint::of_spki(b"the box's key");
+        let pinned =
+            Profile { server: "quic://192.0.2.10:443".into(), pin: Some(pin.to_string()), ..sample() };
+        pinned.save(dir.path()).expect("save");
+        let loaded = Profile::load(dir.path()).expect("load");
+        assert_eq!(loaded, pinned);
+        assert_eq!(parse_pin(loaded.pin.as_deref().expect("pin")).expect("valid pin"), pin);
+        assert!(format!("{loaded:?}").contains(&pin.to_string()), "the pin is no secret");
+    }
+
+    #[test]
+    fn pins_parse_from_either_notation() {
+        let pin = Fingerprint::of_spki(b"key");
+        assert_eq!(parse_pin(&pin.to_string()).expect("base64url"), pin);
+        assert_eq!(parse_pin(&pin.to_hex()).expect("hex with colons"), pin);
+        let err = parse_pin("sha256:short").expect_err("too short");
+        assert!(matches!(err, ClientError::InvalidPin { .. }), "{err}");
+        assert!(err.to_string().contains("not a key fingerprint"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Server addresses as people type them: `ws://imbox.local:8080`.
+//! Server addresses as people type them: `ws://imbox.local:8080`,
+//! `wss://imbox.local:8443`, `quic://192.0.2.10:443`.
 
 use std::fmt;
 
@@ -6,16 +7,17 @@ use imbox_protocol::WEBSOCKET_PATH;
 
 use crate::error::ClientError;
 
-/// How to reach a server. Only [`Scheme::Ws`] can be connected to today; the
-/// others parse so that profiles and pairing URIs naming them are understood,
-/// and connecting to them gives [`ClientError::UnsupportedTransport`].
+/// How to reach a server. The TLS schemes ([`Scheme::Wss`], [`Scheme::Quic`])
+/// authenticate the box by its pinned key, so connecting to them needs a
+/// fingerprint ([`crate::ConnectOptions::pin`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    /// WebSocket over plain TCP.
+    /// WebSocket over plain TCP: no encryption, for loopback and tests.
     Ws,
-    /// WebSocket over TLS (not supported yet).
+    /// WebSocket over TLS on imboxd's HTTPS listener.
     Wss,
-    /// QUIC with ALPN `imbox/1` (not supported yet).
+    /// QUIC with ALPN `imbox/1`: one bidirectional stream of length-prefixed
+    /// frames.
     Quic,
 }
 
@@ -27,6 +29,11 @@ impl Scheme {
             Scheme::Wss => "wss",
             Scheme::Quic => "quic",
         }
+    }
+
+    /// Whether the transport is encrypted, and so needs a pinned key.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::Wss | Scheme::Quic)
     }
 
     fn default_port(self) -> u16 {
@@ -49,15 +56,19 @@ pub struct ServerUrl {
 }
 
 impl ServerUrl {
-    /// Parses `ws://HOST[:PORT][/PATH]`. The WebSocket path `/ws` is appended
-    /// when the URL does not end with it, so `ws://box:8080` and
-    /// `ws://box:8080/ws` name the same endpoint, and a reverse-proxy prefix
-    /// (`ws://proxy/imbox`) keeps working (`ws://proxy/imbox/ws`).
+    /// Parses `ws://HOST[:PORT][/PATH]`, `wss://HOST[:PORT][/PATH]` or
+    /// `quic://HOST[:PORT]`. The WebSocket path `/ws` is appended when the
+    /// URL does not end with it, so `ws://box:8080` and `ws://box:8080/ws`
+    /// name the same endpoint, and a reverse-proxy prefix
+    /// (`wss://proxy/imbox`) keeps working (`wss://proxy/imbox/ws`). QUIC
+    /// has no path. The default port is 80 for `ws` and 443 otherwise.
     ///
     /// ```
     /// use imbox_client::ServerUrl;
     /// let url = ServerUrl::parse("ws://127.0.0.1:8080").unwrap();
     /// assert_eq!(url.to_string(), "ws://127.0.0.1:8080/ws");
+    /// let url = ServerUrl::parse("quic://imbox.local").unwrap();
+    /// assert_eq!(url.to_string(), "quic://imbox.local:443");
     /// ```
     pub fn parse(text: &str) -> Result<ServerUrl, ClientError> {
         let invalid =
@@ -70,7 +81,8 @@ impl ServerUrl {
             "ws" => Scheme::Ws,
             "wss" => Scheme::Wss,
             "quic" => Scheme::Quic,
-            "http" | "https" => return Err(invalid("imbox clients speak WebSocket: write ws:// instead")),
+            "http" => return Err(invalid("imbox clients speak WebSocket: write ws:// instead")),
+            "https" => return Err(invalid("imbox clients speak WebSocket or QUIC: write wss:// instead")),
             _ => return Err(invalid("unknown scheme")),
         };
         if rest.contains(['?', '#']) {
@@ -236,10 +248,46 @@ mod tests {
     }
 
     #[test]
-    fn future_transports_parse() {
+    fn tls_transports_parse() {
         let quic = ServerUrl::parse("quic://box.lan:4433").expect("quic URL");
         assert_eq!((quic.scheme(), quic.to_string().as_str()), (Scheme::Quic, "quic://box.lan:4433"));
+        assert_eq!(quic.path(), "");
+        assert_eq!(parsed("QUIC://Box.Lan:4433/"), "quic://box.lan:4433");
+        assert_eq!(parsed("quic://[fe80::1]:443"), "quic://[fe80::1]:443");
+        assert_eq!(parsed("quic://box.lan"), "quic://box.lan:443");
+
         let wss = ServerUrl::parse("wss://box.lan").expect("wss URL");
-        assert_eq!(wss.to_string(), "wss://box.lan:443/ws");
+        assert_eq!((wss.scheme(), wss.to_string().as_str()), (Scheme::Wss, "wss://box.lan:443/ws"));
+        assert_eq!(parsed("wss://192.0.2.10:8443"), "wss://192.0.2.10:8443/ws");
+        assert_eq!(parsed("wss://192.0.2.10:8443/ws"), "wss://192.0.2.10:8443/ws");
+        assert_eq!(parsed("wss://proxy.lan/imbox/"), "wss://proxy.lan:443/imbox/ws");
+
+        assert!(Scheme::Wss.is_tls() && Scheme::Quic.is_tls() && !Scheme::Ws.is_tls());
+    }
+
+    #[test]
+    fn pairing_uri_urls_parse() {
+        let uri: imbox_protocol::PairingUri = format!(
+            "imbox:pair?v=1&fp={}&host=192.0.2.10&host=fe80::1&quic=443&wss=8443",
+            imbox_protocol::Fingerprint::of_spki(b"key")
+        )
+        .parse()
+        .expect("pairing URI");
+        let urls: Vec<String> = uri.server_urls().iter().map(|url| parsed(url)).collect();
+        assert_eq!(
+            urls,
+            [
+                "quic://192.0.2.10:443",
+                "wss://192.0.2.10:8443/ws",
+                "quic://[fe80::1]:443",
+                "wss://[fe80::1]:8443/ws"
+            ]
+        );
+    }
+
+    #[test]
+    fn https_urls_get_a_hint() {
+        let err = ServerUrl::parse("https://box.lan").expect_err("https");
+        assert!(err.to_string().contains("write wss:// instead"), "{err}");
     }
 }

@@ -376,6 +376,7 @@ async fn an_unreachable_server_fails_within_the_retry_window() {
         device: DEVICE,
         token: TOKEN.into(),
         cursor: 0,
+        pin: None,
     };
     profile.save(dir.path()).expect("save");
     let options = ClientOptions { retry_for: Some(Duration::from_millis(300)), ..quick_options() };

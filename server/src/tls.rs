@@ -22,6 +22,9 @@ pub enum TlsError {
     Quic(String),
 }
 
+/// Resumable QUIC sessions kept (each a few hundred bytes).
+pub const QUIC_SESSION_CACHE: usize = 65_536;
+
 /// ring's provider with ChaCha20-Poly1305 first in every list.
 pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = ring::default_provider();
@@ -53,13 +56,18 @@ pub fn server_config(
         .with_cert_resolver(certs);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.ignore_client_order = true;
-    // Stateless session tickets: resumption (and so 0-RTT) without keeping
-    // per-client state for a hundred thousand phones.
-    config.ticketer = ring::Ticketer::new()?;
     if for_quic {
-        // quinn requires exactly this value to offer 0-RTT; what early data
-        // may do is decided per request by the session.
+        // 0-RTT needs single-use tickets, which rustls gives only with
+        // server-side session state (its defence against replay across
+        // connections); the cache is bounded, and a phone whose entry was
+        // evicted just does a full handshake. quinn requires exactly
+        // u32::MAX here to offer 0-RTT; what early data may do is decided per
+        // request by the session.
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(QUIC_SESSION_CACHE);
         config.max_early_data_size = u32::MAX;
+    } else {
+        // Stateless tickets: browsers resume without the box keeping state.
+        config.ticketer = ring::Ticketer::new()?;
     }
     Ok(config)
 }

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod quic;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +39,10 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
 pub struct Server {
     pub dir: PathBuf,
     pub url: String,
+    /// The QUIC address, and the wss:// URL.
+    pub quic: Option<SocketAddr>,
+    pub wss: Option<String>,
+    pub fingerprint: imbox_protocol::Fingerprint,
     running: Option<imboxd::Running>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -56,7 +62,10 @@ impl Server {
         tweak(&mut config);
         let running = imboxd::start(config).await.unwrap();
         let url = format!("ws://{}", running.http[0]);
-        Server { dir: dir.to_owned(), url, running: Some(running), _temp: None }
+        let quic = running.quic.first().copied();
+        let wss = running.https.first().map(|a| format!("wss://{a}"));
+        let fingerprint = running.fingerprint;
+        Server { dir: dir.to_owned(), url, quic, wss, fingerprint, running: Some(running), _temp: None }
     }
 
     /// Stops the server the way SIGTERM does and waits until it has.

@@ -12,17 +12,26 @@ use clap::{Parser, Subcommand};
 use imbox_client::protocol::{
     names, ConversationInfo, DeviceInfo, Entry, Item, MembershipChange, Message, ReceiptKind, Request, Target,
 };
-use imbox_client::{Client, ClientOptions, ServerUrl};
+use imbox_client::protocol::{Fingerprint, PairingUri};
+use imbox_client::{parse_pin, Client, ClientError, ClientOptions, ConnectOptions, ServerUrl};
 use serde::Serialize;
 
 /// The private instant-messaging box, from the command line.
 #[derive(Debug, Parser)]
 #[command(name = "imbox", version)]
 struct Cli {
-    /// The server, as ws://HOST:PORT. Needed by login and register; for
-    /// other commands it overrides the profile's server for this run.
+    /// The server, as quic://HOST:PORT, wss://HOST:PORT or ws://HOST:PORT.
+    /// Needed by login and register; for other commands it overrides the
+    /// profile's server for this run.
     #[arg(long, env = "IMBOX_SERVER", global = true, value_name = "URL")]
     server: Option<String>,
+
+    /// The fingerprint of the box's key (sha256:..., as its pairing link or
+    /// `imboxd identity` shows), which quic:// and wss:// need. Stored in
+    /// the profile by login and register; for other commands it overrides
+    /// the profile's pin for this run.
+    #[arg(long, env = "IMBOX_PIN", global = true, value_name = "FINGERPRINT")]
+    pin: Option<String>,
 
     /// The profile directory (default: $XDG_CONFIG_HOME/imbox or ~/.config/imbox).
     #[arg(long, env = "IMBOX_PROFILE", global = true, value_name = "DIR")]
@@ -41,6 +50,18 @@ struct Cli {
 enum Command {
     /// Log this device in (password from IMBOX_PASSWORD or one line of stdin).
     Login {
+        user: String,
+        /// How this device is listed among the user's devices (default: imbox-cli@HOSTNAME).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Pair this device with a box: register USER with the invite in the
+    /// box's pairing link (imbox:pair?...), trying its addresses in order,
+    /// and keep the box's address and key in the profile (password as for
+    /// login).
+    Pair {
+        /// The pairing link, as the box's invite QR code carries it.
+        uri: String,
         user: String,
         /// How this device is listed among the user's devices (default: imbox-cli@HOSTNAME).
         #[arg(long)]
@@ -145,6 +166,12 @@ enum Line<'a> {
     },
     Conversation(&'a ConversationInfo),
     Device(&'a DeviceInfo),
+    Paired {
+        server: &'a str,
+        pin: &'a str,
+        user: &'a str,
+        device: u64,
+    },
 }
 
 fn message_line(message: &Message, position: Option<u64>) -> Line<'_> {
@@ -229,23 +256,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => default_profile_dir()?,
     };
+    let pin = cli.pin.as_deref().map(parse_pin).transpose()?;
+    let connect = ConnectOptions { pin, ..ConnectOptions::default() };
+    let open_profile = |options: ClientOptions| open(&dir, cli.server.as_deref(), pin, options);
     match cli.command {
         Command::Login { user, device_name } => {
             let server = required_server(cli.server.as_deref())?;
             let password = read_password()?;
             let device_name = device_name_or_default(device_name)?;
-            let client = Client::login(&dir, server, &user, &password, &device_name).await?;
+            let client = Client::login_with(&dir, server, &connect, &user, &password, &device_name).await?;
             client.close().await;
         }
         Command::Register { user, invite, device_name } => {
             let server = required_server(cli.server.as_deref())?;
             let password = read_password()?;
             let device_name = device_name_or_default(device_name)?;
-            let client = Client::register(&dir, server, &user, &password, &invite, &device_name).await?;
+            let client =
+                Client::register_with(&dir, server, &connect, &user, &password, &invite, &device_name)
+                    .await?;
+            client.close().await;
+        }
+        Command::Pair { uri, user, device_name } => {
+            // Checked before asking for the password.
+            let uri: PairingUri = uri.parse().map_err(ClientError::from)?;
+            if uri.invite.is_none() {
+                return Err(ClientError::NoInvite.into());
+            }
+            let password = read_password()?;
+            let device_name = device_name_or_default(device_name)?;
+            let client = Client::pair(&dir, &uri, &connect, &user, &password, &device_name).await?;
+            if cli.verbose {
+                let profile = client.profile();
+                let line = Line::Paired {
+                    server: &profile.server,
+                    pin: profile.pin.as_deref().unwrap_or_default(),
+                    user: &profile.user,
+                    device: profile.device,
+                };
+                print_line(&mut std::io::stdout().lock(), &line)?;
+            }
             client.close().await;
         }
         Command::Send { to, text } => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let sent = client.send(&Target::parse(&to), &text).await?;
             if cli.verbose {
                 let line = Line::Sent {
@@ -260,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.close().await;
         }
         Command::Sync => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let own_device = client.profile().device;
             // Stdout is line-buffered, so a line is written out before the
             // next entry is asked for, which is when the previous one counts
@@ -276,11 +329,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Listen => {
             let options = ClientOptions { retry_for: None, ..ClientOptions::default() };
-            let client = open(&dir, cli.server.as_deref(), options)?;
+            let client = open_profile(options)?;
             listen(client).await?;
         }
         Command::Group(group) => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let req = match group {
                 GroupCommand::Create { name, members } => {
                     Request::CreateGroup { name: group_name(&name), members }
@@ -299,7 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.close().await;
         }
         Command::History { conversation, before, limit } => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let (messages, _more) = client.history(&Target::parse(&conversation), before, limit).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for message in &messages {
@@ -309,7 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.close().await;
         }
         Command::Conversations => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let conversations = client.conversations().await?;
             let mut out = std::io::stdout().lock();
             for conversation in &conversations {
@@ -318,7 +371,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.close().await;
         }
         Command::Devices => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             let devices = client.devices().await?;
             let mut out = std::io::stdout().lock();
             for device in &devices {
@@ -327,12 +380,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.close().await;
         }
         Command::RevokeDevice { device } => {
-            let mut client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let mut client = open_profile(ClientOptions::default())?;
             client.call(Request::RevokeDevice { device }).await?;
             client.close().await;
         }
         Command::Logout => {
-            let client = open(&dir, cli.server.as_deref(), ClientOptions::default())?;
+            let client = open_profile(ClientOptions::default())?;
             client.logout().await?;
         }
     }
@@ -379,16 +432,27 @@ async fn listen(mut client: Client) -> anyhow::Result<()> {
     }
 }
 
-fn open(dir: &std::path::Path, server: Option<&str>, options: ClientOptions) -> anyhow::Result<Client> {
+fn open(
+    dir: &std::path::Path,
+    server: Option<&str>,
+    pin: Option<Fingerprint>,
+    options: ClientOptions,
+) -> anyhow::Result<Client> {
     let mut client = Client::open(dir)?.with_options(options);
     if let Some(server) = server {
         client.use_server(ServerUrl::parse(server)?);
+    }
+    if let Some(pin) = pin {
+        client.use_pin(pin);
     }
     Ok(client)
 }
 
 fn required_server(server: Option<&str>) -> anyhow::Result<&str> {
-    server.context("no server given: pass --server ws://HOST:PORT or set IMBOX_SERVER")
+    server.context(
+        "no server given: pass --server quic://HOST:PORT (or wss://, ws://) or set IMBOX_SERVER, \
+         or pair with a pairing link: imbox pair URI USER",
+    )
 }
 
 fn default_profile_dir() -> anyhow::Result<PathBuf> {
@@ -572,5 +636,10 @@ mod tests {
             Cli::try_parse_from(["imbox", "--profile", "/p", "send", "bob", "-1 is fine"]).expect("parse");
         assert!(matches!(cli.command, Command::Send { ref text, .. } if text == "-1 is fine"));
         assert!(Cli::try_parse_from(["imbox", "send", "bob"]).is_err());
+
+        let cli = Cli::try_parse_from(["imbox", "pair", "imbox:pair?v=1", "alice", "--pin", "sha256:x"])
+            .expect("parse");
+        assert!(matches!(cli.command, Command::Pair { ref user, .. } if user == "alice"));
+        assert_eq!(cli.pin.as_deref(), Some("sha256:x"));
     }
 }
