@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use imbox_client::{Client, Connection};
+use imbox_client::{Client, ConnectOptions, Connection, ServerUrl};
 use imboxd::admin::{AdminReply, AdminRequest};
 use imboxd::config::{Config, Overrides, Sources};
 
@@ -34,6 +34,35 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
     config
 }
 
+/// How a test's clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket over plain HTTP.
+    Ws,
+    /// WebSocket over HTTPS, with the box key pinned.
+    Wss,
+    /// QUIC, with the box key pinned.
+    Quic,
+}
+
+/// Runs async test bodies once per transport, as separate tests:
+/// `over_every_transport!(name, …);` makes a module per transport (`ws`,
+/// `wss`, `quic`) with a test `name` that calls `super::name(Transport::…)`.
+#[macro_export]
+macro_rules! over_every_transport {
+    ($($name:ident),* $(,)?) => {
+        mod ws {
+            $(#[tokio::test] async fn $name() { super::$name($crate::Transport::Ws).await })*
+        }
+        mod wss {
+            $(#[tokio::test] async fn $name() { super::$name($crate::Transport::Wss).await })*
+        }
+        mod quic {
+            $(#[tokio::test] async fn $name() { super::$name($crate::Transport::Quic).await })*
+        }
+    };
+}
+
 /// imboxd running inside the test process.
 #[derive(Debug)]
 pub struct Server {
@@ -43,6 +72,8 @@ pub struct Server {
     pub quic: Option<SocketAddr>,
     pub wss: Option<String>,
     pub fingerprint: imbox_protocol::Fingerprint,
+    /// The transport [`Server::client`] and [`Server::connection`] use.
+    pub transport: Transport,
     running: Option<imboxd::Running>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -65,7 +96,37 @@ impl Server {
         let quic = running.quic.first().copied();
         let wss = running.https.first().map(|a| format!("wss://{a}"));
         let fingerprint = running.fingerprint;
-        Server { dir: dir.to_owned(), url, quic, wss, fingerprint, running: Some(running), _temp: None }
+        Server {
+            dir: dir.to_owned(),
+            url,
+            quic,
+            wss,
+            fingerprint,
+            transport: Transport::Ws,
+            running: Some(running),
+            _temp: None,
+        }
+    }
+
+    /// A server with a fresh data directory whose clients use `transport`.
+    pub async fn over(transport: Transport) -> Server {
+        let mut server = Server::start().await;
+        server.transport = transport;
+        server
+    }
+
+    /// The URL clients use on this server's transport.
+    pub fn client_url(&self) -> String {
+        match self.transport {
+            Transport::Ws => self.url.clone(),
+            Transport::Wss => self.wss.clone().unwrap(),
+            Transport::Quic => format!("quic://{}", self.quic.unwrap()),
+        }
+    }
+
+    /// Connection options that pin this box's key.
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions { pin: Some(self.fingerprint), ..ConnectOptions::default() }
     }
 
     /// Stops the server the way SIGTERM does and waits until it has.
@@ -103,12 +164,15 @@ impl Server {
 
     /// Logs a new device of `name` in, with its profile in `profile`.
     pub async fn client(&self, name: &str, profile: &Path) -> Client {
-        Client::login(profile, &self.url, name, PASSWORD, "test").await.unwrap()
+        Client::login_with(profile, &self.client_url(), &self.options(), name, PASSWORD, "test")
+            .await
+            .unwrap()
     }
 
     /// A new authenticated connection of `name`.
     pub async fn connection(&self, name: &str) -> Connection {
-        let conn = Connection::connect(&self.url).await.unwrap();
+        let url = ServerUrl::parse(&self.client_url()).unwrap();
+        let conn = Connection::connect_with(&url, &self.options()).await.unwrap();
         conn.login(name, PASSWORD, "test").await.unwrap();
         conn
     }

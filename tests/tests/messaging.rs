@@ -1,5 +1,6 @@
-//! Conversations end to end over WebSocket: a real server on loopback, real
-//! redb files, the client library.
+//! Conversations end to end, the same suite over every transport (ws,
+//! wss with a pinned key, QUIC): a real server on loopback, real redb files,
+//! the client library.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use imbox_client::{Client, ClientOptions};
 use imbox_protocol::{Item, Message, Target};
-use imbox_tests::Server;
+use imbox_tests::{over_every_transport, Server, Transport};
 
 fn message(item: &Item) -> Option<&Message> {
     match item {
@@ -29,9 +30,8 @@ async fn backlog(client: &mut Client) -> Vec<Message> {
     out
 }
 
-#[tokio::test]
-async fn two_users_chat_both_ways() {
-    let server = Server::start().await;
+async fn two_users_chat_both_ways(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob"]).await;
     let profiles = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice", &profiles.path().join("a")).await;
@@ -61,9 +61,8 @@ async fn two_users_chat_both_ways() {
     );
 }
 
-#[tokio::test]
-async fn an_offline_group_member_later_gets_every_message_once_in_order() {
-    let server = Server::start().await;
+async fn an_offline_group_member_later_gets_every_message_once_in_order(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob", "carol"]).await;
     let profiles = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice", &profiles.path().join("a")).await;
@@ -92,9 +91,8 @@ async fn an_offline_group_member_later_gets_every_message_once_in_order() {
     assert!(backlog(&mut carol).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_retried_send_with_the_same_id_yields_one_message() {
-    let server = Server::start().await;
+async fn a_retried_send_with_the_same_id_yields_one_message(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob"]).await;
     let profiles = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice", &profiles.path().join("a")).await;
@@ -108,9 +106,8 @@ async fn a_retried_send_with_the_same_id_yields_one_message() {
     assert_eq!(history.len(), 1);
 }
 
-#[tokio::test]
-async fn a_device_offline_across_a_thousand_messages_resumes_in_pages() {
-    let server = Server::start().await;
+async fn a_device_offline_across_a_thousand_messages_resumes_in_pages(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob"]).await;
     let profiles = tempfile::tempdir().unwrap();
     let bob_dir = profiles.path().join("b");
@@ -141,9 +138,8 @@ async fn a_device_offline_across_a_thousand_messages_resumes_in_pages() {
     assert!(backlog(&mut bob).await.is_empty(), "the cursor was saved: nothing comes twice");
 }
 
-#[tokio::test]
-async fn a_users_other_devices_see_what_it_sent() {
-    let server = Server::start().await;
+async fn a_users_other_devices_see_what_it_sent(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob"]).await;
     let profiles = tempfile::tempdir().unwrap();
     let mut phone = server.client("alice", &profiles.path().join("phone")).await;
@@ -158,11 +154,11 @@ async fn a_users_other_devices_see_what_it_sent() {
     assert_eq!(devices.iter().filter(|d| d.current).count(), 1);
 }
 
-#[tokio::test]
-async fn a_restart_keeps_every_acknowledged_message() {
+async fn a_restart_keeps_every_acknowledged_message(transport: Transport) {
     let dir = tempfile::tempdir().unwrap();
     let profiles = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(dir.path(), |_| {}).await;
+    server.transport = transport;
     server.add_users(&["alice", "bob"]).await;
     let mut alice = server.client("alice", &profiles.path().join("a")).await;
     server.client("bob", &profiles.path().join("b")).await.close().await;
@@ -172,17 +168,18 @@ async fn a_restart_keeps_every_acknowledged_message() {
     alice.close().await;
     server.stop().await;
 
-    let server = Server::start_in(dir.path(), |_| {}).await;
+    let mut server = Server::start_in(dir.path(), |_| {}).await;
+    server.transport = transport;
+    // The ports changed; the box key (and so the pin) did not.
     let mut bob = Client::open(profiles.path().join("b")).unwrap();
-    bob.use_server(imbox_client::ServerUrl::parse(&server.url).unwrap());
+    bob.use_server(imbox_client::ServerUrl::parse(&server.client_url()).unwrap());
     let got = backlog(&mut bob).await;
     assert_eq!(got.len(), 100);
     assert_eq!(got.last().unwrap().text, "durable 99");
 }
 
-#[tokio::test]
-async fn history_pages_backwards() {
-    let server = Server::start().await;
+async fn history_pages_backwards(transport: Transport) {
+    let server = Server::over(transport).await;
     server.add_users(&["alice", "bob"]).await;
     let alice = server.connection("alice").await;
     for i in 1..=25 {
@@ -207,3 +204,13 @@ async fn history_pages_backwards() {
     assert!(!more);
     assert_eq!(oldest.len(), 5);
 }
+
+over_every_transport!(
+    two_users_chat_both_ways,
+    an_offline_group_member_later_gets_every_message_once_in_order,
+    a_retried_send_with_the_same_id_yields_one_message,
+    a_device_offline_across_a_thousand_messages_resumes_in_pages,
+    a_users_other_devices_see_what_it_sent,
+    a_restart_keeps_every_acknowledged_message,
+    history_pages_backwards,
+);
