@@ -16,9 +16,11 @@ build:
 run:
 	$(CARGO) build --bin imboxd --bin imbox
 	@echo
-	@echo "imboxd: data in $(RUN_DATA); WebSocket at ws://$(RUN_LISTEN)/ws"
+	@echo "imboxd: data in $(RUN_DATA)"
+	@echo "  WebSocket ws://$(RUN_LISTEN)/ws, wss://127.0.0.1:8443/ws and QUIC quic://127.0.0.1:8443 (the log lists them)"
 	@echo "  create an account:  echo 'a long password' | ./target/debug/imboxd --data-dir $(RUN_DATA) user add alice --admin"
 	@echo "  log in:             echo 'a long password' | ./target/debug/imbox --server ws://$(RUN_LISTEN) --profile /tmp/alice login alice"
+	@echo "  pair a member:      ./target/debug/imboxd --data-dir $(RUN_DATA) invite create --uri   (then: imbox --profile DIR pair URI USER)"
 	@echo
 	./target/debug/imboxd --data-dir $(RUN_DATA) run --listen $(RUN_LISTEN)
 
