@@ -262,3 +262,24 @@ fn imboxd_config_prints_the_effective_configuration() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_damaged_identity_key_stops_start_up_and_is_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let mut identity = imboxd(data.path());
+    identity.arg("identity");
+    let fingerprint = ok(identity);
+    assert!(fingerprint.starts_with("sha256:"), "{fingerprint}");
+    let key = data.path().join("identity.key");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n").unwrap();
+    let mut start = imboxd(data.path());
+    start
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env("IMBOX_HTTPS__LISTEN", "[]")
+        .env("IMBOX_QUIC__LISTEN", "[]");
+    let out = run(start);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("identity key") && stderr.contains("damaged"), "{stderr}");
+    assert!(std::fs::read_to_string(&key).unwrap().contains("garbage"), "the key file was replaced");
+}
