@@ -16,13 +16,15 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::store::{CommitListener, Notice};
 
-/// Something for one session to pass on.
+/// Something for one session to pass on. Payloads are shared, not copied:
+/// one entry goes to every device of its user, and a small `Push` keeps each
+/// session's queue allocation small (tokio allocates queue slots in blocks).
 #[derive(Debug, Clone)]
 pub enum Push {
     /// A new entry of the user's log.
-    Entry(Entry),
+    Entry(Arc<Entry>),
     /// An ephemeral event (typing, presence).
-    Event(Event),
+    Event(Arc<Event>),
     /// The device's token was revoked or its user removed.
     Revoked,
 }
@@ -143,7 +145,7 @@ impl Router {
     }
 
     /// Offers an ephemeral event to every session of a user, except one.
-    pub fn push_event(&self, user: u64, except_session: Option<u64>, event: &Event) {
+    pub fn push_event(&self, user: u64, except_session: Option<u64>, event: &Arc<Event>) {
         if let Some(links) = self.shard(user).get(&user) {
             for link in links.iter().filter(|l| Some(l.session) != except_session) {
                 link.offer(Push::Event(event.clone()));
@@ -169,6 +171,7 @@ impl CommitListener for Router {
         for notice in notices {
             match notice {
                 Notice::Entry { user, entry } => {
+                    let entry = Arc::new(entry);
                     if let Some(links) = self.shard(user).get(&user) {
                         for link in links {
                             link.offer(Push::Entry(entry.clone()));

@@ -373,7 +373,7 @@ impl Session {
                 return;
             }
         };
-        let event = Event::Presence { user: auth.username.clone(), online };
+        let event = Arc::new(Event::Presence { user: auth.username.clone(), online });
         for contact in contacts {
             self.hub.router.push_event(contact, None, &event);
         }
@@ -521,7 +521,7 @@ impl Session {
                         // Readers name a direct conversation after the other
                         // person: here, the one typing.
                         let chat = if chat.starts_with('#') { chat } else { name.clone() };
-                        let event = Event::Typing { conversation, chat, user: name };
+                        let event = Arc::new(Event::Typing { conversation, chat, user: name });
                         for member in members.into_iter().filter(|&m| m != user) {
                             hub.router.push_event(member, Some(registration), &event);
                         }
@@ -586,7 +586,7 @@ impl Session {
             return (Vec::new(), false);
         };
         match push {
-            Push::Event(event) => (vec![ServerFrame::Event { event }], false),
+            Push::Event(event) => (vec![ServerFrame::Event { event: Arc::unwrap_or_clone(event) }], false),
             Push::Revoked => {
                 self.end();
                 (vec![ServerFrame::Event { event: Event::Revoked }], true)
@@ -599,7 +599,7 @@ impl Session {
                 }
                 if entry.position == device.delivered + 1 {
                     device.delivered = entry.position;
-                    return (vec![entry_frame(entry)], false);
+                    return (vec![entry_frame(Arc::unwrap_or_clone(entry))], false);
                 }
                 // A gap: something was not queued. Read it from the store.
                 self.catch_up()

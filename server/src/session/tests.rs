@@ -281,7 +281,7 @@ fn events(inbox: &mut Inbox) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(push) = inbox.queue.try_recv() {
         if let crate::router::Push::Event(e) = push {
-            out.push(e);
+            out.push(Arc::unwrap_or_clone(e));
         }
     }
     out
