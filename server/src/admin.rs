@@ -100,6 +100,13 @@ pub async fn execute(ctx: &AdminContext, request: AdminRequest) -> Result<AdminR
             Ok(AdminReply::UserRemoved)
         }
         AdminRequest::InviteCreate { uses, expires_in_hours, uri } => {
+            if uri && ctx.pairing.quic_port.is_none() && ctx.pairing.wss_port.is_none() {
+                return Err(AdminError::Refused(
+                    "neither QUIC nor HTTPS is listening, so a pairing link would have no port: \
+                     set quic.listen or https.listen"
+                        .into(),
+                ));
+            }
             let expires_at = expires_in_hours.map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000)));
             let token = store.create_invite(None, uses.max(1), expires_at).await?;
             let uri = uri.then(|| ctx.pairing.uri(Some(token.clone())).to_string());

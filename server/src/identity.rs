@@ -59,7 +59,11 @@ pub struct Validity {
 
 fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
     let fail = |source| IdentityError::Write { path: path.to_owned(), source };
-    let tmp = path.with_extension("tmp");
+    // A temporary name of its own per file, so that writing the key and the
+    // certificate can never collide.
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let mut file =
         std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(fail)?;
@@ -192,6 +196,12 @@ impl CertResolver {
     /// Replaces the certificate served from now on.
     pub fn replace(&self, key: Arc<CertifiedKey>) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    /// The certificate served now (DER), e.g. to show its digest, which is
+    /// what browsers display, on the plain-HTTP landing page.
+    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).cert.first().cloned()
     }
 }
 
