@@ -4,7 +4,7 @@ CARGO ?= cargo
 RUN_DATA ?= $(CURDIR)/run-data
 RUN_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all build run test lint fmt check-fmt clippy unit e2e clean
+.PHONY: all build run test test-web lint fmt check-fmt clippy unit e2e clean
 
 all: build
 
@@ -17,6 +17,8 @@ run:
 	$(CARGO) build --bin imboxd --bin imbox
 	@echo
 	@echo "imboxd: data in $(RUN_DATA)"
+	@echo "  set up the box:     https://127.0.0.1:8443/setup  (the claim code is in the log below and in $(RUN_DATA)/imbox-claim.txt)"
+	@echo "                      the certificate is self-signed: compare its SHA-256 with the one on http://$(RUN_LISTEN)/ before accepting it"
 	@echo "  WebSocket ws://$(RUN_LISTEN)/ws, wss://127.0.0.1:8443/ws and QUIC quic://127.0.0.1:8443 (the log lists them)"
 	@echo "  create an account:  echo 'a long password' | ./target/debug/imboxd --data-dir $(RUN_DATA) user add alice --admin"
 	@echo "  log in:             echo 'a long password' | ./target/debug/imbox --server ws://$(RUN_LISTEN) --profile /tmp/alice login alice"
@@ -24,9 +26,22 @@ run:
 	@echo
 	./target/debug/imboxd --data-dir $(RUN_DATA) run --listen $(RUN_LISTEN)
 
-# Every test: formatting, lints, unit tests and end-to-end tests.
+# Every test: formatting, lints, unit tests, end-to-end tests, then the
+# browser tests of the setup and admin pages.
 test: check-fmt clippy build
 	$(CARGO) test --workspace --all-targets
+	$(MAKE) test-web
+
+# The setup and admin pages in Debian's chromium, driven by Playwright
+# (tests/web/; needs Node.js 20 or newer, npm and /usr/bin/chromium, which
+# .ci/run installs). npm ci runs again only when the lockfile changes.
+# Screenshots go to tests/web/out/.
+WEB_TESTS := tests/web
+$(WEB_TESTS)/node_modules/.package-lock.json: $(WEB_TESTS)/package-lock.json
+	cd $(WEB_TESTS) && npm ci --no-audit --no-fund
+
+test-web: build $(WEB_TESTS)/node_modules/.package-lock.json
+	cd $(WEB_TESTS) && npm test
 
 check-fmt:
 	$(CARGO) fmt --all --check
@@ -39,3 +54,88 @@ clippy:
 
 clean:
 	$(CARGO) clean
+
+# The benchmark (bench/run.sh): imboxd against mosquitto, rumqttd and ejabberd
+# on this machine, in one run. `bench` is the standard run (10,000 idle
+# sessions; under 15 minutes once built and installed); `bench-full` holds
+# 100,000 idle sessions. Output in bench/out/<timestamp>/, the plot and the
+# JSON results in docs/benchmarks/.
+.PHONY: bench bench-full
+
+bench:
+	bench/run.sh standard
+
+bench-full:
+	bench/run.sh full
+
+# --- The appliance image (docs/IMAGE.md) ------------------------------------
+# `make image` builds out/imbox-rpi4.img(.xz) from Debian's arm64 packages,
+# the aarch64 imboxd and overlay/; `make qemu` boots it; `make test-image`
+# boots it and checks it. They need root, and the Debian packages that
+# .ci/run installs (mmdebstrap, qemu-user-static, qemu-system-arm, genimage,
+# squashfs-tools, mtools, dosfstools, gcc-aarch64-linux-gnu).
+AARCH64_TARGET := aarch64-unknown-linux-musl
+CROSS_TARGET_DIR := $(CURDIR)/target/cross
+IMBOXD_AARCH64 := $(CROSS_TARGET_DIR)/$(AARCH64_TARGET)/release/imboxd
+OUT := $(CURDIR)/out
+IMAGE := $(OUT)/imbox-rpi4.img
+QEMU_DIR := $(OUT)/qemu
+QEMU_PORTS ?= 8080,8443,8443
+QEMU_APPEND ?= $(if $(QEMU_DEBUG),imbox.debug)
+
+.PHONY: imboxd-aarch64 image qemu test-image
+
+# A static binary: rust-lld links it, and crates that compile C (ring) use
+# Debian's aarch64 gcc. A separate target directory keeps this release
+# build from waiting on the workspace's debug builds.
+imboxd-aarch64:
+	@command -v rustup >/dev/null && rustup target list --installed | grep -qx $(AARCH64_TARGET) \
+		|| rustup target add $(AARCH64_TARGET)
+	CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
+	AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+		$(CARGO) build --release --locked -p imboxd --bin imboxd \
+		--target $(AARCH64_TARGET) --target-dir $(CROSS_TARGET_DIR)
+
+image: imboxd-aarch64
+	image/build-image.sh $(IMBOXD_AARCH64) $(OUT)
+
+# Boots a copy of the image (as if flashed onto a 4 GB card: the copy is
+# made again whenever the image is newer) with a blank 8 GB USB disk.
+# QEMU_DEBUG=1 gives a root shell on the serial console.
+qemu:
+	@test -f $(IMAGE) || { echo "no $(IMAGE): run make image first" >&2; exit 1; }
+	@mkdir -p $(QEMU_DIR)
+	@if [ ! -f $(QEMU_DIR)/sd.img ] || [ $(IMAGE) -nt $(QEMU_DIR)/sd.img ]; then \
+		cp --sparse=always $(IMAGE) $(QEMU_DIR)/sd.img && truncate -s 4G $(QEMU_DIR)/sd.img && \
+		rm -f $(QEMU_DIR)/usb.img; fi
+	@test -f $(QEMU_DIR)/usb.img || truncate -s 8G $(QEMU_DIR)/usb.img
+	image/qemu.sh --sd $(QEMU_DIR)/sd.img --usb $(QEMU_DIR)/usb.img --ports $(QEMU_PORTS) --append "$(QEMU_APPEND)"
+
+# Boots the image under QEMU and checks it (image/test-boot.sh).
+test-image: image
+	image/test-boot.sh $(IMAGE)
+
+# Checks of image/, overlay/ and buildroot/ that need neither root nor
+# Buildroot's sources: shellcheck, the files the defconfig names, the
+# imboxd package's version, systemd-analyze verify.
+.PHONY: check-image buildroot-image
+check-image:
+	image/check.sh
+
+# The minimal release image with the Raspberry Pi kernel and firmware, from
+# buildroot/ (BR2_EXTERNAL). It downloads Buildroot and every source it
+# builds, so it needs the internet: CI cannot run it (docs/IMAGE.md).
+BUILDROOT_VERSION ?= 2026.02
+BUILDROOT_OUT := $(OUT)/buildroot
+IMBOX_VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+buildroot-image:
+	mkdir -p $(BUILDROOT_OUT)/src
+	test -d $(BUILDROOT_OUT)/buildroot-$(BUILDROOT_VERSION) || \
+		curl -fsSL https://buildroot.org/downloads/buildroot-$(BUILDROOT_VERSION).tar.xz | tar -xJ -C $(BUILDROOT_OUT)
+	tar --exclude=./target --exclude=./out --exclude=./.git --exclude=./run-data \
+		--transform 's,^\.,imboxd-$(IMBOX_VERSION),' -czf $(BUILDROOT_OUT)/src/imboxd-$(IMBOX_VERSION).tar.gz .
+	$(MAKE) -C $(BUILDROOT_OUT)/buildroot-$(BUILDROOT_VERSION) BR2_EXTERNAL=$(CURDIR)/buildroot \
+		O=$(BUILDROOT_OUT)/build imbox_rpi4_64_defconfig
+	$(MAKE) -C $(BUILDROOT_OUT)/buildroot-$(BUILDROOT_VERSION) O=$(BUILDROOT_OUT)/build
+	@echo "image: $(BUILDROOT_OUT)/build/images/imbox-rpi4.img(.xz)"

@@ -121,6 +121,17 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// What pairing URIs (QR codes) tell clients.
     pub pairing: PairingConfig,
+    /// First-run setup (claiming the box).
+    pub setup: SetupConfig,
+}
+
+/// First-run setup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupConfig {
+    /// Where the claim code is written while the box has no owner; empty means
+    /// `<data_dir>/imbox-claim.txt`.
+    pub claim_file: PathBuf,
 }
 
 /// The HTTPS server: the same routes as HTTP, over TLS with the box identity.
@@ -172,6 +183,8 @@ pub struct HttpConfig {
     /// variable) as one string of comma-separated addresses.
     #[serde(deserialize_with = "deserialize_listen")]
     pub listen: Vec<SocketAddr>,
+    /// Whether `/ws` is served over plain HTTP as well as over HTTPS.
+    pub plain_websocket: bool,
 }
 
 /// Logging; see [`crate::logging`].
@@ -682,6 +695,20 @@ impl Config {
         {
             let reason = "each entry must be a host name or an IP address".to_owned();
             return Err(invalid(figment, "pairing.hosts", &format_args!("{bad:?}"), reason));
+        }
+
+        let claim_file = &self.setup.claim_file;
+        if !claim_file.as_os_str().is_empty()
+            && (!claim_file.is_absolute() || claim_file.file_name().is_none())
+        {
+            let reason =
+                "it must be empty (for <data_dir>/imbox-claim.txt) or an absolute path to a file".to_owned();
+            return Err(invalid(
+                figment,
+                "setup.claim_file",
+                &format_args!("{:?}", claim_file.display().to_string()),
+                reason,
+            ));
         }
 
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {

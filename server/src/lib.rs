@@ -16,6 +16,8 @@
 //! - [`pairing`]: what pairing URIs say about this box.
 //! - [`admin`] and [`control`]: shell administration, through the running
 //!   daemon's control socket or directly against a stopped daemon's store.
+//! - [`web`]: the plain-HTTP landing page, first-run setup (the claim code),
+//!   the admin pages and their JSON API, and Prometheus metrics.
 //! - [`server`]: start everything, and shut it down in order.
 //!
 //! docs/ARCHITECTURE.md follows a message through these parts.
@@ -32,5 +34,6 @@ pub mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 pub use server::{run, start, Running, ServerError};

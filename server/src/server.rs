@@ -24,7 +24,8 @@ use crate::session::Hub;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::transport::connection::ConnectionLimits;
 use crate::transport::quic::{self, QuicTuning};
-use crate::transport::{http, ListenerContext};
+use crate::transport::{http, ListenerContext, OpenConnections};
+use crate::web::{Listeners, Web, WebParts};
 use tokio_rustls::TlsAcceptor;
 
 /// Why the server could not start.
@@ -118,6 +119,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         cache_bytes: (config.storage.cache_mib as usize) << 20,
     };
     let store = Store::open(&config.database_path(), options, router.clone())?;
+    // The name the owner gave the box wins over the configured default.
+    let box_name = store.box_settings()?.name.unwrap_or_else(|| config.box_name.clone());
     let l = &config.limits;
     let hub = Arc::new(Hub {
         store: store.clone(),
@@ -125,7 +128,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         limits: config.limits.clone(),
         passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         logins: LoginLimit::new(l.login_attempts_per_minute),
-        server_name: config.box_name.clone(),
+        server_name: std::sync::RwLock::new(box_name.clone()),
     });
 
     let validity = Validity {
@@ -162,12 +165,38 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let control_path = config.control_socket_path();
     let quic_bound: Vec<SocketAddr> = quic_endpoints.iter().map(|(_, a)| *a).collect();
     let https_bound: Vec<SocketAddr> = https_listeners.iter().map(|(_, a)| *a).collect();
+    let http_bound: Vec<SocketAddr> = http_listeners.iter().map(|(_, a)| *a).collect();
     let pairing =
-        PairingTemplate::new(&config.pairing.hosts, &quic_bound, &https_bound, fingerprint, &config.box_name);
-    let admin = Arc::new(AdminContext { store: store.clone(), pairing });
+        PairingTemplate::new(&config.pairing.hosts, &quic_bound, &https_bound, fingerprint, &box_name);
+    let admin = Arc::new(AdminContext { store: store.clone(), pairing: pairing.clone() });
     control::listen(&control_path, admin, shutdown.clone(), &tasks)
         .map_err(|source| ServerError::Control { path: control_path.clone(), source })?;
     tasks.spawn(crate::identity::renew_daily(identity, validity, resolver.clone(), shutdown.clone()));
+
+    let open = Arc::new(OpenConnections::default());
+    let web = Arc::new(Web::new(
+        &config,
+        WebParts {
+            hub: hub.clone(),
+            pairing,
+            certs: resolver.clone(),
+            fingerprint,
+            open: open.clone(),
+            listeners: Listeners { http: http_bound, https: https_bound.clone(), quic: quic_bound.clone() },
+        },
+    ));
+    if let Some(code) = crate::web::claim::prepare(&store, web.claim_file()).await? {
+        let setup = https_bound.first().map_or_else(
+            || "(HTTPS is off: set https.listen to claim it)".to_owned(),
+            |a| format!("https://{a}/setup"),
+        );
+        tracing::info!(
+            "this box has no owner yet: open {setup} and enter the claim code {} (also in {})",
+            code.grouped(),
+            web.claim_file().display()
+        );
+    }
+    tasks.spawn(crate::web::status::sample(web.clone(), shutdown.clone()));
 
     let ctx = Arc::new(ListenerContext {
         hub,
@@ -179,6 +208,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         connections: Arc::new(Semaphore::new(l.max_connections as usize)),
+        open,
+        web,
     });
     let ws = imbox_protocol::WEBSOCKET_PATH;
     let mut http_addrs = Vec::new();

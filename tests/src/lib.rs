@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod quic;
+pub mod web;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -25,18 +25,20 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
             tracing::error!(error = %err, "store failure");
             (ErrorCode::Internal, "the server could not store this and changed nothing; retry later".into())
         }
-        StoreError::NoSuchUser(_) | StoreError::NoSuchConversation(_) | StoreError::NoSuchDevice(_) => {
-            (ErrorCode::NotFound, err.to_string())
-        }
+        StoreError::NoSuchUser(_)
+        | StoreError::NoSuchConversation(_)
+        | StoreError::NoSuchDevice(_)
+        | StoreError::NoSuchInvite => (ErrorCode::NotFound, err.to_string()),
         StoreError::NotMember(_) => (ErrorCode::NotMember, err.to_string()),
         StoreError::NotAdmin(_) => (ErrorCode::NotAdmin, err.to_string()),
         StoreError::NameTaken(_) => (ErrorCode::NameTaken, err.to_string()),
         StoreError::InvalidInvite => (ErrorCode::InvalidInvite, err.to_string()),
         StoreError::IdConflict(_) => (ErrorCode::IdConflict, err.to_string()),
         StoreError::TooManyMembers(_) => (ErrorCode::TooLarge, err.to_string()),
-        StoreError::AlreadyMember { .. } | StoreError::Invalid(_) => {
-            (ErrorCode::InvalidArgument, err.to_string())
-        }
+        StoreError::AlreadyMember { .. }
+        | StoreError::Invalid(_)
+        | StoreError::AlreadyClaimed
+        | StoreError::WrongClaimCode => (ErrorCode::InvalidArgument, err.to_string()),
     };
     ErrorBody::new(code, message)
 }

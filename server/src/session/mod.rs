@@ -42,7 +42,8 @@ pub struct Hub {
     pub limits: LimitsConfig,
     pub passwords: Passwords,
     pub logins: LoginLimit,
-    pub server_name: String,
+    /// The box name told in `welcome`; the owner may change it while running.
+    pub server_name: std::sync::RwLock<String>,
 }
 
 /// Contacts told about a presence change, at most: presence is a courtesy,
@@ -236,7 +237,7 @@ impl Session {
             id,
             Response::Welcome {
                 version: version.min(PROTOCOL_VERSION),
-                server: self.hub.server_name.clone(),
+                server: self.hub.server_name.read().unwrap_or_else(|p| p.into_inner()).clone(),
                 limits: announced(&self.hub.limits),
             },
         )
@@ -264,6 +265,15 @@ impl Session {
             return err(id, ErrorCode::BadCredentials, "wrong user name or password");
         };
         self.hub.logins.succeeded(&username);
+        if credentials.disabled {
+            // Told only after the right password, so that it reveals nothing
+            // to someone guessing.
+            return err(
+                id,
+                ErrorCode::BadCredentials,
+                "this account is disabled; ask the box's administrator to enable it",
+            );
+        }
         match self.hub.store.add_device(credentials.user, &device_name).await {
             Ok(device) => self.authenticated_as(id, device),
             Err(e) => store_err(id, &e),
@@ -615,8 +625,9 @@ impl Session {
             return (Vec::new(), false);
         };
         let (user, since) = (device.auth.user, device.delivered);
-        let still_valid =
-            self.hub.store.devices(user, device.auth.device).map(|d| d.iter().any(|d| d.current));
+        // Revoked, removed or disabled: any of them may have been among what
+        // the router could not queue.
+        let still_valid = self.hub.store.device_active(user, device.auth.device);
         if let Ok(false) = still_valid {
             self.end();
             return (vec![ServerFrame::Event { event: Event::Revoked }], true);

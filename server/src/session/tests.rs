@@ -45,7 +45,7 @@ async fn world() -> World {
         limits: limits(),
         passwords: Passwords::new(2),
         logins: LoginLimit::new(3),
-        server_name: "test".into(),
+        server_name: std::sync::RwLock::new("test".into()),
     });
     World { hub, _dir: dir }
 }

@@ -13,7 +13,8 @@ use redb::{
 use super::records::*;
 use super::{now_ms, DeviceAuth, Notice, Sent, StoreError};
 
-/// One write, as queued to the writer.
+/// One write, as queued to the writer. `Admin` holds the claim, box
+/// settings and user administration of the web pages (`admin_ops.rs`).
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateUser { name: String, password_hash: String, admin: bool, invite: Option<[u8; 32]> },
@@ -28,6 +29,7 @@ pub enum WriteOp {
     RevokeDevice { user: u64, device: u64 },
     RemoveUser { name: String },
     CreateInvite { token_hash: [u8; 32], created_by: Option<u64>, uses: u32, expires_at: Option<u64> },
+    Admin(super::admin_ops::AdminOp),
 }
 
 /// What a write produced.
@@ -85,6 +87,11 @@ pub fn initialize(db: &Database) -> Result<(), StoreError> {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema { found: v, supported: SCHEMA_VERSION });
             }
+            // An older layout is read as it is (new fields have defaults);
+            // recording the new version keeps older binaries off it.
+            Some(v) if v < SCHEMA_VERSION => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
             Some(_) => {}
         }
     }
@@ -112,6 +119,7 @@ pub struct Tables<'txn> {
     pub log: Table<'txn, (u64, u64), &'static [u8]>,
     pub log_heads: Table<'txn, u64, u64>,
     pub invites: Table<'txn, &'static [u8], &'static [u8]>,
+    pub settings: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -133,6 +141,7 @@ impl<'txn> Tables<'txn> {
             log: txn.open_table(LOG)?,
             log_heads: txn.open_table(LOG_HEADS)?,
             invites: txn.open_table(INVITES)?,
+            settings: txn.open_table(SETTINGS)?,
         })
     }
 
@@ -147,7 +156,7 @@ impl<'txn> Tables<'txn> {
     }
 
     /// A live (not removed) user by name.
-    fn user_id(&self, name: &str) -> Result<u64, StoreError> {
+    pub(super) fn user_id(&self, name: &str) -> Result<u64, StoreError> {
         self.user_names.get(name)?.map(|v| v.value()).ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
     }
 
@@ -297,6 +306,7 @@ pub fn apply(
             Ok(Outcome::Done)
         }
         WriteOp::RemoveUser { name } => remove_user(t, name, fresh, notices),
+        WriteOp::Admin(op) => super::admin_ops::apply(t, op, notices),
         WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
             let record = InviteRecord {
                 created_by: *created_by,
@@ -310,7 +320,7 @@ pub fn apply(
     }
 }
 
-fn create_user(
+pub(super) fn create_user(
     t: &mut Tables<'_>,
     name: &str,
     password_hash: &str,
@@ -355,6 +365,7 @@ fn create_user(
         admin,
         created_at: now_ms(),
         removed: false,
+        disabled: false,
     };
     t.users.insert(id, encode(&record).as_slice())?;
     t.user_names.insert(name, id)?;

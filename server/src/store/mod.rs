@@ -8,6 +8,7 @@
 //! and then hands the new log entries to a [`CommitListener`] (the router)
 //! for live delivery.
 
+mod admin_ops;
 mod apply;
 mod read;
 pub mod records;
@@ -26,6 +27,7 @@ use redb::Database;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
 pub use apply::{Outcome, WriteOp};
 use writer::{Command, Job};
 
@@ -89,6 +91,15 @@ pub enum StoreError {
     /// The request makes no sense (for example a direct message to oneself).
     #[error("{0}")]
     Invalid(String),
+    /// The box already has an owner: claiming is over.
+    #[error("this box has already been claimed by its owner")]
+    AlreadyClaimed,
+    /// The claim code is not the one this box wrote to its claim file.
+    #[error("the claim code is wrong: copy it again from the claim file or the console")]
+    WrongClaimCode,
+    /// No invite with that id exists (it was used up, revoked or never made).
+    #[error("no such invite: it was used up, revoked or never existed")]
+    NoSuchInvite,
 }
 
 macro_rules! storage_errors {
@@ -159,6 +170,9 @@ pub struct UserSummary {
     pub admin: bool,
     pub created_at: u64,
     pub devices: u32,
+    /// Disabled accounts cannot log in (absent in answers of older daemons).
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// What a user needs to log in: kept out of [`UserSummary`] so that hashes
@@ -168,6 +182,8 @@ pub struct Credentials {
     pub user: u64,
     pub username: String,
     pub admin: bool,
+    /// A disabled user's right password is still refused.
+    pub disabled: bool,
     pub password_hash: String,
 }
 

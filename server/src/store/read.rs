@@ -121,7 +121,7 @@ pub fn authenticate(db: &Database, hash: &[u8; 32]) -> Result<Option<DeviceAuth>
     let Some(user) = get_record::<UserRecord>(&txn.open_table(USERS)?, "users", record.user)? else {
         return Ok(None);
     };
-    if user.removed {
+    if user.removed || user.disabled {
         return Ok(None);
     }
     Ok(Some(DeviceAuth {
@@ -140,6 +140,7 @@ pub fn credentials(db: &Database, name: &str) -> Result<Option<Credentials>, Sto
         user: id,
         username: u.name,
         admin: u.admin,
+        disabled: u.disabled,
         password_hash: u.password_hash,
     }))
 }
@@ -255,6 +256,7 @@ pub fn users(db: &Database) -> Result<Vec<UserSummary>, StoreError> {
             admin: record.admin,
             created_at: record.created_at,
             devices: count,
+            disabled: record.disabled,
         });
     }
     Ok(out)

@@ -44,9 +44,14 @@ pub const LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("log");
 pub const LOG_HEADS: TableDefinition<u64, u64> = TableDefinition::new("log_heads");
 /// SHA-256 of an invite token → [`InviteRecord`].
 pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+/// Box-wide settings: `"box"` → [`BoxRecord`] (the claim, the owner, the
+/// name, what members may do).
+pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
-/// The layout version written by this code.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The layout version written by this code. Version 2 added
+/// `UserRecord::disabled` and the `settings` table: a version-1 database
+/// reads as it is, but an older imboxd must not read a version-2 one.
+pub const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -56,6 +61,11 @@ pub struct UserRecord {
     pub admin: bool,
     pub created_at: u64,
     pub removed: bool,
+    /// A disabled user cannot log in and its devices' tokens are not
+    /// accepted; its data and devices are kept for when it is enabled again.
+    /// (Absent in version-1 records.)
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +146,27 @@ pub struct InviteRecord {
     pub expires_at: Option<u64>,
     pub uses_left: u32,
 }
+
+/// The box itself: who owns it and how it is set up. One record, under the
+/// key [`BOX_KEY`] in [`SETTINGS`]; fields added later must be
+/// `#[serde(default)]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BoxRecord {
+    /// When the box was claimed; `None` while it has no owner.
+    pub claimed_at: Option<u64>,
+    /// The owner's user id, once claimed.
+    pub owner: Option<u64>,
+    /// SHA-256 of the current claim code, while unclaimed. The code itself is
+    /// never stored in the database.
+    pub claim_hash: Option<[u8; 32]>,
+    /// The box name set by the owner; `None` uses the configured `box_name`.
+    pub name: Option<String>,
+    /// Whether members who are not administrators may create invites.
+    pub members_may_invite: bool,
+}
+
+/// The key of the [`BoxRecord`] in [`SETTINGS`].
+pub const BOX_KEY: &str = "box";
 
 /// Encodes a record for storage.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {

@@ -1,5 +1,5 @@
-//! imboxd's HTTP listener (hyper): the WebSocket endpoint, a landing page and
-//! a health check.
+//! imboxd's HTTP listener (hyper): the WebSocket endpoint and a health check
+//! here; every other path (pages, API, metrics) goes to [`crate::web`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::connection;
 use super::websocket::WebSocketFrames;
-use super::ListenerContext;
+use super::{Kind, ListenerContext};
 
 type Reply = Response<Full<Bytes>>;
 
@@ -38,7 +38,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>, tls: 
                     let ctx2 = ctx.clone();
                     match &tls {
                         None => {
-                            ctx.tasks.spawn(serve_http(stream, peer, ctx2));
+                            ctx.tasks.spawn(serve_http(stream, peer, ctx2, false));
                         }
                         Some(acceptor) => {
                             ctx.tasks.spawn(serve_https(acceptor.clone(), stream, peer, ctx2));
@@ -60,20 +60,21 @@ async fn serve_https(acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr,
     // The handshake is bounded like the HTTP header read: a peer that opens
     // a connection and says nothing must not hold it.
     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_http(tls, peer, ctx).await,
+        Ok(Ok(tls)) => serve_http(tls, peer, ctx, true).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
-async fn serve_http<IO>(io: IO, peer: SocketAddr, ctx: Arc<ListenerContext>)
+/// Serves one HTTP connection; `secure` when it came over TLS.
+async fn serve_http<IO>(io: IO, peer: SocketAddr, ctx: Arc<ListenerContext>, secure: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = ctx.shutdown.clone();
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, ctx)) }
+        async move { Ok::<_, Infallible>(route(req, peer, ctx, secure).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -102,19 +103,25 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     reply
 }
 
-fn route(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<ListenerContext>) -> Reply {
+async fn route(
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    secure: bool,
+) -> Reply {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => upgrade(req, peer, ctx),
+        (&Method::GET, imbox_protocol::WEBSOCKET_PATH) if secure || ctx.web.plain_websocket() => {
+            upgrade(req, peer, ctx, secure)
+        }
+        (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => text(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "WebSocket over plain HTTP is turned off on this box (http.plain_websocket = false): connect with wss://\n",
+        ),
         (&Method::GET, "/health") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        (&Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", LANDING),
-        _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+        _ => crate::web::handle(&ctx.web, req, peer.ip(), secure).await,
     }
 }
-
-const LANDING: &str = "<!doctype html><html lang=en><meta charset=utf-8>\
-<meta name=viewport content=\"width=device-width,initial-scale=1\"><title>imbox</title>\
-<h1>imbox</h1><p>This is an imbox messaging box. Clients connect to the WebSocket endpoint \
-<code>/ws</code> on this address.</p></html>\n";
 
 fn bad_request(message: &'static str) -> Reply {
     text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", message)
@@ -129,7 +136,12 @@ fn header_has(req: &Request<hyper::body::Incoming>, name: hyper::header::HeaderN
         .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<ListenerContext>) -> Reply {
+fn upgrade(
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    secure: bool,
+) -> Reply {
     if !header_has(&req, UPGRADE, "websocket") || !header_has(&req, CONNECTION, "upgrade") {
         return bad_request("this endpoint speaks WebSocket only: send an Upgrade: websocket request\n");
     }
@@ -152,6 +164,7 @@ fn upgrade(req: Request<hyper::body::Incoming>, peer: SocketAddr, ctx: Arc<Liste
     ctx.tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
+                let _open = task_ctx.open.hold(if secure { Kind::Wss } else { Kind::Ws });
                 let io = WebSocketFrames::accept(upgraded, task_ctx.max_frame).await;
                 connection::serve(
                     task_ctx.hub.clone(),

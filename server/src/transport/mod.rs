@@ -9,6 +9,7 @@ pub mod quic;
 pub mod websocket;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -28,6 +29,54 @@ pub struct ListenerContext {
     pub tasks: TaskTracker,
     /// One permit per open session, WebSocket and QUIC together.
     pub connections: Arc<Semaphore>,
+    /// Open sessions per transport, for the status page and metrics.
+    pub open: Arc<OpenConnections>,
+    /// The setup page, admin pages and their API, served over HTTP(S).
+    pub web: Arc<crate::web::Web>,
+}
+
+/// Which transport a connection came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// WebSocket over plain HTTP.
+    Ws,
+    /// WebSocket over HTTPS.
+    Wss,
+    /// QUIC.
+    Quic,
+}
+
+/// Open connections per transport: gauges, not limits (the semaphore in
+/// [`ListenerContext`] is the limit).
+#[derive(Debug, Default)]
+pub struct OpenConnections {
+    counts: [AtomicU64; 3],
+}
+
+impl OpenConnections {
+    /// Counts a connection until the returned guard is dropped.
+    pub fn hold(self: &Arc<Self>, kind: Kind) -> OpenConnection {
+        self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+        OpenConnection { gauges: self.clone(), kind }
+    }
+
+    /// Connections open now by `kind`.
+    pub fn get(&self, kind: Kind) -> u64 {
+        self.counts[kind as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// One counted connection; see [`OpenConnections::hold`].
+#[derive(Debug)]
+pub struct OpenConnection {
+    gauges: Arc<OpenConnections>,
+    kind: Kind,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauges.counts[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a transport could not move a frame.

@@ -128,9 +128,10 @@ pub async fn accept_loop(endpoint: Endpoint, ctx: Arc<ListenerContext>) {
                     continue;
                 };
                 let ctx2 = ctx.clone();
+                let open = ctx.open.hold(super::Kind::Quic);
                 ctx.tasks.spawn(async move {
                     serve(incoming, ctx2).await;
-                    drop(permit);
+                    drop((open, permit));
                 });
             }
         }

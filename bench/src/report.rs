@@ -1,0 +1,524 @@
+//! `report`: every result file in a directory turned into markdown tables, one
+//! per scenario with every system side by side and imbox's ratio to the best
+//! peer, plus the latency-against-load plot ([`crate::plot`]).
+//!
+//! The ratio is oriented so that above 1 means imbox wins: for memory and
+//! latency (lower is better) it is best peer / imbox, for rates (higher is
+//! better) imbox / best peer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::ReportArgs;
+use crate::results::{ChatFigures, IdleFigures, ResultFile, StartupFigures, StepFigures, StormFigures};
+
+/// Whether less or more of a figure is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// imbox's ratio to the best of `peers`, above 1 when imbox is better; `None`
+/// without a usable peer figure or imbox figure.
+pub fn ratio(imbox: Option<f64>, peers: &[Option<f64>], better: Better) -> Option<f64> {
+    let imbox = imbox.filter(|v| v.is_finite() && *v > 0.0)?;
+    let usable = peers.iter().flatten().copied().filter(|v| v.is_finite() && *v > 0.0);
+    match better {
+        Better::Lower => usable.min_by(f64::total_cmp).map(|best| best / imbox),
+        Better::Higher => usable.max_by(f64::total_cmp).map(|best| imbox / best),
+    }
+}
+
+/// How a ratio reads in a table.
+pub fn format_ratio(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(r) => format!("×{r:.2}"),
+        None => "—".to_owned(),
+    }
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let results = load(&args.results)?;
+    anyhow::ensure!(!results.is_empty(), "{} holds no result files", args.results.display());
+    let markdown = markdown(&results)?;
+    write(&args.markdown_out, &markdown)?;
+    crate::plot::draw(&results, &args.plot_out)?;
+    if let Some(out) = &args.out {
+        let mut text = serde_json::to_string_pretty(&headlines(&results)?)?;
+        text.push('\n');
+        write(out, &text)?;
+    }
+    tracing::info!(
+        results = results.len(),
+        markdown = %args.markdown_out.display(),
+        plot = %args.plot_out.display(),
+        "report written"
+    );
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Every result file in `dir`, the newest per scenario and label; files that
+/// are not result files (a tokens file, say) are skipped.
+pub fn load(dir: &Path) -> anyhow::Result<Vec<ResultFile>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    let mut newest: BTreeMap<(String, String), ResultFile> = BTreeMap::new();
+    for path in paths {
+        match ResultFile::read(&path) {
+            Ok(result) => {
+                let key = (result.scenario.clone(), result.label.clone());
+                let newer = newest.get(&key).is_none_or(|kept| kept.finished_at <= result.finished_at);
+                if newer {
+                    newest.insert(key, result);
+                }
+            }
+            Err(e) => tracing::debug!(path = %path.display(), error = %e, "skipped"),
+        }
+    }
+    Ok(newest.into_values().collect())
+}
+
+/// imbox's rows first, then the peers by name.
+fn ordered<'a>(results: &'a [ResultFile], scenario: &str) -> Vec<&'a ResultFile> {
+    let mut rows: Vec<&ResultFile> = results.iter().filter(|r| r.scenario == scenario).collect();
+    rows.sort_by(|a, b| (a.system != "imbox", &a.label).cmp(&(b.system != "imbox", &b.label)));
+    rows
+}
+
+/// The ratio cell of one row: filled for imbox rows only.
+fn ratio_cell(
+    row: &ResultFile,
+    rows: &[&ResultFile],
+    value: impl Fn(&ResultFile) -> Option<f64>,
+    better: Better,
+) -> String {
+    if row.system != "imbox" {
+        return "—".to_owned();
+    }
+    let peers: Vec<Option<f64>> = rows.iter().filter(|r| r.system != "imbox").map(|r| value(r)).collect();
+    format_ratio(ratio(value(row), &peers, better))
+}
+
+fn number(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => "—".to_owned(),
+    }
+}
+
+fn kib(bytes: Option<f64>) -> String {
+    number(bytes.map(|b| b / 1024.0), 1)
+}
+
+fn mib(bytes: Option<f64>) -> String {
+    number(bytes.map(|b| b / 1_048_576.0), 1)
+}
+
+/// The markdown document.
+pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut machines: Vec<String> = results
+        .iter()
+        .map(|r| {
+            let m = &r.machine;
+            let memory = m
+                .memory_bytes
+                .map(|b| format!(", {:.1} GiB", b as f64 / 1_073_741_824.0))
+                .unwrap_or_default();
+            format!("{} ({} cores{memory}, {}, Linux {})", m.cpu_model, m.nproc, m.arch, m.kernel)
+        })
+        .collect();
+    machines.sort();
+    machines.dedup();
+    let _ = writeln!(out, "Measured on: {}.\n", machines.join("; "));
+    idle_table(&mut out, results)?;
+    chat_table(&mut out, results, "chat")?;
+    chat_table(&mut out, results, "chat-group")?;
+    storm_table(&mut out, results)?;
+    startup_table(&mut out, results)?;
+    Ok(out)
+}
+
+fn idle_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
+    let rows = ordered(results, "idle");
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let figures: Vec<IdleFigures> = rows.iter().map(|r| r.figures()).collect::<anyhow::Result<_>>()?;
+    let per_session = |r: &ResultFile| r.figures::<IdleFigures>().ok().and_then(|f| f.bytes_per_session);
+    let _ = writeln!(out, "### Idle sessions: server memory per session\n");
+    let _ = writeln!(
+        out,
+        "Ratio: the best peer's memory per session divided by imbox's (above 1: imbox uses less).\n"
+    );
+    let _ = writeln!(out, "| System | Sessions open | Memory per session (KiB) | Server RSS with all open (MiB) | Connects/s | Failures | vs best peer |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (row, f) in rows.iter().zip(&figures) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            f.sessions_open,
+            kib(f.bytes_per_session),
+            mib(f.loaded_rss_bytes.map(|b| b as f64)),
+            number(Some(f.connects_per_second), 0),
+            f.failures + f.dropped,
+            ratio_cell(row, &rows, per_session, Better::Lower),
+        );
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// The step a chat result's headline names.
+fn headline_step(figures: &ChatFigures) -> Option<&StepFigures> {
+    let rate = figures.headline_rate?;
+    figures.steps.iter().find(|step| step.offered_rate == rate && step.meets_target)
+}
+
+fn chat_table(out: &mut String, results: &[ResultFile], scenario: &str) -> anyhow::Result<()> {
+    let rows = ordered(results, scenario);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let figures: Vec<ChatFigures> = rows.iter().map(|r| r.figures()).collect::<anyhow::Result<_>>()?;
+    let group = scenario == "chat-group";
+    let headline = |r: &ResultFile| {
+        let f = r.figures::<ChatFigures>().ok()?;
+        if group {
+            f.headline_delivered_rate
+        } else {
+            f.headline_rate.map(|rate| rate as f64)
+        }
+    };
+    if group {
+        let size = figures.iter().find_map(|f| f.group_size).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "### Group chat (groups of {size}): deliveries per second with delivery p99 under 50 ms\n"
+        );
+        let _ = writeln!(
+            out,
+            "Headline: the highest offered rate whose delivery p99 stayed under 50 ms with at least 95 % of the messages acknowledged and delivered; every member's delivery counts. Ratio: imbox's deliveries/s at its headline divided by the best peer's.\n"
+        );
+    } else {
+        let _ = writeln!(out, "### Direct chat: messages per second with delivery p99 under 50 ms\n");
+        let _ = writeln!(
+            out,
+            "Headline: the highest offered rate whose delivery p99 stayed under 50 ms with at least 95 % of the messages acknowledged and delivered. imbox acknowledges after fsync; brokers acknowledge on receipt. Ratio: imbox's headline divided by the best peer's.\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| System | Headline (msg/s) | Deliveries/s | Ack p99 (ms) | Delivery p50 / p99 / p99.9 (ms) | Highest rate tried | vs best peer |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (row, f) in rows.iter().zip(&figures) {
+        let step = headline_step(f);
+        let tried = f.steps.iter().map(|s| s.offered_rate).max();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            f.headline_rate.map_or("none".to_owned(), |r| r.to_string()),
+            number(step.map(|s| s.delivered_rate), 0),
+            number(step.map(|s| s.ack_latency.p99_ms), 1),
+            step.map_or("—".to_owned(), |s| format!(
+                "{:.1} / {:.1} / {:.1}",
+                s.delivery_latency.p50_ms, s.delivery_latency.p99_ms, s.delivery_latency.p999_ms
+            )),
+            tried.map_or("—".to_owned(), |r| r.to_string()),
+            ratio_cell(row, &rows, headline, Better::Higher),
+        );
+    }
+    let _ = writeln!(out, "\nEvery step:\n");
+    let _ = writeln!(
+        out,
+        "| System | Offered (msg/s) | Acked/s | Delivered/s | Ack p50 / p99 (ms) | Delivery p50 / p99 / p99.9 (ms) | Missed | Errors | Under target |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |");
+    for (row, f) in rows.iter().zip(&figures) {
+        for s in &f.steps {
+            let errors: u64 = s.errors.values().sum::<u64>() + s.unanswered;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {} | {} |",
+                row.label,
+                s.offered_rate,
+                s.ack_rate,
+                s.delivered_rate,
+                s.ack_latency.p50_ms,
+                s.ack_latency.p99_ms,
+                s.delivery_latency.p50_ms,
+                s.delivery_latency.p99_ms,
+                s.delivery_latency.p999_ms,
+                s.missed,
+                errors,
+                if s.meets_target { "yes" } else { "no" },
+            );
+        }
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+fn storm_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
+    let rows = ordered(results, "storm");
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let figures: Vec<StormFigures> = rows.iter().map(|r| r.figures()).collect::<anyhow::Result<_>>()?;
+    let rate = |r: &ResultFile| r.figures::<StormFigures>().ok().map(|f| f.logins_per_second);
+    let _ = writeln!(out, "### Login storm: devices reconnecting at once (full handshakes)\n");
+    let _ = writeln!(out, "Ratio: imbox's logins per second divided by the best peer's.\n");
+    let _ = writeln!(out, "| System | Devices | Logged in | All in (s) | Logins/s | Login p50 / p99 (ms) | Failures | vs best peer |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (row, f) in rows.iter().zip(&figures) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} / {:.1} | {} | {} |",
+            row.label,
+            f.devices,
+            f.logged_in,
+            f.all_in_seconds,
+            f.logins_per_second,
+            f.login_latency.p50_ms,
+            f.login_latency.p99_ms,
+            f.failures,
+            ratio_cell(row, &rows, rate, Better::Higher),
+        );
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+fn startup_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
+    let rows = ordered(results, "startup");
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(out, "### Start-up with a full database\n");
+    let _ = writeln!(out, "| System | Messages stored | Ready, median (ms) | Ready, every run (ms) | Idle RSS, median (MiB) | Database (MiB) |");
+    let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: |");
+    for row in rows {
+        let f: StartupFigures = row.figures()?;
+        let every: Vec<String> = f.runs.iter().map(|run| format!("{:.1}", run.ready_ms)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.label,
+            f.messages,
+            number(f.ready_ms_median, 1),
+            every.join(", "),
+            mib(f.rss_bytes_median),
+            mib(Some(f.database_bytes as f64)),
+        );
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// The headline figure of every result, for `--out`.
+fn headlines(results: &[ResultFile]) -> anyhow::Result<serde_json::Value> {
+    let mut all = serde_json::Map::new();
+    for result in results {
+        let figure = match result.scenario.as_str() {
+            "idle" => {
+                serde_json::json!({ "bytes_per_session": result.figures::<IdleFigures>()?.bytes_per_session })
+            }
+            "chat" | "chat-group" => {
+                let f: ChatFigures = result.figures()?;
+                serde_json::json!({ "headline_rate": f.headline_rate, "headline_delivered_rate": f.headline_delivered_rate })
+            }
+            "storm" => {
+                serde_json::json!({ "logins_per_second": result.figures::<StormFigures>()?.logins_per_second })
+            }
+            "startup" => {
+                serde_json::json!({ "ready_ms_median": result.figures::<StartupFigures>()?.ready_ms_median })
+            }
+            _ => continue,
+        };
+        let scenario = all.entry(result.scenario.clone()).or_insert_with(|| serde_json::json!({}));
+        scenario[&result.label] = figure;
+    }
+    Ok(serde_json::Value::Object(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::Summary;
+    use crate::machine::Machine;
+    use crate::results::SCHEMA;
+
+    #[test]
+    fn ratios_say_above_one_when_imbox_wins() {
+        // Memory: imbox 4 KiB, peers 10 and 8 KiB: the best peer (8) / 4 = 2.
+        assert_eq!(ratio(Some(4.0), &[Some(10.0), Some(8.0)], Better::Lower), Some(2.0));
+        // Rates: imbox 9000/s, peers 3000 and 1000/s: 9000 / 3000 = 3.
+        assert_eq!(ratio(Some(9000.0), &[Some(3000.0), Some(1000.0)], Better::Higher), Some(3.0));
+        // A peer that failed outright does not count as the best.
+        assert_eq!(ratio(Some(9000.0), &[None, Some(4500.0)], Better::Higher), Some(2.0));
+        assert_eq!(ratio(Some(9000.0), &[None], Better::Higher), None);
+        assert_eq!(ratio(None, &[Some(1.0)], Better::Higher), None);
+        assert_eq!(format_ratio(Some(2.0)), "×2.00");
+        assert_eq!(format_ratio(None), "—");
+    }
+
+    fn result(scenario: &str, system: &str, label: &str, figures: serde_json::Value) -> ResultFile {
+        ResultFile {
+            schema: SCHEMA,
+            tool: "imbox-bench test".into(),
+            scenario: scenario.into(),
+            system: system.into(),
+            label: label.into(),
+            transport: "wss".into(),
+            url: None,
+            parameters: serde_json::json!({}),
+            machine: Machine {
+                nproc: 2,
+                memory_bytes: Some(1 << 30),
+                kernel: "6.1".into(),
+                cpu_model: "Test CPU".into(),
+                arch: "x86_64".into(),
+            },
+            started_at: "2030-01-01T00:00:00Z".into(),
+            finished_at: "2030-01-01T00:01:00Z".into(),
+            duration_seconds: 60.0,
+            figures,
+        }
+    }
+
+    fn step(rate: u64, p99: f64, meets: bool) -> StepFigures {
+        StepFigures {
+            offered_rate: rate,
+            seconds: 10.0,
+            ack_rate: rate as f64,
+            delivered_rate: rate as f64,
+            delivery_latency: Summary {
+                count: 100,
+                p50_ms: p99 / 4.0,
+                p99_ms: p99,
+                p999_ms: p99 * 2.0,
+                ..Summary::default()
+            },
+            meets_target: meets,
+            ..StepFigures::default()
+        }
+    }
+
+    fn chat(headline: Option<u64>, steps: Vec<StepFigures>) -> serde_json::Value {
+        serde_json::to_value(ChatFigures {
+            users: 1000,
+            sessions_open: 1000,
+            target_p99_ms: 50.0,
+            headline_rate: headline,
+            headline_delivered_rate: headline.map(|r| r as f64),
+            steps,
+            ..ChatFigures::default()
+        })
+        .expect("json")
+    }
+
+    #[test]
+    fn tables_put_systems_side_by_side_with_imbox_ratios() {
+        let idle = |bytes: f64| {
+            serde_json::to_value(IdleFigures {
+                sessions_open: 10_000,
+                bytes_per_session: Some(bytes),
+                loaded_rss_bytes: Some(100 << 20),
+                ..IdleFigures::default()
+            })
+            .expect("json")
+        };
+        let results = vec![
+            result("idle", "mqtt", "mosquitto", idle(8192.0)),
+            result("idle", "imbox", "imbox (WSS)", idle(4096.0)),
+            result("idle", "mqtt", "rumqttd", idle(16384.0)),
+            result(
+                "chat",
+                "mqtt",
+                "mosquitto",
+                chat(
+                    Some(2000),
+                    vec![step(1000, 5.0, true), step(2000, 20.0, true), step(4000, 80.0, false)],
+                ),
+            ),
+            result(
+                "chat",
+                "imbox",
+                "imbox (QUIC)",
+                chat(
+                    Some(8000),
+                    vec![step(4000, 4.0, true), step(8000, 30.0, true), step(16000, 90.0, false)],
+                ),
+            ),
+            result("chat", "mqtt", "rumqttd", chat(None, vec![step(1000, 70.0, false)])),
+        ];
+        let text = markdown(&results).expect("markdown");
+        assert!(text.contains("Measured on: Test CPU (2 cores, 1.0 GiB, x86_64, Linux 6.1)."), "{text}");
+        // imbox first, then the peers by name; memory ratio = 8 KiB / 4 KiB.
+        let idle_rows: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("| imbox (WSS)")
+                    || l.starts_with("| mosquitto | 10000")
+                    || l.starts_with("| rumqttd | 10000")
+            })
+            .collect();
+        assert_eq!(idle_rows.len(), 3, "{text}");
+        assert!(idle_rows[0].starts_with("| imbox (WSS) | 10000 | 4.0 | 100.0 |"), "{}", idle_rows[0]);
+        assert!(idle_rows[0].ends_with("| ×2.00 |"), "{}", idle_rows[0]);
+        assert!(idle_rows[1].ends_with("| — |"));
+        // Chat: 8000 / the best peer's 2000; the peer with no headline says so.
+        let imbox_chat =
+            text.lines().find(|l| l.starts_with("| imbox (QUIC) | 8000 |")).expect("imbox chat row");
+        assert!(imbox_chat.ends_with("| ×4.00 |"), "{imbox_chat}");
+        assert!(imbox_chat.contains("| 7.5 / 30.0 / 60.0 |"), "{imbox_chat}");
+        assert!(text.contains("| rumqttd | none |"), "{text}");
+        // Every step is listed.
+        assert!(text.contains("| imbox (QUIC) | 16000 |"), "{text}");
+        assert!(!text.contains("### Login storm"), "no storm results, no storm table");
+    }
+
+    #[test]
+    fn the_newest_result_per_scenario_and_label_wins_and_other_json_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = result(
+            "storm",
+            "imbox",
+            "imbox (WSS)",
+            serde_json::to_value(StormFigures { logins_per_second: 1.0, ..StormFigures::default() })
+                .expect("json"),
+        );
+        old.finished_at = "2029-01-01T00:00:00Z".into();
+        let new = result(
+            "storm",
+            "imbox",
+            "imbox (WSS)",
+            serde_json::to_value(StormFigures { logins_per_second: 2.0, ..StormFigures::default() })
+                .expect("json"),
+        );
+        old.write(&dir.path().join("b-old.json")).expect("write");
+        new.write(&dir.path().join("a-new.json")).expect("write");
+        std::fs::write(dir.path().join("tokens.json"), r#"{"url":"x","pin":"y","users":[]}"#).expect("write");
+        let loaded = load(dir.path()).expect("load");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].figures::<StormFigures>().expect("storm").logins_per_second, 2.0);
+    }
+}

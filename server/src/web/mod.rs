@@ -1,0 +1,181 @@
+//! The web side of imboxd: the plain-HTTP landing page, the first-run setup,
+//! the admin pages, the JSON API behind them, and Prometheus metrics.
+//!
+//! Layout — each module is one concept:
+//! - [`routes`]: which path goes where over HTTP and HTTPS, and the checks a
+//!   request passes on the way (origin, session, administrator, CSRF).
+//! - [`reply`]: responses (JSON, pages, redirects, security headers) and
+//!   bounded request bodies; [`error`]: the typed errors of the API.
+//! - [`sessions`]: web sessions in memory and their cookie.
+//! - [`claim`]: the one-time claim code, its file and its rate limit;
+//!   [`setup`]: the setup API, which exists only while the box is unclaimed.
+//! - [`login`]: logging in and out; [`admin_api`]: the admin API.
+//! - [`status`]: status, storage, the message rate and `/metrics`.
+//! - [`pages`]: the HTML, CSS and JavaScript embedded in the binary;
+//!   [`qr`]: QR codes drawn as SVG; [`strength`]: password strength (zxcvbn).
+//!
+//! docs/API.md describes every endpoint.
+
+pub mod admin_api;
+pub mod claim;
+pub mod error;
+pub mod login;
+pub mod pages;
+pub mod qr;
+pub mod reply;
+pub mod routes;
+pub mod sessions;
+pub mod setup;
+pub mod status;
+pub mod strength;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::COOKIE;
+use hyper::http::request::Parts;
+use hyper::Request;
+use imbox_protocol::Fingerprint;
+
+use crate::config::Config;
+use crate::identity::CertResolver;
+use crate::pairing::PairingTemplate;
+use crate::session::Hub;
+use crate::store::AccountState;
+use crate::transport::OpenConnections;
+use error::ApiError;
+use reply::Reply;
+use sessions::WebSessions;
+
+/// The addresses the listeners are bound to, for the status page.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub quic: Vec<SocketAddr>,
+}
+
+/// What the web side is built from (see [`Web::new`]).
+#[derive(Debug)]
+pub struct WebParts {
+    pub hub: Arc<Hub>,
+    pub pairing: PairingTemplate,
+    pub certs: Arc<CertResolver>,
+    pub fingerprint: Fingerprint,
+    pub open: Arc<OpenConnections>,
+    pub listeners: Listeners,
+}
+
+/// Everything the pages and the API share.
+#[derive(Debug)]
+pub struct Web {
+    hub: Arc<Hub>,
+    pairing: PairingTemplate,
+    certs: Arc<CertResolver>,
+    fingerprint: Fingerprint,
+    open: Arc<OpenConnections>,
+    listeners: Listeners,
+    sessions: WebSessions,
+    claim_file: PathBuf,
+    claim_limit: claim::ClaimLimit,
+    plain_websocket: bool,
+    default_box_name: String,
+    data_dir: PathBuf,
+    database_path: PathBuf,
+    rate: status::MessageRate,
+    started: std::time::Instant,
+}
+
+/// A logged-in user making a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: AccountState,
+    pub csrf: String,
+    pub session: String,
+}
+
+impl Web {
+    /// The web side of a server with `config`.
+    pub fn new(config: &Config, parts: WebParts) -> Web {
+        Web {
+            hub: parts.hub,
+            pairing: parts.pairing,
+            certs: parts.certs,
+            fingerprint: parts.fingerprint,
+            open: parts.open,
+            listeners: parts.listeners,
+            sessions: WebSessions::default(),
+            claim_file: claim::file_path(&config.setup.claim_file, &config.data_dir),
+            claim_limit: claim::ClaimLimit::default(),
+            plain_websocket: config.http.plain_websocket,
+            default_box_name: config.box_name.clone(),
+            data_dir: config.data_dir.clone(),
+            database_path: config.database_path(),
+            rate: status::MessageRate::default(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether `/ws` is served over plain HTTP (`http.plain_websocket`).
+    pub fn plain_websocket(&self) -> bool {
+        self.plain_websocket
+    }
+
+    /// The file the claim code is written to.
+    pub fn claim_file(&self) -> &std::path::Path {
+        &self.claim_file
+    }
+
+    /// The box's name: the one the owner set, else the configured one.
+    pub fn box_name(&self) -> String {
+        match self.hub.store.box_settings() {
+            Ok(settings) => settings.name.unwrap_or_else(|| self.default_box_name.clone()),
+            Err(_) => self.default_box_name.clone(),
+        }
+    }
+
+    /// Whether the box has an owner.
+    fn claimed(&self) -> Result<bool, ApiError> {
+        Ok(self.hub.store.box_settings()?.claimed_at.is_some())
+    }
+
+    /// The user behind the request's session cookie, if it is live and the
+    /// account still exists and is enabled.
+    fn caller(&self, parts: &Parts) -> Result<Caller, ApiError> {
+        let cookies = parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+        let id = sessions::cookie_value(cookies).ok_or(ApiError::NotLoggedIn)?;
+        let found = self.sessions.find(id).ok_or(ApiError::NotLoggedIn)?;
+        match self.hub.store.account(found.user)? {
+            Some(account) if !account.disabled => {
+                Ok(Caller { account, csrf: found.csrf, session: id.to_owned() })
+            }
+            Some(_) => {
+                self.sessions.remove_user(found.user);
+                Err(ApiError::Disabled)
+            }
+            None => {
+                self.sessions.remove_user(found.user);
+                Err(ApiError::NotLoggedIn)
+            }
+        }
+    }
+
+    /// [`Web::caller`], who must be an administrator.
+    fn admin(&self, parts: &Parts) -> Result<Caller, ApiError> {
+        let caller = self.caller(parts)?;
+        if caller.account.admin {
+            Ok(caller)
+        } else {
+            Err(ApiError::NotAdmin)
+        }
+    }
+}
+
+/// Serves one HTTP request that is not the WebSocket or the health check.
+pub async fn handle(web: &Web, req: Request<Incoming>, peer: IpAddr, secure: bool) -> Reply {
+    let mut reply = if secure { routes::secure(web, req, peer).await } else { routes::plain(web, &req) };
+    reply::harden(&mut reply);
+    reply
+}

@@ -1,0 +1,463 @@
+// imbox pages: one script for every page, no dependencies, nothing loaded
+// from elsewhere. Each page's <body data-page="…"> picks what runs. Data
+// from the box is put into the page as text (textContent), never as HTML.
+'use strict';
+
+(function () {
+  const byId = (id) => document.getElementById(id);
+  let csrf = null;
+
+  class ApiError extends Error {
+    constructor(code, message, detail) {
+      super(message);
+      this.code = code;
+      this.detail = detail || {};
+    }
+  }
+
+  // Calls the JSON API; throws ApiError with the box's own message.
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (csrf && method !== 'GET') headers['X-CSRF-Token'] = csrf;
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        credentials: 'same-origin',
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError('network', 'The box did not answer. Check your connection and try again.');
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = (data && data.error) || {
+        code: 'http_' + response.status,
+        message: 'The box answered with status ' + response.status + '.',
+      };
+      if (error.code === 'not_logged_in' && document.body.dataset.page !== 'login') {
+        location.assign('/login?next=' + encodeURIComponent(location.pathname));
+      }
+      throw new ApiError(error.code, error.message, error);
+    }
+    return data;
+  }
+
+  // Puts text (or a number: 0 shows as 0) into an element.
+  function say(id, text) {
+    const el = byId(id);
+    if (el) el.textContent = text === null || text === undefined ? '' : String(text);
+  }
+
+  // Runs a form's action with its button disabled; shows errors in errorId.
+  function onSubmit(formId, errorId, action) {
+    const form = byId(formId);
+    if (!form) return;
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      say(errorId, '');
+      const buttons = form.querySelectorAll('button[type="submit"]');
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        await action(form);
+      } catch (e) {
+        let message = e.message || String(e);
+        if (e.code === 'weak_password') message = 'This password is too easy to guess. ' + strengthAdvice(e.detail.strength);
+        say(errorId, message);
+      } finally {
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    });
+  }
+
+  function node(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([key, value]) => {
+      if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, value);
+    });
+    children.flat().forEach((child) => {
+      if (child !== null && child !== undefined) el.append(child instanceof Node ? child : String(child));
+    });
+    return el;
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined) return 'unknown';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
+  }
+
+  function when(ms) {
+    return ms ? new Date(ms).toLocaleString() : 'never';
+  }
+
+  function duration(seconds) {
+    const d = Math.floor(seconds / 86400);
+    const h = Math.floor((seconds % 86400) / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    if (d) return d + ' d ' + h + ' h';
+    if (h) return h + ' h ' + m + ' min';
+    return m + ' min ' + (seconds % 60) + ' s';
+  }
+
+  const WORDS = ['very weak', 'weak', 'fair', 'strong', 'very strong'];
+
+  function strengthAdvice(strength) {
+    if (!strength) return '';
+    return [strength.warning].concat(strength.suggestions || []).filter(Boolean).join(' ');
+  }
+
+  // Live strength feedback from the box (zxcvbn) under a password field.
+  function strengthMeter(inputId, outputId, endpoint, usernameOf) {
+    const input = byId(inputId);
+    const output = byId(outputId);
+    if (!input || !output) return;
+    let timer = null;
+    let asked = 0;
+    input.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const password = input.value;
+        const ticket = ++asked;
+        if (!password) { output.replaceChildren(); return; }
+        try {
+          const s = await api('POST', endpoint, { password, username: usernameOf() });
+          if (ticket !== asked) return;
+          const advice = [s.warning].concat(s.suggestions || []).filter(Boolean);
+          output.replaceChildren(...[
+            node('meter', { min: '0', max: '4', low: '2', high: '3', optimum: '4', value: String(s.score), 'aria-hidden': 'true' }),
+            node('span', {}, 'Strength: ' + WORDS[s.score] + (s.acceptable ? ' — good enough.' : ' — not enough yet.')),
+            advice.length ? node('ul', {}, advice.map((a) => node('li', {}, a))) : null,
+          ].filter(Boolean));
+        } catch (e) {
+          output.textContent = '';
+        }
+      }, 250);
+    });
+  }
+
+  async function loadSession() {
+    const session = await api('GET', '/api/session');
+    csrf = session.csrf_token;
+    return session;
+  }
+
+  function wireLogout() {
+    const button = byId('logout');
+    if (!button) return;
+    button.addEventListener('click', async () => {
+      try { await api('POST', '/api/logout'); } catch (e) { /* the session may be gone already */ }
+      location.assign('/login');
+    });
+  }
+
+  function showStep(hide, show, focusId) {
+    byId(hide).hidden = true;
+    byId(show).hidden = false;
+    document.querySelectorAll('.steps li').forEach((li) => li.removeAttribute('aria-current'));
+    const current = document.querySelector('.steps li[data-step="' + show.replace('step-', '') + '"]');
+    if (current) current.setAttribute('aria-current', 'step');
+    const target = byId(focusId);
+    if (target) target.focus();
+  }
+
+  // ---- pages ----
+
+  function setup() {
+    let code = '';
+    byId('code').focus();
+    onSubmit('code-form', 'code-error', async () => {
+      code = byId('code').value;
+      await api('POST', '/api/setup/verify', { code });
+      showStep('step-code', 'step-owner', 'username');
+    });
+    strengthMeter('password', 'password-strength', '/api/setup/strength', () => byId('username').value);
+    onSubmit('owner-form', 'owner-error', async () => {
+      const claimed = await api('POST', '/api/setup/claim', {
+        code,
+        username: byId('username').value.trim(),
+        password: byId('password').value,
+        password_confirm: byId('password2').value,
+      });
+      csrf = claimed.csrf_token;
+      location.assign('/admin/welcome');
+    });
+  }
+
+  async function welcome() {
+    const session = await loadSession();
+    const name = byId('box-name');
+    name.value = session.box_name;
+    name.focus();
+    onSubmit('name-form', 'name-error', async () => {
+      await api('PUT', '/api/admin/settings', { box_name: name.value });
+      document.querySelectorAll('.box-name').forEach((el) => { el.textContent = name.value.trim(); });
+      showStep('step-name', 'step-storage', 'storage-title');
+      try {
+        const s = await api('GET', '/api/admin/storage');
+        say('storage-dir', s.data_dir);
+        say('storage-total', bytes(s.total_bytes));
+        say('storage-free', bytes(s.available_bytes));
+        say('storage-db', bytes(s.database_bytes));
+        if (s.error) say('storage-error', s.error);
+      } catch (e) {
+        say('storage-error', e.message);
+      }
+    });
+  }
+
+  // Only paths on this box, never another site.
+  function nextPath() {
+    const next = new URLSearchParams(location.search).get('next');
+    return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  }
+
+  function login() {
+    byId('username').focus();
+    onSubmit('login-form', 'login-error', async () => {
+      const result = await api('POST', '/api/login', {
+        username: byId('username').value.trim(),
+        password: byId('password').value,
+      });
+      const next = nextPath();
+      location.assign(next && (result.admin || !next.startsWith('/admin')) ? next : result.home);
+    });
+  }
+
+  async function status() {
+    await loadSession();
+    const refresh = async () => {
+      try {
+        const s = await api('GET', '/api/admin/status');
+        say('st-name', s.box_name);
+        say('st-version', s.version);
+        say('st-uptime', duration(s.uptime_seconds));
+        say('st-quic', s.connections.quic);
+        say('st-wss', s.connections.wss);
+        say('st-ws', s.connections.ws);
+        say('st-sessions', s.connections.sessions);
+        say('st-rate', s.messages_per_second);
+        say('st-stored', s.messages_stored);
+        say('st-users', s.users);
+        say('st-dir', s.storage.data_dir);
+        say('st-used', bytes(s.storage.used_bytes) + ' of ' + bytes(s.storage.total_bytes));
+        say('st-free', bytes(s.storage.available_bytes));
+        say('st-db', bytes(s.storage.database_bytes));
+        say('st-fingerprint', s.identity.fingerprint);
+        say('st-certificate', s.identity.certificate_sha256 || 'unknown');
+        say('st-listeners', [].concat(
+          s.listeners.https.map((a) => 'https ' + a),
+          s.listeners.quic.map((a) => 'quic ' + a),
+          s.listeners.http.map((a) => 'http ' + a),
+        ).join(', '));
+        say('updated', 'Last update: ' + new Date().toLocaleTimeString() + '.');
+        say('status-error', '');
+      } catch (e) {
+        say('status-error', e.message);
+      }
+    };
+    await refresh();
+    setInterval(refresh, 5000);
+  }
+
+  function cell(label, ...content) {
+    return node('td', { 'data-label': label }, ...content);
+  }
+
+  async function users() {
+    const session = await loadSession();
+    let resetFor = null;
+    const notice = (text) => say('users-notice', text);
+    const fail = (e) => say('users-error', e.message);
+
+    async function showDevices(name) {
+      const data = await api('GET', '/api/admin/users/' + encodeURIComponent(name) + '/devices');
+      say('devices-title', 'Devices of ' + name);
+      const list = byId('device-list');
+      list.replaceChildren(...(data.devices.length ? data.devices.map((d) => node('li', { 'data-device': String(d.id) },
+        d.name + ' (since ' + when(d.created_at) + ') ',
+        node('button', {
+          type: 'button', class: 'small danger', 'aria-label': 'Revoke device ' + d.name + ' of ' + name,
+          onclick: async () => {
+            try {
+              await api('DELETE', '/api/admin/users/' + encodeURIComponent(name) + '/devices/' + d.id);
+              notice('Revoked ' + d.name + ' of ' + name + '. Its sessions have ended.');
+              await showDevices(name);
+              await load();
+            } catch (e) { fail(e); }
+          },
+        }, 'Revoke'))) : [node('li', {}, 'No devices.')]));
+      byId('devices').hidden = false;
+      byId('devices-title').focus();
+    }
+
+    async function act(method, name, suffix, done) {
+      say('users-error', '');
+      try {
+        await api(method, '/api/admin/users/' + encodeURIComponent(name) + suffix);
+        notice(done);
+        await load();
+      } catch (e) { fail(e); }
+    }
+
+    async function load() {
+      const data = await api('GET', '/api/admin/users');
+      const rows = data.users.map((u) => {
+        const mine = u.name === session.user;
+        const actions = [
+          node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Devices of ' + u.name, onclick: () => showDevices(u.name).catch(fail) }, 'Devices'),
+          node('button', {
+            type: 'button', class: 'small secondary', 'aria-label': 'Reset password of ' + u.name,
+            onclick: () => { resetFor = u.name; say('reset-title', 'Reset password of ' + u.name); byId('reset').hidden = false; byId('reset-password').focus(); },
+          }, 'Reset password'),
+        ];
+        if (!u.owner && !mine) {
+          actions.push(u.disabled
+            ? node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Enable ' + u.name, onclick: () => act('POST', u.name, '/enable', 'Enabled ' + u.name + '.') }, 'Enable')
+            : node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Disable ' + u.name, onclick: () => act('POST', u.name, '/disable', 'Disabled ' + u.name + '; their sessions have ended.') }, 'Disable'));
+          actions.push(node('button', {
+            type: 'button', class: 'small danger', 'aria-label': 'Remove ' + u.name,
+            onclick: () => {
+              if (window.confirm('Remove ' + u.name + '? Their devices are logged out and the name becomes free.')) {
+                act('DELETE', u.name, '', 'Removed ' + u.name + '.');
+              }
+            },
+          }, 'Remove'));
+        }
+        return node('tr', { 'data-user': u.name },
+          cell('Name', u.name),
+          cell('Role', u.owner ? 'owner' : (u.admin ? 'administrator' : 'member')),
+          cell('Devices', String(u.devices)),
+          cell('State', u.disabled ? 'disabled' : 'active'),
+          cell('Actions', actions));
+      });
+      document.querySelector('#users tbody').replaceChildren(...rows);
+    }
+
+    byId('devices-close').addEventListener('click', () => { byId('devices').hidden = true; });
+    byId('reset-cancel').addEventListener('click', () => { byId('reset').hidden = true; });
+    strengthMeter('reset-password', 'reset-strength', '/api/admin/strength', () => resetFor || '');
+    onSubmit('reset-form', 'reset-error', async () => {
+      await api('POST', '/api/admin/users/' + encodeURIComponent(resetFor) + '/password', {
+        password: byId('reset-password').value,
+        password_confirm: byId('reset-password2').value,
+      });
+      byId('reset-form').reset();
+      byId('reset-strength').replaceChildren();
+      byId('reset').hidden = true;
+      notice('The password of ' + resetFor + ' was changed.');
+    });
+    strengthMeter('new-password', 'new-strength', '/api/admin/strength', () => byId('new-username').value);
+    onSubmit('create-form', 'create-error', async () => {
+      const name = byId('new-username').value.trim();
+      await api('POST', '/api/admin/users', {
+        username: name,
+        password: byId('new-password').value,
+        password_confirm: byId('new-password2').value,
+        admin: byId('new-admin').checked,
+      });
+      byId('create-form').reset();
+      byId('new-strength').replaceChildren();
+      notice('Created ' + name + '.');
+      await load();
+    });
+    await load().catch(fail);
+  }
+
+  // The invite form on the invites page and a member's page.
+  function inviteForm(endpoint, afterCreate) {
+    onSubmit('invite-form', 'invite-error', async () => {
+      const hours = byId('invite-expiry').value;
+      const invite = await api('POST', endpoint, {
+        uses: Number(byId('invite-uses').value),
+        expires_in_hours: hours ? Number(hours) : null,
+      });
+      byId('invite-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(invite.qr_svg);
+      byId('invite-link').value = invite.uri;
+      byId('new-invite').hidden = false;
+      byId('new-invite-title').focus();
+      if (afterCreate) await afterCreate();
+    });
+    byId('invite-copy').addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(byId('invite-link').value);
+        say('copy-status', 'Copied.');
+      } catch (e) {
+        byId('invite-link').select();
+        say('copy-status', 'Select the link and copy it.');
+      }
+    });
+  }
+
+  async function invites() {
+    await loadSession();
+    const fail = (e) => say('invites-error', e.message);
+    async function load() {
+      const data = await api('GET', '/api/admin/invites');
+      byId('no-invites').hidden = data.invites.length > 0;
+      byId('invites').hidden = data.invites.length === 0;
+      document.querySelector('#invites tbody').replaceChildren(...data.invites.map((i) => node('tr', { 'data-invite': i.id },
+        cell('Created', when(i.created_at)),
+        cell('By', i.created_by || 'shell'),
+        cell('Expires', i.expired ? 'expired' : when(i.expires_at)),
+        cell('Uses left', String(i.uses_left)),
+        cell('Actions', node('button', {
+          type: 'button', class: 'small danger', 'aria-label': 'Revoke invite created ' + when(i.created_at),
+          onclick: async () => {
+            try { await api('DELETE', '/api/admin/invites/' + i.id); await load(); } catch (e) { fail(e); }
+          },
+        }, 'Revoke')))));
+    }
+    inviteForm('/api/admin/invites', () => load().catch(fail));
+    await load().catch(fail);
+  }
+
+  async function settings() {
+    await loadSession();
+    const current = await api('GET', '/api/admin/settings');
+    byId('settings-name').value = current.box_name;
+    byId('settings-invite').checked = current.members_may_invite;
+    onSubmit('settings-form', 'settings-error', async () => {
+      say('settings-notice', '');
+      const saved = await api('PUT', '/api/admin/settings', {
+        box_name: byId('settings-name').value,
+        members_may_invite: byId('settings-invite').checked,
+      });
+      document.querySelectorAll('.box-name').forEach((el) => { el.textContent = saved.box_name; });
+      say('settings-notice', 'Saved.');
+    });
+  }
+
+  async function member() {
+    const session = await loadSession();
+    say('member-name', session.user);
+    if (session.may_invite) {
+      byId('member-invite').hidden = false;
+      inviteForm('/api/invites');
+    }
+  }
+
+  const pages = { setup, welcome, login, status, users, invites, settings, member };
+
+  document.addEventListener('DOMContentLoaded', () => {
+    wireLogout();
+    const run = pages[document.body.dataset.page];
+    if (run) {
+      Promise.resolve(run()).catch((e) => {
+        const main = byId('main');
+        if (main) main.prepend(node('p', { class: 'error', role: 'alert' }, e.message || String(e)));
+      });
+    }
+  });
+}());

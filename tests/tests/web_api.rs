@@ -1,0 +1,285 @@
+//! The web API over real HTTPS on loopback: claiming, its rate limit, the
+//! session cookie, CSRF and origin checks, 403 for members, disabling and
+//! revoking, and what plain HTTP serves.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use imbox_client::{ConnectOptions, Connection, ServerUrl};
+use imbox_tests::web::{Answer, Http};
+use imbox_tests::Server;
+use serde_json::json;
+
+const OWNER_PASSWORD: &str = "violet tractor lantern 93";
+const MEMBER_PASSWORD: &str = "quiet otter harbour 57";
+
+fn https(server: &Server) -> Http {
+    let addr: SocketAddr = server.wss.as_ref().unwrap().trim_start_matches("wss://").parse().unwrap();
+    Http::https(&server.dir, addr)
+}
+
+fn plain(server: &Server) -> Http {
+    Http::plain(server.url.trim_start_matches("ws://").parse().unwrap())
+}
+
+fn claim_code(server: &Server) -> String {
+    let text = std::fs::read_to_string(server.dir.join("imbox-claim.txt")).unwrap();
+    imboxd::web::claim::ClaimCode::from_file_text(&text).unwrap().grouped()
+}
+
+/// Claims the box as olivia; returns her session cookie and CSRF token.
+async fn claim(web: &Http, code: &str) -> (String, String) {
+    let body = json!({
+        "code": code, "username": "olivia", "password": OWNER_PASSWORD, "password_confirm": OWNER_PASSWORD
+    });
+    let answer = web.call("POST", "/api/setup/claim", None, None, body).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    (answer.session_cookie().unwrap(), answer.json()["csrf_token"].as_str().unwrap().to_owned())
+}
+
+async fn login(web: &Http, name: &str, password: &str) -> (String, String) {
+    let answer =
+        web.call("POST", "/api/login", None, None, json!({ "username": name, "password": password })).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    (answer.session_cookie().unwrap(), answer.json()["csrf_token"].as_str().unwrap().to_owned())
+}
+
+fn assert_error(answer: &Answer, status: u16, code: &str) {
+    assert_eq!((answer.status, answer.error_code().as_str()), (status, code), "{}", answer.body);
+    assert!(!answer.json()["error"]["message"].as_str().unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn the_claim_code_claims_once_and_is_void_afterwards() {
+    let server = Server::start().await;
+    let web = https(&server);
+    let code = claim_code(&server);
+
+    let wrong =
+        web.call("POST", "/api/setup/verify", None, None, json!({ "code": "AAAA-BBBB-CCCC-DDDD" })).await;
+    assert_error(&wrong, 400, "wrong_claim_code");
+    let right =
+        web.call("POST", "/api/setup/verify", None, None, json!({ "code": code.to_lowercase() })).await;
+    assert_eq!(right.status, 200, "{}", right.body);
+
+    let weak = json!({ "code": code, "username": "olivia", "password": "password1", "password_confirm": "password1" });
+    let weak = web.call("POST", "/api/setup/claim", None, None, weak).await;
+    assert_error(&weak, 400, "weak_password");
+    assert!(weak.json()["error"]["strength"]["score"].as_u64().unwrap() < 3);
+    let differ =
+        json!({ "code": code, "username": "olivia", "password": OWNER_PASSWORD, "password_confirm": "x" });
+    assert_error(&web.call("POST", "/api/setup/claim", None, None, differ).await, 400, "bad_request");
+
+    let body = json!({ "code": code, "username": "olivia", "password": OWNER_PASSWORD, "password_confirm": OWNER_PASSWORD });
+    let claimed = web.call("POST", "/api/setup/claim", None, None, body.clone()).await;
+    assert_eq!(claimed.status, 201, "{}", claimed.body);
+    let cookie = claimed.header("set-cookie").unwrap();
+    for attribute in ["__Host-imbox=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!server.dir.join("imbox-claim.txt").exists(), "the claim file is removed");
+
+    assert_error(&web.call("POST", "/api/setup/claim", None, None, body).await, 410, "already_claimed");
+    assert_error(
+        &web.call("POST", "/api/setup/verify", None, None, json!({ "code": code })).await,
+        410,
+        "already_claimed",
+    );
+    assert_eq!(web.get("/setup", None).await.status, 410);
+    assert_error(&web.get("/api/setup", None).await, 410, "already_claimed");
+
+    // The owner is logged in by the claim.
+    let session = web.get("/api/session", claimed.session_cookie().as_deref()).await;
+    assert_eq!(session.json()["owner"], json!(true));
+}
+
+#[tokio::test]
+async fn wrong_claim_codes_are_rate_limited() {
+    let server = Server::start().await;
+    let web = https(&server);
+    let code = claim_code(&server);
+    for _ in 0..imboxd::web::claim::PER_ADDRESS_PER_MINUTE {
+        let answer =
+            web.call("POST", "/api/setup/verify", None, None, json!({ "code": "0000-0000-0000-0000" })).await;
+        assert_error(&answer, 400, "wrong_claim_code");
+    }
+    // Now even the right code waits: guessing cannot go faster than this.
+    let limited = web.call("POST", "/api/setup/verify", None, None, json!({ "code": code })).await;
+    assert_error(&limited, 429, "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.json()["error"]["retry_after_ms"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_an_admin_session_and_the_csrf_token() {
+    let server = Server::start().await;
+    let web = https(&server);
+    let (cookie, csrf) = claim(&web, &claim_code(&server)).await;
+    let owner = Some(cookie.as_str());
+
+    let member = json!({ "username": "bob", "password": MEMBER_PASSWORD, "admin": false });
+    let no_token = web.call("POST", "/api/admin/users", owner, None, member.clone()).await;
+    assert_error(&no_token, 403, "csrf");
+    let wrong_token = web.call("POST", "/api/admin/users", owner, Some("nope"), member.clone()).await;
+    assert_error(&wrong_token, 403, "csrf");
+    let body = member.to_string();
+    let cookie_header = format!("__Host-imbox={cookie}");
+    let foreign = web
+        .send(
+            "POST",
+            "/api/admin/users",
+            &[
+                ("Content-Type", "application/json"),
+                ("Cookie", &cookie_header),
+                ("X-CSRF-Token", &csrf),
+                ("Origin", "https://evil.example"),
+            ],
+            Some(&body),
+        )
+        .await;
+    assert_error(&foreign, 403, "bad_origin");
+    let created = web.call("POST", "/api/admin/users", owner, Some(&csrf), member).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let users = web.get("/api/admin/users", owner).await.json();
+    let names: Vec<&str> =
+        users["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["olivia", "bob"]);
+    let status = web.get("/api/admin/status", owner).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status = status.json();
+    assert_eq!(status["users"], json!(2));
+    assert!(status["identity"]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(status["storage"]["total_bytes"].as_u64().unwrap() > 0);
+    let metrics = web.get("/metrics", owner).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("imbox_connections{transport=\"quic\"}"), "{}", metrics.body);
+
+    let (bob, bob_csrf) = login(&web, "bob", MEMBER_PASSWORD).await;
+    let bob = Some(bob.as_str());
+    for path in [
+        "/api/admin/status",
+        "/api/admin/users",
+        "/api/admin/invites",
+        "/api/admin/settings",
+        "/api/admin/nothing",
+    ] {
+        assert_error(&web.get(path, bob).await, 403, "not_admin");
+    }
+    for (method, path) in [
+        ("POST", "/api/admin/users"),
+        ("DELETE", "/api/admin/users/olivia"),
+        ("POST", "/api/admin/invites"),
+        ("PUT", "/api/admin/settings"),
+    ] {
+        assert_error(&web.call(method, path, bob, Some(&bob_csrf), json!({})).await, 403, "not_admin");
+    }
+    assert_error(&web.get("/metrics", bob).await, 403, "not_admin");
+    assert_eq!(web.get("/admin/users", bob).await.status, 403, "the pages too");
+    assert_error(&web.get("/api/admin/status", None).await, 401, "not_logged_in");
+    let to_login = web.get("/admin", None).await;
+    assert_eq!((to_login.status, to_login.header("location")), (303, Some("/login?next=/admin")));
+
+    // Members may not invite until the owner allows it.
+    let invite = json!({ "uses": 1 });
+    assert_error(
+        &web.call("POST", "/api/invites", bob, Some(&bob_csrf), invite.clone()).await,
+        403,
+        "forbidden",
+    );
+    let allow = web
+        .call("PUT", "/api/admin/settings", owner, Some(&csrf), json!({ "members_may_invite": true }))
+        .await;
+    assert_eq!(allow.status, 200, "{}", allow.body);
+    let made = web.call("POST", "/api/invites", bob, Some(&bob_csrf), invite).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert!(made.json()["qr_svg"].as_str().unwrap().contains("<svg"));
+
+    // Logging out ends the session.
+    assert_eq!(web.call("POST", "/api/logout", bob, Some(&bob_csrf), json!({})).await.status, 204);
+    assert_error(&web.get("/api/session", bob).await, 401, "not_logged_in");
+}
+
+#[tokio::test]
+async fn disabling_a_member_ends_its_sessions_and_refuses_its_logins() {
+    let server = Server::start().await;
+    let web = https(&server);
+    let (cookie, csrf) = claim(&web, &claim_code(&server)).await;
+    let owner = Some(cookie.as_str());
+    let member = json!({ "username": "bob", "password": MEMBER_PASSWORD });
+    assert_eq!(web.call("POST", "/api/admin/users", owner, Some(&csrf), member).await.status, 201);
+
+    let url = ServerUrl::parse(&server.url).unwrap();
+    let conn = Connection::connect_with(&url, &ConnectOptions::default()).await.unwrap();
+    conn.login("bob", MEMBER_PASSWORD, "laptop").await.unwrap();
+    let (bob_web, _) = login(&web, "bob", MEMBER_PASSWORD).await;
+
+    let disabled = web.call("POST", "/api/admin/users/bob/disable", owner, Some(&csrf), json!({})).await;
+    assert_eq!(disabled.status, 204, "{}", disabled.body);
+    let event = tokio::time::timeout(Duration::from_secs(5), conn.next_event()).await.unwrap();
+    assert!(matches!(event, Some(imbox_protocol::Event::Revoked)), "got {event:?}");
+    assert_error(&web.get("/api/session", Some(&bob_web)).await, 401, "not_logged_in");
+    let refused = web
+        .call("POST", "/api/login", None, None, json!({ "username": "bob", "password": MEMBER_PASSWORD }))
+        .await;
+    assert_error(&refused, 403, "account_disabled");
+    let again = Connection::connect_with(&url, &ConnectOptions::default()).await.unwrap();
+    let err = again.login("bob", MEMBER_PASSWORD, "laptop").await.unwrap_err().to_string();
+    assert!(err.contains("disabled"), "{err}");
+
+    // The owner cannot be disabled or removed, not even by herself.
+    let own = web.call("POST", "/api/admin/users/olivia/disable", owner, Some(&csrf), json!({})).await;
+    assert_error(&own, 409, "refused");
+    assert_error(
+        &web.call("DELETE", "/api/admin/users/olivia", owner, Some(&csrf), json!({})).await,
+        409,
+        "refused",
+    );
+
+    let enabled = web.call("POST", "/api/admin/users/bob/enable", owner, Some(&csrf), json!({})).await;
+    assert_eq!(enabled.status, 204);
+    let back = Connection::connect_with(&url, &ConnectOptions::default()).await.unwrap();
+    back.login("bob", MEMBER_PASSWORD, "laptop").await.unwrap();
+}
+
+#[tokio::test]
+async fn plain_http_serves_the_landing_page_and_sends_the_rest_to_https() {
+    let server = Server::start().await;
+    let http = plain(&server);
+    let landing = http.get("/", None).await;
+    assert_eq!(landing.status, 200);
+    assert!(landing.body.contains(&server.fingerprint.to_string()), "the key fingerprint is shown");
+    let status = https(&server).get("/api/setup", None).await;
+    assert_eq!(status.status, 200);
+    let https_addr = server.wss.as_ref().unwrap().trim_start_matches("wss://").to_owned();
+    assert!(landing.body.contains(&format!(":{}", https_addr.rsplit(':').next().unwrap())));
+    for path in ["/setup", "/admin", "/api/admin/status", "/api/setup/claim"] {
+        let answer = http.get(path, None).await;
+        assert_eq!(answer.status, 308, "{path}");
+        assert!(answer.header("location").unwrap().starts_with("https://"), "{path}");
+    }
+    assert_eq!(http.get("/health", None).await.status, 200);
+    for header in ["content-security-policy", "x-content-type-options", "x-frame-options"] {
+        assert!(landing.header(header).is_some(), "{header}");
+    }
+
+    let big = "x".repeat(imboxd::web::reply::MAX_BODY + 1);
+    let too_large = https(&server)
+        .send("POST", "/api/setup/verify", &[("Content-Type", "application/json")], Some(&big))
+        .await;
+    assert_error(&too_large, 413, "too_large");
+}
+
+#[tokio::test]
+async fn websocket_over_plain_http_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), |c| c.http.plain_websocket = false).await;
+    let refused =
+        Connection::connect_with(&ServerUrl::parse(&server.url).unwrap(), &ConnectOptions::default()).await;
+    assert!(refused.is_err(), "ws:// must be refused");
+    let wss = ServerUrl::parse(server.wss.as_ref().unwrap()).unwrap();
+    let options = ConnectOptions { pin: Some(server.fingerprint), ..ConnectOptions::default() };
+    Connection::connect_with(&wss, &options).await.unwrap();
+}
