@@ -237,6 +237,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     tracing::info!(identity = %fingerprint, "box identity");
     // Tell systemd we are ready; outside systemd this does nothing.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
+        tasks.spawn(watchdog(store.clone(), Duration::from_micros(watchdog_usec / 2), shutdown.clone()));
+    }
     Ok(Running {
         http: http_addrs,
         https: https_addrs,
@@ -247,6 +251,24 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         store,
         control_path,
     })
+}
+
+/// Pings systemd's watchdog while the runtime schedules tasks and the
+/// database answers reads; a hung daemon stops pinging and systemd restarts it.
+async fn watchdog(store: Store, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.log_head(0) {
+            Ok(_) => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+            Err(e) => tracing::error!(error = %e, "database unreadable; not pinging the watchdog"),
+        }
+    }
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {

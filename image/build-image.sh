@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make image`: builds out/imbox-rpi4.img and out/imbox-rpi4.img.xz.
+#
+#   image/build-image.sh IMBOXD_BINARY OUTDIR
+#
+# 1. the arm64 root from Debian's packages (build-rootfs.sh), with imboxd
+#    and overlay/;
+# 2. the root as a squashfs (zstd, 128 KiB blocks) for root slot A;
+# 3. the boot partition: Raspberry Pi firmware, Debian's kernel and
+#    initramfs, device trees, config.txt and cmdline.txt;
+# 4. the partitioned image from layout.env (genimage.sh), then xz.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+imboxd=${1:?usage: build-image.sh IMBOXD_BINARY OUTDIR}
+out=${2:?usage: build-image.sh IMBOXD_BINARY OUTDIR}
+# shellcheck source=image/layout.env
+. "$here/layout.env"
+work=$out/work
+name=imbox-rpi4.img
+disk_id=$(printf '%08x' "$((IMBOX_DISK_ID))")
+
+mkdir -p "$out" "$work"
+start=$(date +%s)
+if [ -n "${IMBOX_REUSE_ROOTFS:-}" ] && [ -d "$work/rootfs/usr/lib/imbox" ]; then
+    # For work on imboxd or overlay/ alone: the last root, with the new
+    # binary and overlay (packages and units stay as they were).
+    install -m 0755 "$imboxd" "$work/rootfs/usr/bin/imboxd"
+    cp -a --no-preserve=ownership "$here/../overlay/." "$work/rootfs/"
+    "$here/write-etc.sh" "$work/rootfs"
+    echo "image: reusing $work/rootfs (IMBOX_REUSE_ROOTFS)"
+else
+    "$here/build-rootfs.sh" "$imboxd" "$work"
+    echo "image: root file system built in $(($(date +%s) - start)) s"
+fi
+
+rm -f "$work/rootfs.squashfs"
+mksquashfs "$work/rootfs" "$work/rootfs.squashfs" -comp zstd -b 128K -noappend -quiet -no-progress
+root_bytes=$(stat -c %s "$work/rootfs.squashfs")
+if [ "$root_bytes" -gt $((IMBOX_ROOT_SIZE_MIB * 1024 * 1024)) ]; then
+    echo "image: the root ($root_bytes bytes) does not fit a $IMBOX_ROOT_SIZE_MIB MiB slot" >&2
+    exit 1
+fi
+
+boot=$work/bootfs
+cat > "$boot/config.txt" <<CFG
+# Raspberry Pi 4B firmware settings for imbox (Debian's upstream kernel).
+arm_64bit=1
+upstream_kernel=1
+kernel=vmlinuz
+initramfs initrd.img followkernel
+enable_uart=1
+disable_overscan=1
+# The box runs headless; a console needs little.
+gpu_mem=64
+CFG
+echo "console=ttyS1,115200 console=tty1 root=PARTUUID=$disk_id-0$IMBOX_ROOT_A_PART rootfstype=$IMBOX_ROOT_FSTYPE ro rootwait net.ifnames=0 panic=10" \
+    > "$boot/cmdline.txt"
+
+rm -rf "$work/genimage-tmp" "$work/images" "$work/genimage-root"
+mkdir -p "$work/images" "$work/genimage-root/data"
+"$here/genimage.sh" "$boot" "$work/rootfs.squashfs" "$name" > "$work/genimage.cfg"
+genimage --config "$work/genimage.cfg" --rootpath "$work/genimage-root" \
+    --tmppath "$work/genimage-tmp" --inputpath "$boot" --outputpath "$work/images"
+mv "$work/images/$name" "$out/$name"
+rm -f "$out/$name.xz"
+[ "${IMBOX_XZ:-1}" = 0 ] || xz -T2 -3 -k "$out/$name"
+echo "image: $out/$name ($(du -h --apparent-size "$out/$name" | cut -f1); root $((root_bytes / 1024 / 1024)) MiB squashfs; $(du -h "$out/$name.xz" | cut -f1) as .xz) in $(($(date +%s) - start)) s"

@@ -1,0 +1,20 @@
+#!/bin/bash
+# Liveness check of imboxd (imbox-health.timer, every 20 s): asks
+# http://127.0.0.1/health and restarts imboxd after three failures in a row.
+# It stands in for systemd's WatchdogSec= until imboxd sends WATCHDOG=1.
+set -uo pipefail
+failures_file=/run/imbox/health-failures
+systemctl -q is-active imboxd.service || { rm -f "$failures_file"; exit 0; }
+if exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 \
+    && timeout 10 head -n1 <&3 | grep -q ' 200 '; then
+    rm -f "$failures_file"
+    exit 0
+fi
+n=$(( $(cat "$failures_file" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$failures_file"
+echo "imbox: imboxd did not answer /health ($n in a row)"
+if [ "$n" -ge 3 ]; then
+    echo "imbox: restarting imboxd"
+    rm -f "$failures_file"
+    systemctl restart imboxd.service
+fi
