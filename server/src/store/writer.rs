@@ -81,7 +81,14 @@ pub fn spawn(
 /// Applies and commits a batch, then answers every job in it.
 fn commit(db: &Database, batch: &mut Vec<Job>, listener: &dyn CommitListener, stats: &WriterStats) {
     let size = batch.len();
-    match apply_batch(db, batch) {
+    let started = std::time::Instant::now();
+    let applied = apply_batch(db, batch);
+    let took = started.elapsed();
+    if took > std::time::Duration::from_millis(100) {
+        // Every write in the batch waited this long for its acknowledgement.
+        tracing::warn!(size, took_ms = took.as_millis() as u64, "slow commit");
+    }
+    match applied {
         Ok((results, notices)) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(size as u64, Ordering::Relaxed);

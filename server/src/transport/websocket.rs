@@ -19,10 +19,12 @@ pub struct WebSocketFrames {
 
 impl WebSocketFrames {
     /// Wraps an upgraded HTTP connection. Buffers are kept small: most
-    /// frames are a few hundred bytes, and a box holds many connections.
+    /// frames are a few hundred bytes, and a box holds many connections
+    /// (tungstenite allocates the read buffer up front, for every idle
+    /// connection; larger frames grow it as they arrive).
     pub async fn accept(upgraded: Upgraded, max_frame: usize) -> WebSocketFrames {
         let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
+            .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_write_buffer_size(max_frame.saturating_mul(4).max(1 << 16))
             .max_message_size(Some(max_frame))
