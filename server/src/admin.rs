@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pairing::PairingTemplate;
-use crate::session::password::{self, PasswordError};
+use crate::session::password::{PasswordError, Passwords};
 use crate::store::{now_ms, Store, StoreError, UserSummary};
 
 /// An administrative request.
@@ -70,6 +70,8 @@ impl From<PasswordError> for AdminError {
 pub struct AdminContext {
     pub store: Store,
     pub pairing: PairingTemplate,
+    /// The daemon's password hashing threads.
+    pub passwords: Passwords,
 }
 
 /// Carries out one request.
@@ -88,9 +90,7 @@ pub async fn execute(ctx: &AdminContext, request: AdminRequest) -> Result<AdminR
                     imbox_protocol::names::MIN_PASSWORD
                 )));
             }
-            let hash = tokio::task::spawn_blocking(move || password::hash_now(&password))
-                .await
-                .map_err(|e| AdminError::Store(e.to_string()))??;
+            let hash = ctx.passwords.hash(password).await?;
             let id = store.create_user(&name, hash, admin).await?;
             Ok(AdminReply::UserAdded { id })
         }

@@ -212,7 +212,8 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<Ad
                 fingerprint,
                 &config.box_name,
             );
-            let ctx = AdminContext { store: store.clone(), pairing };
+            let passwords = imboxd::session::password::Passwords::new(1);
+            let ctx = AdminContext { store: store.clone(), pairing, passwords };
             let reply = admin::execute(&ctx, request).await;
             drop(ctx);
             store.shutdown().await;

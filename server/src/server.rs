@@ -168,7 +168,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let http_bound: Vec<SocketAddr> = http_listeners.iter().map(|(_, a)| *a).collect();
     let pairing =
         PairingTemplate::new(&config.pairing.hosts, &quic_bound, &https_bound, fingerprint, &box_name);
-    let admin = Arc::new(AdminContext { store: store.clone(), pairing: pairing.clone() });
+    let admin = Arc::new(AdminContext {
+        store: store.clone(),
+        pairing: pairing.clone(),
+        passwords: hub.passwords.clone(),
+    });
     control::listen(&control_path, admin, shutdown.clone(), &tasks)
         .map_err(|source| ServerError::Control { path: control_path.clone(), source })?;
     tasks.spawn(crate::identity::renew_daily(identity, validity, resolver.clone(), shutdown.clone()));

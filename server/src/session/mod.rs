@@ -145,6 +145,18 @@ fn rate_limited(id: u32, wait: std::time::Duration, what: &str) -> Handled {
     })
 }
 
+/// The answer when a password could not be checked or hashed.
+fn password_failure(id: u32, e: &password::PasswordError) -> Handled {
+    let code = match e {
+        password::PasswordError::Busy | password::PasswordError::Interrupted => ErrorCode::Unavailable,
+        password::PasswordError::Hash(_) => ErrorCode::Internal,
+    };
+    Handled::Reply(ServerFrame::Err {
+        id,
+        error: ErrorBody { code, message: format!("{e}"), retry_after_ms: Some(500) },
+    })
+}
+
 /// Answers a queued write once it is durable.
 fn later<F>(id: u32, pending: Result<crate::store::Pending, StoreError>, done: F) -> Handled
 where
@@ -257,7 +269,7 @@ impl Session {
         let hash = credentials.as_ref().map(|c| c.password_hash.clone());
         let matched = match self.hub.passwords.verify(password, hash).await {
             Ok(m) => m,
-            Err(e) => return err(id, ErrorCode::Internal, format!("{e}; retry")),
+            Err(e) => return password_failure(id, &e),
         };
         let Some(credentials) = credentials.filter(|_| matched) else {
             self.hub.logins.failed(&username, self.peer);
@@ -324,7 +336,7 @@ impl Session {
         }
         let hash = match self.hub.passwords.hash(password).await {
             Ok(h) => h,
-            Err(e) => return err(id, ErrorCode::Internal, format!("{e}; retry")),
+            Err(e) => return password_failure(id, &e),
         };
         match self.hub.store.register(&username, hash, &invite, &device_name).await {
             Ok(device) => self.authenticated_as(id, device),
