@@ -82,6 +82,8 @@ cmd_start() {
     log "open-files limit for ejabberd: $(ulimit -n)"
     # `start` detaches the node (erl -detached); `started` waits until it answers.
     ctl "$DIR" start
+    # Whatever fails from here on, do not leave the node running.
+    trap 'cmd_stop "$DIR" >/dev/null 2>&1 || true' EXIT
     if ! ctl "$DIR" started; then
         die "ejabberd did not start; log: $(tail -20 "$DIR/log/ejabberd.log" "$DIR/log/error.log" 2>/dev/null)"
     fi
@@ -94,6 +96,7 @@ cmd_start() {
     # The account; its password is stored as given (auth_password_format: plain).
     ctl "$DIR" register "$BENCH_MQTT_USER" "$XMPP_HOST" "$BENCH_MQTT_PASSWORD" >&2
     wait_tls "$PORT" "$pid" 60 || die "ejabberd does not accept TLS on $PORT; log: $(tail -20 "$DIR/log/ejabberd.log" 2>/dev/null)"
+    trap - EXIT
     print_vars "$pid" "$PORT"
 }
 
@@ -107,9 +110,17 @@ cmd_pid() {
 
 cmd_stop() {
     local DIR pidfile pid
+    [ -d "$1" ] || { log "not running (no $1)"; return 0; }
     DIR="$(cd "$1" && pwd)"
     pidfile="$DIR/ejabberd.pid"
-    [ -s "$pidfile" ] || { log "not running (no $pidfile)"; return 0; }
+    if [ ! -s "$pidfile" ]; then
+        # A start that failed before the node wrote its pid: ask it anyway.
+        if [ -f "$DIR/etc/ejabberdctl.cfg" ]; then
+            ctl "$DIR" stop >/dev/null 2>&1 || true
+        fi
+        log "not running (no $pidfile)"
+        return 0
+    fi
     pid="$(cat "$pidfile")"
     if kill -0 "$pid" 2>/dev/null; then
         ctl "$DIR" stop >/dev/null 2>&1 || true

@@ -58,7 +58,10 @@ cmd_start() {
         sleep 0.1
     done
     [ -n "$pid" ] || die "mosquitto did not write its pid file; log: $(tail -5 "$DIR/mosquitto.log" 2>/dev/null)"
-    wait_tls "$PORT" "$pid" 30 || die "mosquitto does not accept TLS on $PORT; log: $(tail -5 "$DIR/mosquitto.log" 2>/dev/null)"
+    if ! wait_tls "$PORT" "$pid" 30; then
+        stop_pid "$pid" 10
+        die "mosquitto does not accept TLS on $PORT; log: $(tail -5 "$DIR/mosquitto.log" 2>/dev/null)"
+    fi
     print_vars "$pid" "$PORT"
 }
 

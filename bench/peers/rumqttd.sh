@@ -53,7 +53,10 @@ cmd_start() {
     setsid "$RUMQTTD" -q -c "$DIR/rumqttd.toml" </dev/null >"$DIR/rumqttd.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$DIR/rumqttd.pid"
-    wait_tls "$PORT" "$pid" 30 || die "rumqttd does not accept TLS on $PORT; log: $(tail -20 "$DIR/rumqttd.log")"
+    if ! wait_tls "$PORT" "$pid" 30; then
+        stop_pid "$pid" 10
+        die "rumqttd does not accept TLS on $PORT; log: $(tail -20 "$DIR/rumqttd.log")"
+    fi
     print_vars "$pid" "$PORT"
 }
 

@@ -15,12 +15,13 @@
 //! - [`payload`]: what a message's text says about itself (send time, step).
 //! - [`latency`]: HDR histograms and their percentiles.
 //! - [`results`]: the JSON result files; [`report`] and [`plot`] read them.
-//! - [`machine`], [`memory`], [`openfiles`], [`clock`], [`progress`]: the
-//!   machine's description, a server's resident memory, the open-files limit,
-//!   the process clock, progress bars.
+//! - [`machine`], [`memory`], [`cpu`], [`openfiles`], [`clock`], [`progress`]:
+//!   the machine's description, a server's resident memory, CPU time used,
+//!   the open-files limit, the process clock, progress bars.
 
 mod cli;
 mod clock;
+mod cpu;
 mod latency;
 mod machine;
 mod memory;
@@ -43,7 +44,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal, not in run.sh's log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 
     if let Command::Report(args) = cli.command {
         return report::run(args);

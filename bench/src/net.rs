@@ -302,8 +302,10 @@ impl QuicEndpoints {
         for &ip in sources.all() {
             let mut endpoints = Vec::with_capacity(Self::PER_SOURCE);
             for _ in 0..Self::PER_SOURCE {
-                let endpoint = quinn::Endpoint::client(SocketAddr::new(ip, 0))
+                let socket = udp_socket(SocketAddr::new(ip, 0))
                     .with_context(|| format!("cannot open a UDP socket on {ip}"))?;
+                let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+                let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?;
                 endpoints.push(endpoint);
             }
             per_source.push(endpoints);
@@ -323,6 +325,23 @@ impl QuicEndpoints {
         let all = self.per_source.iter().flatten().map(|endpoint| endpoint.wait_idle());
         let _ = tokio::time::timeout(Duration::from_secs(3), futures_util::future::join_all(all)).await;
     }
+}
+
+/// Socket buffers of the QUIC endpoints. Hundreds of connections share
+/// one endpoint and a storm's handshakes arrive at once; the default
+/// (about 200 KiB) overflows and every lost handshake packet costs a second
+/// of retransmission timeout, which would be charged to the server.
+const UDP_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` with [`UDP_BUFFER`] (as far as
+/// net.core.rmem_max and wmem_max allow).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    // Smaller buffers only cost retransmissions: not worth failing over.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]

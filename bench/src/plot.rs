@@ -12,6 +12,17 @@ use plotters::prelude::*;
 
 use crate::results::{ChatFigures, ResultFile};
 
+/// Line colours that stay apart from each other and from the grey target.
+const COLORS: [RGBColor; 7] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+];
+
 /// One system's line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
@@ -46,9 +57,14 @@ pub fn draw(results: &[ResultFile], path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let lines = lines(results);
-    let x_max = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).fold(1000.0, f64::max) * 1.05;
-    let y_max = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(100.0, f64::max) * 2.0;
-    let y_min = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(1.0, f64::min) / 2.0;
+    let rates = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+    let p99s = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+    // Rates step up by factors of about two, so both axes are logarithmic;
+    // the ranges always include 100-10,000 msg/s and 1-100 ms.
+    let x_min = rates().fold(100.0, f64::min) / 1.5;
+    let x_max = rates().fold(10_000.0, f64::max) * 1.5;
+    let y_min = p99s().fold(1.0, f64::min) / 2.0;
+    let y_max = p99s().fold(100.0, f64::max) * 2.0;
 
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -57,21 +73,22 @@ pub fn draw(results: &[ResultFile], path: &Path) -> anyhow::Result<()> {
         .margin(20)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())?;
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("offered load (messages per second)")
+        .x_desc("offered load (messages per second, log scale)")
         .y_desc("delivery p99 (ms, log scale)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| if *v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}") })
         .draw()?;
 
     let grey = RGBColor(150, 150, 150);
     chart
-        .draw_series(LineSeries::new([(0.0, 50.0), (x_max, 50.0)], grey.stroke_width(2)))?
+        .draw_series(LineSeries::new([(x_min, 50.0), (x_max, 50.0)], grey.stroke_width(2)))?
         .label("target: 50 ms")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
     for (i, line) in lines.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(line.points.iter().copied(), color.stroke_width(2)))?
             .label(line.label.clone())
@@ -117,6 +134,8 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
             duration_seconds: 0.0,
+            generator_cpu_seconds: None,
+            server_cpu_seconds: None,
             figures: serde_json::to_value(figures).expect("json"),
         }
     }

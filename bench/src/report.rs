@@ -111,7 +111,12 @@ fn ratio_cell(
         return "—".to_owned();
     }
     let peers: Vec<Option<f64>> = rows.iter().filter(|r| r.system != "imbox").map(|r| value(r)).collect();
-    format_ratio(ratio(value(row), &peers, better))
+    match ratio(value(row), &peers, better) {
+        None if value(row).is_some() && !peers.is_empty() && peers.iter().all(Option::is_none) => {
+            "no peer figure".to_owned()
+        }
+        ratio => format_ratio(ratio),
+    }
 }
 
 fn number(value: Option<f64>, decimals: usize) -> String {
@@ -151,7 +156,46 @@ pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
     chat_table(&mut out, results, "chat-group")?;
     storm_table(&mut out, results)?;
     startup_table(&mut out, results)?;
+    cpu_table(&mut out, results);
     Ok(out)
+}
+
+/// How busy each side was: the generator shares the cores with the server.
+fn cpu_table(out: &mut String, results: &[ResultFile]) {
+    let mut rows: Vec<&ResultFile> =
+        results.iter().filter(|r| r.generator_cpu_seconds.is_some() && r.scenario != "provision").collect();
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| {
+        (&a.scenario, a.system != "imbox", &a.label).cmp(&(&b.scenario, b.system != "imbox", &b.label))
+    });
+    let _ = writeln!(
+        out,
+        "### CPU used during each scenario
+"
+    );
+    let _ = writeln!(
+        out,
+        "The load generator runs on the same cores as the server; cores = CPU seconds / wall seconds.\n"
+    );
+    let _ = writeln!(out, "| Scenario | System | Seconds | Generator CPU (s) | Generator cores | Server CPU (s) | Server cores |");
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let cores = |cpu: Option<f64>| number(cpu.map(|c| c / row.duration_seconds.max(1e-9)), 2);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {} | {} | {} | {} |",
+            row.scenario,
+            row.label,
+            row.duration_seconds,
+            number(row.generator_cpu_seconds, 1),
+            cores(row.generator_cpu_seconds),
+            number(row.server_cpu_seconds, 1),
+            cores(row.server_cpu_seconds),
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn idle_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
@@ -400,6 +444,8 @@ mod tests {
             started_at: "2030-01-01T00:00:00Z".into(),
             finished_at: "2030-01-01T00:01:00Z".into(),
             duration_seconds: 60.0,
+            generator_cpu_seconds: None,
+            server_cpu_seconds: None,
             figures,
         }
     }
@@ -470,7 +516,11 @@ mod tests {
             ),
             result("chat", "mqtt", "rumqttd", chat(None, vec![step(1000, 70.0, false)])),
         ];
+        let mut results = results;
+        results[0].generator_cpu_seconds = Some(30.0);
+        results[0].server_cpu_seconds = Some(60.0);
         let text = markdown(&results).expect("markdown");
+        assert!(text.contains("| idle | mosquitto | 60.0 | 30.0 | 0.50 | 60.0 | 1.00 |"), "{text}");
         assert!(text.contains("Measured on: Test CPU (2 cores, 1.0 GiB, x86_64, Linux 6.1)."), "{text}");
         // imbox first, then the peers by name; memory ratio = 8 KiB / 4 KiB.
         let idle_rows: Vec<&str> = text
@@ -494,6 +544,16 @@ mod tests {
         // Every step is listed.
         assert!(text.contains("| imbox (QUIC) | 16000 |"), "{text}");
         assert!(!text.contains("### Login storm"), "no storm results, no storm table");
+
+        // When no peer met the target at all, imbox's row says so.
+        let groups = vec![
+            result("chat-group", "imbox", "imbox (WSS)", chat(Some(200), vec![step(200, 20.0, true)])),
+            result("chat-group", "mqtt", "mosquitto", chat(None, vec![step(100, 80.0, false)])),
+        ];
+        let text = markdown(&groups).expect("markdown");
+        let imbox_group =
+            text.lines().find(|l| l.starts_with("| imbox (WSS) | 200 |")).expect("imbox group row");
+        assert!(imbox_group.ends_with("| no peer figure |"), "{imbox_group}");
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub struct ResultFile {
     pub started_at: String,
     pub finished_at: String,
     pub duration_seconds: f64,
+    /// CPU seconds the load generator used: it shares the cores with the
+    /// server, so a busy generator means a starved server.
+    #[serde(default)]
+    pub generator_cpu_seconds: Option<f64>,
+    /// CPU seconds the server used during the scenario (with `--server-pid`).
+    #[serde(default)]
+    pub server_cpu_seconds: Option<f64>,
     /// The scenario's figures: one of the `*Figures` types below.
     pub figures: serde_json::Value,
 }

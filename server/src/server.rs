@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -154,10 +154,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     if !config.quic.listen.is_empty() {
         let quic_server = quic_server_config(&config, resolver.clone())?;
         for &addr in &config.quic.listen {
-            let endpoint = quinn::Endpoint::server(quic_server.clone(), addr)
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            let local = endpoint.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-            quic_endpoints.push((endpoint, local));
+            quic_endpoints.push(bind_quic(addr, quic_server.clone())?);
         }
     }
     let shutdown = CancellationToken::new();
@@ -275,10 +272,47 @@ async fn watchdog(store: Store, every: Duration, shutdown: CancellationToken) {
     }
 }
 
+/// The accept queue of each TCP listener (the kernel caps it at
+/// net.core.somaxconn): when thousands of phones reconnect at once after a
+/// network outage, a short queue drops their SYNs and delays them by seconds.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The kernel buffers of each QUIC socket: every phone's packets go through
+/// one UDP socket, and the default (about 200 KiB) overflows during a
+/// reconnect storm, dropping handshakes. The kernel caps it at
+/// net.core.rmem_max / wmem_max, which the appliance raises.
+const QUIC_SOCKET_BUFFER: usize = 8 << 20;
+
 async fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    let fail = |source| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
     Ok((listener, local))
+}
+
+fn bind_quic(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+) -> Result<(quinn::Endpoint, SocketAddr), ServerError> {
+    let fail = |source| ServerError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(fail)?;
+    let sock = socket2::SockRef::from(&socket);
+    // Best effort: an unprivileged process gets what rmem_max allows.
+    if let Err(e) = sock.set_recv_buffer_size(QUIC_SOCKET_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the QUIC receive buffer");
+    }
+    if let Err(e) = sock.set_send_buffer_size(QUIC_SOCKET_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the QUIC send buffer");
+    }
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| fail(std::io::Error::other("no async runtime for QUIC")))?;
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
+        .map_err(fail)?;
+    let local = endpoint.local_addr().map_err(fail)?;
+    Ok((endpoint, local))
 }
 
 fn quic_server_config(config: &Config, certs: Arc<CertResolver>) -> Result<quinn::ServerConfig, ServerError> {

@@ -22,7 +22,7 @@ use crate::results::{ChatFigures, StepFigures};
 use crate::schedule::{Dice, Schedule};
 use crate::systems::{Dest, Observer, Outgoing, Slot};
 
-use super::{check_open_files, label, open_all, system, Envelope, Running};
+use super::{check_open_files, label, open_all, system, Envelope, Running, Subject};
 
 /// The delivery p99 a step must stay under.
 pub const TARGET_P99_MS: f64 = 50.0;
@@ -169,7 +169,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     if let Some(size) = args.group_size {
         ensure!(size >= 2 && size <= args.users, "--group-size must be from 2 to --users");
     }
-    let envelope = Envelope::start();
+    let envelope = Envelope::start(args.target.server_pid);
     let users = args.users;
     let system = system(&args.target, users).await?;
     if let Some(available) = system.users() {
@@ -315,15 +315,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         "max_in_flight_per_session": crate::systems::MAX_IN_FLIGHT,
         "sources": args.target.sources,
     });
-    let result = envelope.finish(
-        scenario,
-        system.kind(),
-        label,
-        system.transport(),
-        Some(system.url()),
-        parameters,
-        figures,
-    )?;
+    let result = envelope.finish(scenario, Subject::of(&system, label), parameters, figures)?;
     result.write(&args.out)
 }
 

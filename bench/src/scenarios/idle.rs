@@ -11,10 +11,10 @@ use crate::progress;
 use crate::results::IdleFigures;
 use crate::systems::{Quiet, Slot};
 
-use super::{check_open_files, label, open_all, system, Envelope, Running};
+use super::{check_open_files, label, open_all, system, Envelope, Running, Subject};
 
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
-    let envelope = Envelope::start();
+    let envelope = Envelope::start(args.target.server_pid);
     let sessions = args.sessions;
     let system = system(&args.target, sessions).await?;
     let label = label(&args.target, &system);
@@ -65,6 +65,14 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         bytes_per_session,
         failure_samples,
     };
+    if bytes_per_session.is_some_and(|bytes| bytes < 1024.0) {
+        // An allocator keeps what it freed: sessions of an earlier scenario
+        // leave room that these sessions fill without the RSS growing.
+        tracing::warn!(
+            "under 1 KiB per session: the server probably reused memory freed by an earlier load; \
+             measure idle memory on a freshly started server"
+        );
+    }
     match bytes_per_session {
         Some(bytes) => tracing::info!(%label, open, kib_per_session = bytes / 1024.0, "idle done"),
         None => tracing::info!(%label, open, "idle done"),
@@ -75,14 +83,6 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         "server_pid": pid,
         "sources": args.target.sources,
     });
-    let result = envelope.finish(
-        "idle",
-        system.kind(),
-        label,
-        system.transport(),
-        Some(system.url()),
-        parameters,
-        figures,
-    )?;
+    let result = envelope.finish("idle", Subject::of(&system, label), parameters, figures)?;
     result.write(&args.out)
 }

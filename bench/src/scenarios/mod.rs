@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{SystemKind, TargetArgs};
 use crate::clock;
+use crate::cpu::CpuMark;
 use crate::machine::Machine;
 use crate::results::{FailureSamples, ResultFile, SCHEMA};
 use crate::systems::imbox::{Imbox, TokensFile};
@@ -87,40 +88,63 @@ pub fn check_open_files(connections: usize) {
 pub struct Envelope {
     started_at: String,
     start: Instant,
+    cpu: CpuMark,
 }
 
 impl Envelope {
-    pub fn start() -> Envelope {
-        Envelope { started_at: clock::timestamp(), start: Instant::now() }
+    /// Starts the clocks; `server_pid` is the server whose CPU time counts.
+    pub fn start(server_pid: Option<u32>) -> Envelope {
+        Envelope { started_at: clock::timestamp(), start: Instant::now(), cpu: CpuMark::now(server_pid) }
     }
 
     /// The finished result file.
-    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         self,
         scenario: &str,
-        system: &str,
-        label: String,
-        transport: &str,
-        url: Option<String>,
+        subject: Subject,
         parameters: serde_json::Value,
         figures: impl serde::Serialize,
     ) -> anyhow::Result<ResultFile> {
+        let (generator_cpu_seconds, server_cpu_seconds) = self.cpu.since();
         Ok(ResultFile {
             schema: SCHEMA,
             tool: concat!("imbox-bench ", env!("CARGO_PKG_VERSION")).to_owned(),
             scenario: scenario.to_owned(),
-            system: system.to_owned(),
-            label,
-            transport: transport.to_owned(),
-            url,
+            system: subject.system,
+            label: subject.label,
+            transport: subject.transport,
+            url: subject.url,
             parameters,
             machine: Machine::this(),
             started_at: self.started_at,
             finished_at: clock::timestamp(),
             duration_seconds: self.start.elapsed().as_secs_f64(),
+            generator_cpu_seconds,
+            server_cpu_seconds,
             figures: serde_json::to_value(figures)?,
         })
+    }
+}
+
+/// What a result is about.
+#[derive(Debug)]
+pub struct Subject {
+    /// `imbox` or `mqtt`.
+    pub system: String,
+    pub label: String,
+    pub transport: String,
+    pub url: Option<String>,
+}
+
+impl Subject {
+    /// The system under load, as reports name it.
+    pub fn of(system: &System, label: String) -> Subject {
+        Subject {
+            system: system.kind().to_owned(),
+            label,
+            transport: system.transport().to_owned(),
+            url: Some(system.url()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::progress;
 use crate::results::{FailureSamples, ProvisionFigures};
 use crate::systems::imbox::{TokensFile, UserToken};
 
-use super::Envelope;
+use super::{Envelope, Subject};
 
 /// Tries per login: a loaded server may time a login out.
 const LOGIN_TRIES: u32 = 3;
@@ -30,7 +30,7 @@ pub fn user_name(index: usize) -> String {
 }
 
 pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
-    let envelope = Envelope::start();
+    let envelope = Envelope::start(None);
     let start = Instant::now();
     ensure!(args.users > 0, "--users must be at least 1");
     ensure!(
@@ -119,15 +119,13 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     tracing::info!(created, existed, logged_in, tokens = %args.tokens_out.display(), "provisioned");
     if let Some(out) = &args.out {
         let parameters = serde_json::json!({ "users": args.users, "parallel": parallel });
-        let mut result = envelope.finish(
-            "provision",
-            "imbox",
-            "imbox".to_owned(),
-            url.scheme().as_str(),
-            Some(url.to_string()),
-            parameters,
-            &figures,
-        )?;
+        let subject = Subject {
+            system: "imbox".into(),
+            label: "imbox".into(),
+            transport: url.scheme().as_str().into(),
+            url: Some(url.to_string()),
+        };
+        let result = envelope.finish("provision", subject, parameters, &figures)?;
         result.write(out)?;
     }
     ensure!(failures.count == 0, "{} logins failed, e.g. {:?}", failures.count, failures.samples);

@@ -25,7 +25,7 @@ use crate::memory;
 use crate::progress;
 use crate::results::{SeedFigures, StartupFigures, StartupRun};
 
-use super::Envelope;
+use super::{Envelope, Subject};
 
 /// The file in the data directory that says how many messages were seeded.
 const MARKER: &str = "imbox-bench-seeded.json";
@@ -153,7 +153,7 @@ fn address(given: Option<&str>) -> anyhow::Result<SocketAddr> {
 }
 
 pub async fn run(args: StartupArgs) -> anyhow::Result<()> {
-    let envelope = Envelope::start();
+    let envelope = Envelope::start(None);
     ensure!(args.runs > 0, "--runs must be at least 1");
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -226,7 +226,12 @@ pub async fn run(args: StartupArgs) -> anyhow::Result<()> {
         "imboxd": daemon.binary,
     });
     let label = args.label.clone().unwrap_or_else(|| "imbox".to_owned());
-    let result = envelope.finish("startup", "imbox", label, "ws", Some(daemon.url()), parameters, figures)?;
+    let result = envelope.finish(
+        "startup",
+        Subject { system: "imbox".into(), label, transport: "ws".into(), url: Some(daemon.url()) },
+        parameters,
+        figures,
+    )?;
     result.write(&args.out)
 }
 

@@ -13,10 +13,10 @@ use crate::progress;
 use crate::results::{FailureSamples, StormFigures};
 use crate::systems::{Session, Slot};
 
-use super::{check_open_files, label, system, Envelope};
+use super::{check_open_files, label, system, Envelope, Subject};
 
 pub async fn run(args: StormArgs) -> anyhow::Result<()> {
-    let envelope = Envelope::start();
+    let envelope = Envelope::start(args.target.server_pid);
     let devices = args.devices;
     let system = Arc::new(system(&args.target, devices).await?);
     let label = label(&args.target, &system);
@@ -83,14 +83,6 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         failure_samples: failures.samples,
     };
     let parameters = serde_json::json!({ "devices": devices, "sources": args.target.sources });
-    let result = envelope.finish(
-        "storm",
-        system.kind(),
-        label,
-        system.transport(),
-        Some(system.url()),
-        parameters,
-        figures,
-    )?;
+    let result = envelope.finish("storm", Subject::of(&system, label), parameters, figures)?;
     result.write(&args.out)
 }

@@ -38,6 +38,9 @@ use crate::payload::Stamp;
 /// smaller).
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The WebSocket read buffer and write batch, per connection.
+const WS_BUFFER: usize = 8 * 1024;
+
 /// Entries per sync page asked for; the server caps it (500 by default).
 const SYNC_PAGE: u32 = 500;
 
@@ -159,9 +162,14 @@ impl Imbox {
                     Some(tls) => Box::new(net::tls_connect(tls, self.url.host(), tcp).await?),
                     None => Box::new(tcp),
                 };
+                // Small buffers: tungstenite's defaults (128 KiB each way per
+                // connection) would cost this process gigabytes at 100,000
+                // sessions, and chat frames are under 1 KiB.
                 let config = WebSocketConfig::default()
                     .max_message_size(Some(MAX_FRAME))
-                    .max_frame_size(Some(MAX_FRAME));
+                    .max_frame_size(Some(MAX_FRAME))
+                    .read_buffer_size(WS_BUFFER)
+                    .write_buffer_size(WS_BUFFER);
                 let (ws, _) =
                     tokio_tungstenite::client_async_with_config(self.url.to_string(), stream, Some(config))
                         .await

@@ -10,12 +10,14 @@
 //! | acknowledgement | `sent`, once durable on disk | PUBACK |
 //! | delivery | a pushed `entry` event | a PUBLISH from the broker |
 //!
-//! Neither side goes through a general-purpose client (imbox's `Connection`,
-//! rumqttc's `EventLoop`): both open their sockets here, from the source
-//! address the run assigns ([`crate::net`]) and with TLS resumption off,
-//! which neither client library allows, and both run the same kind of
-//! per-connection task (one per session, a bounded queue of messages to send,
-//! a bounded window of unacknowledged ones).
+//! Sessions under load go through neither general-purpose client (imbox's
+//! `Connection`, rumqttc's `EventLoop`; `provision` and `startup` do use
+//! imbox's): both sides open their sockets here, from the source address the
+//! run assigns ([`crate::net`]) and with TLS resumption off, which neither
+//! client library allows, and both run the same kind of per-connection task
+//! (one per session, a bounded queue of messages to send, a bounded window of
+//! unacknowledged ones), so that the generator costs the same per message
+//! whichever system it drives.
 
 pub mod imbox;
 pub mod mqtt;
