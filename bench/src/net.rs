@@ -11,6 +11,7 @@
 //! that was offline for a while does, and no system gets cheaper handshakes
 //! than another because of a ticket cache in this process.
 
+use imbox_client::tls::{key_fingerprint, PinnedKey};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -124,7 +125,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// clients do: no CA, the key's fingerprint from the pairing code).
 pub fn pinned_tls(pin: Fingerprint, alpn: &[u8], tls13_only: bool) -> anyhow::Result<rustls::ClientConfig> {
     let provider = provider();
-    let verifier = Arc::new(PinnedKey { pin, algorithms: provider.signature_verification_algorithms });
+    let verifier = Arc::new(PinnedKey::new(pin, provider.signature_verification_algorithms));
     let builder = rustls::ClientConfig::builder_with_provider(provider);
     let builder = if tls13_only {
         builder.with_protocol_versions(&[&rustls::version::TLS13])?
@@ -163,60 +164,6 @@ pub fn ca_file_tls(path: &Path) -> anyhow::Result<rustls::ClientConfig> {
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Ok(config)
-}
-
-/// The fingerprint of the key in a DER certificate.
-fn key_fingerprint(cert: &CertificateDer<'_>) -> Result<Fingerprint, rustls::Error> {
-    let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
-    Ok(Fingerprint::of_spki(parsed.subject_public_key_info().as_ref()))
-}
-
-/// Accepts the one key an imbox box is pinned to; the handshake signature is
-/// still checked, so the certificate alone proves nothing.
-#[derive(Debug)]
-struct PinnedKey {
-    pin: Fingerprint,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedKey {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = key_fingerprint(end_entity)?;
-        if seen == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!("the box's key is {seen}, not the pinned {}", self.pin)))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// Trusts a broker's certificate file: a chain to a CA in it, or a server

@@ -45,7 +45,7 @@ pub mod connection;
 pub mod cursor;
 pub mod error;
 pub mod profile;
-mod tls;
+pub mod tls;
 mod transport;
 pub mod url;
 

@@ -35,8 +35,10 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureSchem
 use crate::error::ClientError;
 
 /// A verifier that accepts exactly one key, whatever certificate carries it.
+/// The handshake signature is still checked, so the certificate alone proves
+/// nothing. Public so that other tools (the load generator) pin the same way.
 #[derive(Debug)]
-pub(crate) struct PinnedKey {
+pub struct PinnedKey {
     pin: Fingerprint,
     algorithms: WebPkiSupportedAlgorithms,
     /// The last key refused, with the server name the connection used, so
@@ -55,7 +57,8 @@ pub(crate) struct WrongKey {
 }
 
 impl PinnedKey {
-    pub(crate) fn new(pin: Fingerprint, algorithms: WebPkiSupportedAlgorithms) -> PinnedKey {
+    /// A verifier for `pin`, checking signatures with `algorithms`.
+    pub fn new(pin: Fingerprint, algorithms: WebPkiSupportedAlgorithms) -> PinnedKey {
         PinnedKey { pin, algorithms, refused: Mutex::new(None) }
     }
 
@@ -80,7 +83,7 @@ impl PinnedKey {
 }
 
 /// The fingerprint of the key in a DER certificate.
-pub(crate) fn key_fingerprint(cert: &CertificateDer<'_>) -> Result<Fingerprint, rustls::Error> {
+pub fn key_fingerprint(cert: &CertificateDer<'_>) -> Result<Fingerprint, rustls::Error> {
     let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
     Ok(Fingerprint::of_spki(parsed.subject_public_key_info().as_ref()))
 }
