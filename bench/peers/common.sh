@@ -165,3 +165,25 @@ usage_exit() {
     echo "usage: $0 install | start DIR | stop DIR | pid DIR" >&2
     exit 2
 }
+
+# The pid a peer's pid file names (`NAME.sh pid DIR`); PEER_PIDFILE is the
+# file's name inside DIR, set by the peer's script.
+cmd_pid() {
+    local pidfile="$1/$PEER_PIDFILE"
+    [ -s "$pidfile" ] || die "no $pidfile"
+    local pid
+    pid="$(cat "$pidfile")"
+    echo "$pid"
+}
+
+# The command line every peer script takes; each defines cmd_install,
+# cmd_start and cmd_stop.
+peer_main() {
+    case "${1:-}" in
+        install) cmd_install ;;
+        start) [ $# -eq 2 ] || usage_exit; cmd_start "$2" ;;
+        stop) [ $# -eq 2 ] || usage_exit; cmd_stop "$2" ;;
+        pid) [ $# -eq 2 ] || usage_exit; cmd_pid "$2" ;;
+        *) usage_exit ;;
+    esac
+}

@@ -15,6 +15,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PEER_PIDFILE=ejabberd.pid
 
 PORT="${EJABBERD_PORT:-18885}"
 DIST_PORT="${EJABBERD_DIST_PORT:-18886}"
@@ -100,13 +101,6 @@ cmd_start() {
     print_vars "$pid" "$PORT"
 }
 
-cmd_pid() {
-    local pidfile="$1/ejabberd.pid"
-    [ -s "$pidfile" ] || die "no $pidfile"
-    local pid
-    pid="$(cat "$pidfile")"
-    echo "$pid"
-}
 
 cmd_stop() {
     local DIR pidfile pid
@@ -135,10 +129,4 @@ cmd_stop() {
     rm -f "$pidfile"
 }
 
-case "${1:-}" in
-    install) cmd_install ;;
-    start) [ $# -eq 2 ] || usage_exit; cmd_start "$2" ;;
-    stop) [ $# -eq 2 ] || usage_exit; cmd_stop "$2" ;;
-    pid) [ $# -eq 2 ] || usage_exit; cmd_pid "$2" ;;
-    *) usage_exit ;;
-esac
+peer_main "$@"

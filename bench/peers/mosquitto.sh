@@ -11,6 +11,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PEER_PIDFILE=mosquitto.pid
 
 PORT="${MOSQUITTO_PORT:-18883}"
 
@@ -65,13 +66,6 @@ cmd_start() {
     print_vars "$pid" "$PORT"
 }
 
-cmd_pid() {
-    local pidfile="$1/mosquitto.pid"
-    [ -s "$pidfile" ] || die "no $pidfile"
-    local pid
-    pid="$(cat "$pidfile")"
-    echo "$pid"
-}
 
 cmd_stop() {
     local pidfile="$1/mosquitto.pid"
@@ -81,10 +75,4 @@ cmd_stop() {
     rm -f "$pidfile"
 }
 
-case "${1:-}" in
-    install) cmd_install ;;
-    start) [ $# -eq 2 ] || usage_exit; cmd_start "$2" ;;
-    stop) [ $# -eq 2 ] || usage_exit; cmd_stop "$2" ;;
-    pid) [ $# -eq 2 ] || usage_exit; cmd_pid "$2" ;;
-    *) usage_exit ;;
-esac
+peer_main "$@"
