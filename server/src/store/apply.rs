@@ -181,11 +181,11 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Appends an item to a user's log and returns its position.
-    fn append(&mut self, user: u64, item: &LogItem, fresh: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+    fn append(&mut self, user: u64, item: &LogItem, fresh: &mut Vec<FreshEntry>) -> Result<(), StoreError> {
         let position = self.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0) + 1;
         self.log_heads.insert(user, position)?;
         self.log.insert((user, position), encode(item).as_slice())?;
-        fresh.push((user, position));
+        fresh.push((user, position, item.clone()));
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl<'txn> Tables<'txn> {
         &mut self,
         users: &[u64],
         item: &LogItem,
-        fresh: &mut Vec<(u64, u64)>,
+        fresh: &mut Vec<FreshEntry>,
     ) -> Result<(), StoreError> {
         for &user in users {
             self.append(user, item, fresh)?;
@@ -244,12 +244,16 @@ fn pair(a: u64, b: u64) -> (u64, u64) {
     (a.min(b), a.max(b))
 }
 
+/// A log entry written in this batch: (user, position, item), kept so that
+/// the writer renders it for live delivery without reading it back.
+pub type FreshEntry = (u64, u64, LogItem);
+
 /// Applies one operation. New log entries are recorded in `fresh` as
-/// (user, position); other consequences in `notices`.
+/// (user, position, item); other consequences in `notices`.
 pub fn apply(
     t: &mut Tables<'_>,
     op: &WriteOp,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
     notices: &mut Vec<Notice>,
 ) -> Result<Outcome, StoreError> {
     match op {
@@ -411,7 +415,7 @@ fn send(
     to: &Target,
     client_id: &str,
     text: &str,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
 ) -> Result<Outcome, StoreError> {
     if let Some(existing) = t.message_ids.get((sender, client_id))? {
         let (conversation, seq) = existing.value();
@@ -483,7 +487,7 @@ fn receipt(
     target: &Target,
     kind: ReceiptKind,
     seq: u64,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
 ) -> Result<Outcome, StoreError> {
     let (id, record) = t.resolve_member(user, target)?;
     let Some(mut member) = t.member(id, user)? else {
@@ -514,7 +518,7 @@ fn create_group(
     name: &str,
     members: &[String],
     max_members: u32,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
 ) -> Result<Outcome, StoreError> {
     if !imbox_protocol::names::valid_group_name(name) {
         return Err(StoreError::Invalid(format!(
@@ -568,7 +572,7 @@ fn add_member(
     group: &Target,
     user: &str,
     max_members: u32,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
 ) -> Result<Outcome, StoreError> {
     let (id, mut record) = t.resolve_group(actor, group)?;
     if !t.member(id, actor)?.is_some_and(|m| m.admin) {
@@ -613,7 +617,7 @@ fn drop_member(
     user: u64,
     by: u64,
     change: MembershipChangeRecord,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
 ) -> Result<(), StoreError> {
     let before = t.member_ids(id)?;
     t.members.remove((id, user))?;
@@ -646,7 +650,7 @@ fn revoke(t: &mut Tables<'_>, device: u64, record: &mut DeviceRecord) -> Result<
 fn remove_user(
     t: &mut Tables<'_>,
     name: &str,
-    fresh: &mut Vec<(u64, u64)>,
+    fresh: &mut Vec<FreshEntry>,
     notices: &mut Vec<Notice>,
 ) -> Result<Outcome, StoreError> {
     let id = t.user_id(name)?;

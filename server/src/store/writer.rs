@@ -11,11 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use imbox_protocol::Entry;
-use redb::{Database, ReadableTable};
+use redb::Database;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply, Outcome, Tables, WriteOp};
-use super::records::{decode, LogItem};
 use super::render::Lookup;
 use super::{CommitListener, Notice, StoreError, WriterStats};
 
@@ -134,13 +133,7 @@ fn apply_batch(db: &Database, batch: &[Job]) -> Result<Applied, StoreError> {
         }
         let lookup =
             Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
-        for (user, position) in fresh {
-            let stored = tables
-                .log
-                .get((user, position))?
-                .ok_or(StoreError::Corrupt { table: "log", reason: "a fresh entry vanished".into() })?;
-            let item: LogItem = decode("log", stored.value())?;
-            drop(stored);
+        for (user, position, item) in fresh {
             notices.push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
         }
     }
