@@ -146,6 +146,9 @@ pub async fn accept_loop(endpoint: Endpoint, ctx: Arc<ListenerContext>) {
 
 async fn serve(incoming: quinn::Incoming, ctx: Arc<ListenerContext>) {
     let peer: SocketAddr = incoming.remote_address();
+    // One handshake budget for the QUIC handshake, the session stream and
+    // authentication together, as on WebSocket.
+    let started = tokio::time::Instant::now();
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -179,5 +182,7 @@ async fn serve(incoming: quinn::Incoming, ctx: Arc<ListenerContext>) {
         }
     };
     let io = QuicFrames { conn, send, recv, buffer: FrameBuffer::new(ctx.max_frame), handshake };
-    connection::serve(ctx.hub.clone(), io, peer.ip(), ctx.limits.clone(), ctx.shutdown.clone()).await;
+    let mut limits = ctx.limits.clone();
+    limits.handshake_timeout = limits.handshake_timeout.saturating_sub(started.elapsed());
+    connection::serve(ctx.hub.clone(), io, peer.ip(), limits, ctx.shutdown.clone()).await;
 }
