@@ -88,7 +88,8 @@ box_id() {
         local id
         id=$(cat /proc/sys/kernel/random/uuid)
         bootfs_write sh -c "echo '$id' > '$BOOTFS/imbox-box-id.tmp' && mv '$BOOTFS/imbox-box-id.tmp' '$BOOTFS/imbox-box-id'"
-        log "this box's id is $id (written to the boot partition)"
+        # On stderr: callers take the id from stdout.
+        log "this box's id is $id (written to the boot partition)" >&2
     fi
     tr -d ' \r\n' < "$BOOTFS/imbox-box-id"
 }
