@@ -21,7 +21,7 @@ use crate::router::Router;
 use crate::session::limits::LoginLimit;
 use crate::session::password::Passwords;
 use crate::session::Hub;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Checkpoints, Store, StoreError, StoreOptions};
 use crate::transport::connection::ConnectionLimits;
 use crate::transport::quic::{self, QuicTuning};
 use crate::transport::{http, ListenerContext, OpenConnections};
@@ -117,6 +117,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         commit_batch_max: config.storage.commit_batch_max as usize,
         write_queue: config.storage.write_queue as usize,
         cache_bytes: (config.storage.cache_mib as usize) << 20,
+        checkpoints: Checkpoints {
+            interval: std::time::Duration::from_millis(config.storage.checkpoint_interval_ms),
+            log_max_bytes: u64::from(config.storage.log_max_mib) << 20,
+        },
     };
     let store = Store::open(&config.database_path(), options, router.clone())?;
     // The name the owner gave the box wins over the configured default.

@@ -20,6 +20,7 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
         StoreError::Locked
         | StoreError::Storage(_)
         | StoreError::Corrupt { .. }
+        | StoreError::Log(_)
         | StoreError::NewerSchema { .. }
         | StoreError::BatchFailed(_) => {
             tracing::error!(error = %err, "store failure");

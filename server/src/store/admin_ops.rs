@@ -12,7 +12,7 @@ use super::records::*;
 use super::{now_ms, Notice, Store, StoreError};
 
 /// A write of box administration, queued as [`WriteOp::Admin`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub enum AdminOp {
     /// Records the hash of a new claim code; refused once the box is claimed.
     SetClaimCode { hash: [u8; 32] },
@@ -96,7 +96,7 @@ pub fn apply(t: &mut Tables<'_>, op: &AdminOp, notices: &mut Vec<Notice>) -> Res
                 return Err(StoreError::WrongClaimCode);
             }
             let id = create_user(t, owner, password_hash, true, None)?.user()?;
-            record.claimed_at = Some(now_ms());
+            record.claimed_at = Some(t.now);
             record.owner = Some(id);
             record.claim_hash = None;
             put_box(t, &record)?;

@@ -11,11 +11,12 @@ use redb::{
 };
 
 use super::records::*;
-use super::{now_ms, DeviceAuth, Notice, Sent, StoreError};
+use super::{DeviceAuth, Notice, Sent, StoreError};
 
 /// One write, as queued to the writer. `Admin` holds the claim, box
 /// settings and user administration of the web pages (`admin_ops.rs`).
-#[derive(Debug, Clone)]
+/// Serializable because the writer logs each batch (`wal.rs`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
     CreateUser { name: String, password_hash: String, admin: bool, invite: Option<[u8; 32]> },
     AddDevice { user: u64, name: String, token_hash: [u8; 32] },
@@ -77,7 +78,7 @@ impl Outcome {
 pub fn initialize(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
-        let tables = Tables::open(&txn)?;
+        let tables = Tables::open(&txn, 0)?;
         let mut meta = tables.meta;
         let found = meta.get("schema")?.map(|v| v.value());
         match found {
@@ -103,6 +104,10 @@ pub fn initialize(db: &Database) -> Result<(), StoreError> {
 
 /// Every table, opened once per batch.
 pub struct Tables<'txn> {
+    /// The batch's clock (milliseconds since the epoch): one reading per
+    /// batch, logged with it, so that applying the batch again after a crash
+    /// gives the same records.
+    pub now: u64,
     pub meta: Table<'txn, &'static str, u64>,
     pub users: Table<'txn, u64, &'static [u8]>,
     pub user_names: Table<'txn, &'static str, u64>,
@@ -123,8 +128,9 @@ pub struct Tables<'txn> {
 }
 
 impl<'txn> Tables<'txn> {
-    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+    pub fn open(txn: &'txn WriteTransaction, now: u64) -> Result<Self, StoreError> {
         Ok(Tables {
+            now,
             meta: txn.open_table(META)?,
             users: txn.open_table(USERS)?,
             user_names: txn.open_table(USER_NAMES)?,
@@ -314,7 +320,7 @@ pub fn apply(
         WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
             let record = InviteRecord {
                 created_by: *created_by,
-                created_at: now_ms(),
+                created_at: t.now,
                 expires_at: *expires_at,
                 uses_left: (*uses).max(1),
             };
@@ -347,7 +353,7 @@ pub(super) fn create_user(
                 .map(|v| decode("invites", v.value()))
                 .transpose()?
                 .ok_or(StoreError::InvalidInvite)?;
-            if record.uses_left == 0 || record.expires_at.is_some_and(|at| at <= now_ms()) {
+            if record.uses_left == 0 || record.expires_at.is_some_and(|at| at <= t.now) {
                 return Err(StoreError::InvalidInvite);
             }
             Some((hash, record))
@@ -367,7 +373,7 @@ pub(super) fn create_user(
         name: name.to_owned(),
         password_hash: password_hash.to_owned(),
         admin,
-        created_at: now_ms(),
+        created_at: t.now,
         removed: false,
         disabled: false,
     };
@@ -391,7 +397,7 @@ fn add_device(
     let device = DeviceRecord {
         user,
         name: name.to_owned(),
-        created_at: now_ms(),
+        created_at: t.now,
         cursor: head,
         revoked: false,
         token_hash: *token_hash,
@@ -450,7 +456,7 @@ fn send(
     };
     let members = t.member_ids(conversation)?;
     let seq = record.last_seq + 1;
-    let sent_at = now_ms();
+    let sent_at = t.now;
     let message =
         MessageRecord { sender, device, client_id: client_id.to_owned(), sent_at, text: text.to_owned() };
     t.messages.insert((conversation, seq), encode(&message).as_slice())?;
@@ -467,7 +473,7 @@ fn open_direct(t: &mut Tables<'_>, a: u64, b: u64) -> Result<(u64, ConversationR
         kind: ConversationKindRecord::Direct,
         name: String::new(),
         pair: pair(a, b),
-        created_at: now_ms(),
+        created_at: t.now,
         last_seq: 0,
         member_count: 2,
     };
@@ -543,7 +549,7 @@ fn create_group(
         kind: ConversationKindRecord::Group,
         name: name.to_owned(),
         pair: (0, 0),
-        created_at: now_ms(),
+        created_at: t.now,
         last_seq: 0,
         member_count: ids.len() as u32,
     };

@@ -13,6 +13,7 @@ mod apply;
 mod read;
 pub mod records;
 mod render;
+mod wal;
 mod writer;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
 pub use apply::{Outcome, WriteOp};
+pub use writer::Checkpoints;
 use writer::{Command, Job};
 
 /// Why a store operation failed.
@@ -49,6 +51,9 @@ pub enum StoreError {
         "the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd"
     )]
     NewerSchema { found: u64, supported: u64 },
+    /// The write-ahead log could not be written or read.
+    #[error("{0}")]
+    Log(#[from] wal::WalError),
     /// The commit carrying this write failed; nothing of it was stored.
     #[error("storage failure, nothing was stored: {0}")]
     BatchFailed(String),
@@ -117,7 +122,8 @@ storage_errors!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 impl StoreError {
@@ -128,6 +134,7 @@ impl StoreError {
             self,
             StoreError::Storage(_)
                 | StoreError::Corrupt { .. }
+                | StoreError::Log(_)
                 | StoreError::Closed
                 | StoreError::BatchFailed(_)
         )
@@ -221,11 +228,19 @@ pub struct StoreOptions {
     pub write_queue: usize,
     /// redb's page cache, in bytes.
     pub cache_bytes: usize,
+    /// When the database itself is made durable (the write-ahead log keeps
+    /// writes durable in between).
+    pub checkpoints: Checkpoints,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { commit_batch_max: 2048, write_queue: 8192, cache_bytes: 64 << 20 }
+        StoreOptions {
+            commit_batch_max: 2048,
+            write_queue: 8192,
+            cache_bytes: 64 << 20,
+            checkpoints: Checkpoints { interval: std::time::Duration::from_secs(1), log_max_bytes: 64 << 20 },
+        }
     }
 }
 
@@ -236,6 +251,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Writes applied (successful or refused) in those commits.
     pub writes: AtomicU64,
+    /// Checkpoints made (each one a durable database commit).
+    pub checkpoints: AtomicU64,
 }
 
 /// The store. Cheap to clone; the writer stops at [`Store::shutdown`].
@@ -277,6 +294,54 @@ fn restrict(path: &Path) {
     }
 }
 
+/// Opens the write-ahead log and applies what the database does not hold
+/// yet: the batches logged after the last checkpoint, when imboxd stopped
+/// without one (a crash or a power cut). Then checkpoints, so that the log
+/// starts empty.
+fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
+    use redb::ReadableDatabase;
+    let (mut log, records) = wal::Wal::open(wal_path)?;
+    let through =
+        db.begin_read()?.open_table(records::META)?.get(writer::WAL_THROUGH)?.map_or(0, |v| v.value());
+    let pending: Vec<&wal::Record> = records.iter().filter(|r| r.seq > through).collect();
+    if let Some(last) = pending.last().map(|r| r.seq) {
+        let started = std::time::Instant::now();
+        let mut txn = db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        let writes = {
+            let mut tables = apply::Tables::open(&txn, 0)?;
+            let (mut fresh, mut notices, mut writes) = (Vec::new(), Vec::new(), 0);
+            for record in &pending {
+                // The clock the batch had the first time: same input, same result.
+                tables.now = record.now;
+                for op in &record.ops {
+                    match apply::apply(&mut tables, op, &mut fresh, &mut notices) {
+                        Err(e) if e.is_storage() => return Err(e),
+                        _ => writes += 1,
+                    }
+                }
+                // Nobody is online yet to hear about these entries.
+                fresh.clear();
+                notices.clear();
+            }
+            writes
+        };
+        txn.commit()?;
+        writer::mark_durable(db, last)?;
+        tracing::info!(
+            batches = pending.len(),
+            writes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "applied the write-ahead log left by an unclean stop"
+        );
+    }
+    log.continue_after(through);
+    if !log.is_empty() {
+        log.clear()?;
+    }
+    Ok(log)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -315,10 +380,14 @@ impl Store {
             })?;
         apply::initialize(&db)?;
         restrict(path);
+        let wal_path = path.with_extension("wal");
+        let wal = recover(&db, &wal_path)?;
+        restrict(&wal_path);
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let stats = Arc::new(WriterStats::default());
-        writer::spawn(db.clone(), rx, listener, options.commit_batch_max.max(1), stats.clone())?;
+        let batch_max = options.commit_batch_max.max(1);
+        writer::spawn(db.clone(), wal, rx, listener, batch_max, options.checkpoints, stats.clone())?;
         Ok(Store { db, writes: tx, stats })
     }
 

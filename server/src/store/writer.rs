@@ -1,22 +1,33 @@
-//! Group commit: one thread applies every queued write, many per transaction.
+//! Group commit: one thread applies every queued write, many per batch.
 //!
 //! The thread takes what is queued (up to the batch limit), applies it in one
-//! write transaction, commits once (one fsync for all of them), and only then
-//! answers each caller and publishes the new log entries. While it waits on
-//! the disk, new writes queue up and form the next batch, so the batch size
-//! grows by itself with the load and throughput is not capped by the fsync
-//! rate.
+//! redb transaction, appends the batch to the write-ahead log and syncs that
+//! (one fdatasync for all of them), commits the transaction without syncing,
+//! and only then answers each caller and publishes the new log entries. While
+//! it waits on the disk, new writes queue up and form the next batch, so the
+//! batch size grows by itself with the load.
+//!
+//! Every second or so (or when the log has grown large, or the queue has gone
+//! quiet) a checkpoint makes redb itself durable and empties the log; see
+//! `wal.rs` for why the work is split this way.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use imbox_protocol::Entry;
-use redb::Database;
+use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply, Outcome, Tables, WriteOp};
+use super::records::META;
 use super::render::Lookup;
+use super::wal::Wal;
 use super::{CommitListener, Notice, StoreError, WriterStats};
+
+/// The meta key holding the sequence number of the last log record that the
+/// durable database includes.
+pub const WAL_THROUGH: &str = "wal_through";
 
 /// One queued write and where its answer goes.
 pub struct Job {
@@ -31,22 +42,62 @@ pub enum Command {
     Stop(oneshot::Sender<()>),
 }
 
+/// When the writer makes the database itself durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoints {
+    /// At most this long after the previous checkpoint, and as soon as the
+    /// queue stays empty this long.
+    pub interval: Duration,
+    /// When the log has grown to this many bytes.
+    pub log_max_bytes: u64,
+}
+
+struct Writer {
+    db: Arc<Database>,
+    wal: Wal,
+    listener: Arc<dyn CommitListener>,
+    stats: Arc<WriterStats>,
+    checkpoints: Checkpoints,
+    last_checkpoint: Instant,
+}
+
 pub fn spawn(
     db: Arc<Database>,
+    wal: Wal,
     mut queue: mpsc::Receiver<Command>,
     listener: Arc<dyn CommitListener>,
     batch_max: usize,
+    checkpoints: Checkpoints,
     stats: Arc<WriterStats>,
 ) -> Result<(), StoreError> {
+    let cannot = |e: std::io::Error| StoreError::Invalid(format!("cannot start the writer thread: {e}"));
+    // A small runtime of its own, for waiting on the queue with a timeout.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(cannot)?;
+    let mut writer = Writer { db, wal, listener, stats, checkpoints, last_checkpoint: Instant::now() };
     std::thread::Builder::new()
         .name("imbox-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
             let mut stopped = None;
-            while let Some(first) = queue.blocking_recv() {
+            let mut broken = false;
+            loop {
+                let first = if writer.wal.is_empty() {
+                    runtime.block_on(queue.recv())
+                } else {
+                    let wait = writer.checkpoints.interval.saturating_sub(writer.last_checkpoint.elapsed());
+                    // The timer must be made inside the runtime.
+                    match runtime.block_on(async { tokio::time::timeout(wait, queue.recv()).await }) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            writer.checkpoint();
+                            continue;
+                        }
+                    }
+                };
                 match first {
-                    Command::Write(job) => batch.push(job),
-                    Command::Stop(done) => stopped = Some(done),
+                    Some(Command::Write(job)) => batch.push(job),
+                    Some(Command::Stop(done)) => stopped = Some(done),
+                    None => break,
                 }
                 while stopped.is_none() && batch.len() < batch_max {
                     match queue.try_recv() {
@@ -55,88 +106,166 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                if !batch.is_empty() {
-                    commit(&db, &mut batch, listener.as_ref(), &stats);
+                if !batch.is_empty() && !writer.commit(&mut batch) {
+                    broken = true;
+                    break;
                 }
                 if stopped.is_some() {
                     break;
                 }
+                if writer.checkpoint_due() {
+                    writer.checkpoint();
+                }
+            }
+            if !broken {
+                writer.checkpoint();
             }
             // Writes queued after the stop are refused: their callers see
             // `Closed` when their reply senders drop with the queue. The
             // database handle goes before the stop is confirmed, so that the
             // file can be reopened as soon as the last `Store` is dropped.
             drop(queue);
-            drop(db);
+            drop(writer);
             tracing::debug!("writer stopped");
             if let Some(done) = stopped {
                 let _ = done.send(());
             }
         })
-        .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+        .map_err(cannot)?;
     Ok(())
-}
-
-/// Applies and commits a batch, then answers every job in it.
-fn commit(db: &Database, batch: &mut Vec<Job>, listener: &dyn CommitListener, stats: &WriterStats) {
-    let size = batch.len();
-    let started = std::time::Instant::now();
-    let applied = apply_batch(db, batch);
-    let took = started.elapsed();
-    if took > std::time::Duration::from_millis(100) {
-        // Every write in the batch waited this long for its acknowledgement.
-        tracing::warn!(size, took_ms = took.as_millis() as u64, "slow commit");
-    }
-    match applied {
-        Ok((results, notices)) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(size as u64, Ordering::Relaxed);
-            // Live delivery first: by the time a sender hears that its
-            // message is stored, the recipients' sessions have it queued.
-            if !notices.is_empty() {
-                listener.committed(notices);
-            }
-            for (job, result) in batch.drain(..).zip(results) {
-                let _ = job.reply.send(result);
-            }
-            tracing::trace!(size, "batch committed");
-        }
-        Err(err) => {
-            // Nothing of this batch is on disk: every caller gets the error and
-            // may retry (sends with the same id stay idempotent).
-            tracing::error!(size, error = %err, "commit failed; the batch was not stored");
-            let message = err.to_string();
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
-            }
-        }
-    }
 }
 
 type Applied = (Vec<Result<Outcome, StoreError>>, Vec<Notice>);
 
-fn apply_batch(db: &Database, batch: &[Job]) -> Result<Applied, StoreError> {
-    let mut txn = db.begin_write()?;
-    // Quick repair saves the allocator state with each commit, so that start-up
-    // after a crash does not walk the whole file.
-    txn.set_quick_repair(true);
-    let mut results = Vec::with_capacity(batch.len());
-    let mut notices = Vec::new();
-    {
-        let mut tables = Tables::open(&txn)?;
-        let mut fresh = Vec::new();
-        for job in batch {
-            match apply(&mut tables, &job.op, &mut fresh, &mut notices) {
-                Err(e) if e.is_storage() => return Err(e),
-                result => results.push(result),
+impl Writer {
+    /// Applies, logs and commits a batch, then answers every job in it.
+    /// Returns false when the writer cannot go on (see below).
+    fn commit(&mut self, batch: &mut Vec<Job>) -> bool {
+        let size = batch.len();
+        let started = Instant::now();
+        let now = super::now_ms();
+        let (txn, (results, notices)) = match self.apply_batch(batch, now) {
+            Ok(applied) => applied,
+            Err(err) => {
+                fail(batch, &err);
+                return true;
+            }
+        };
+        // The log record first: once it is on the disk the batch survives a
+        // crash. Until the transaction commits nobody can read any of it, so
+        // if the log cannot be written, dropping the transaction undoes it.
+        let ops: Vec<&WriteOp> = batch.iter().map(|job| &job.op).collect();
+        if let Err(err) = self.wal.append(now, &ops) {
+            fail(batch, &StoreError::from(err));
+            return true;
+        }
+        if let Err(err) = txn.commit() {
+            // The log holds a batch the database does not: every later batch
+            // would be applied to a state that the log, replayed after a
+            // restart, does not reproduce. Stop writing; a restart applies
+            // the log and goes on from there.
+            tracing::error!(error = %err, "the database refused a commit after its batch was logged; \
+                writes stop until imboxd is restarted, which applies the write-ahead log");
+            fail(batch, &StoreError::from(err));
+            return false;
+        }
+        let took = started.elapsed();
+        if took > Duration::from_millis(100) {
+            // Every write in the batch waited this long for its acknowledgement.
+            tracing::warn!(size, took_ms = took.as_millis() as u64, "slow commit");
+        }
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.writes.fetch_add(size as u64, Ordering::Relaxed);
+        // Live delivery first: by the time a sender hears that its message is
+        // stored, the recipients' sessions have it queued.
+        if !notices.is_empty() {
+            self.listener.committed(notices);
+        }
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+        tracing::trace!(size, "batch committed");
+        true
+    }
+
+    fn apply_batch(&self, batch: &[Job], now: u64) -> Result<(redb::WriteTransaction, Applied), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        // Durable through the log; redb syncs at checkpoints.
+        txn.set_durability(Durability::None)?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut notices = Vec::new();
+        {
+            let mut tables = Tables::open(&txn, now)?;
+            let mut fresh = Vec::new();
+            for job in batch {
+                match apply(&mut tables, &job.op, &mut fresh, &mut notices) {
+                    Err(e) if e.is_storage() => return Err(e),
+                    result => results.push(result),
+                }
+            }
+            let lookup =
+                Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
+            for (user, position, item) in fresh {
+                notices
+                    .push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
             }
         }
-        let lookup =
-            Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
-        for (user, position, item) in fresh {
-            notices.push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
-        }
+        Ok((txn, (results, notices)))
     }
+
+    fn checkpoint_due(&self) -> bool {
+        self.wal.len() >= self.checkpoints.log_max_bytes
+            || (!self.wal.is_empty() && self.last_checkpoint.elapsed() >= self.checkpoints.interval)
+    }
+
+    /// Makes everything committed so far durable in the database itself and
+    /// empties the log. A failure is logged and tried again later: the log
+    /// still holds every batch.
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if self.wal.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let through = self.wal.last_seq();
+        if let Err(err) = mark_durable(&self.db, through) {
+            tracing::error!(error = %err, "checkpoint failed; the write-ahead log keeps every write");
+            return;
+        }
+        let log_bytes = self.wal.len();
+        if let Err(err) = self.wal.clear() {
+            // Harmless for correctness: the records are older than the
+            // checkpoint and are skipped when the log is read again.
+            tracing::warn!(error = %err, "cannot empty the write-ahead log after a checkpoint");
+        }
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let took = started.elapsed();
+        if took > Duration::from_millis(100) {
+            tracing::warn!(took_ms = took.as_millis() as u64, log_bytes, "slow checkpoint");
+        }
+        self.last_checkpoint = Instant::now();
+    }
+}
+
+/// A durable commit that records `through` as the last log record included.
+/// It makes every earlier non-durable commit durable too.
+pub fn mark_durable(db: &Database, through: u64) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    // Quick repair saves the allocator state with the commit, so that start-up
+    // after a crash does not walk the whole file.
+    txn.set_quick_repair(true);
+    txn.open_table(META)?.insert(WAL_THROUGH, through)?;
     txn.commit()?;
-    Ok((results, notices))
+    Ok(())
+}
+
+/// Answers every job of a batch that was not stored.
+fn fail(batch: &mut Vec<Job>, err: &StoreError) {
+    // Nothing of this batch is stored: every caller gets the error and may
+    // retry (sends with the same id stay idempotent).
+    tracing::error!(size = batch.len(), error = %err, "the batch was not stored");
+    let message = err.to_string();
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
+    }
 }
