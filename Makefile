@@ -26,11 +26,19 @@ run:
 	@echo
 	./target/debug/imboxd --data-dir $(RUN_DATA) run --listen $(RUN_LISTEN)
 
-# Every test: formatting, lints, unit tests, end-to-end tests, then the
-# browser tests of the setup and admin pages.
+# Every test: formatting, lints, unit tests, end-to-end tests, the browser
+# tests of the setup and admin pages, then the appliance image's boot tests
+# (make test-image: root, the Debian packages .ci/run installs, about 20
+# minutes). SKIP_IMAGE_TESTS=1 leaves those out; CI always runs them.
+SKIP_IMAGE_TESTS ?=
 test: check-fmt clippy build
 	$(CARGO) test --workspace --all-targets
 	$(MAKE) test-web
+ifeq ($(SKIP_IMAGE_TESTS),)
+	$(MAKE) test-image
+else
+	@echo "make test: SKIP_IMAGE_TESTS is set: the image's boot tests (make test-image) did not run"
+endif
 
 # The setup and admin pages in Debian's chromium, driven by Playwright
 # (tests/web/; needs Node.js 20 or newer, npm and /usr/bin/chromium, which
@@ -112,9 +120,14 @@ qemu:
 	@test -f $(QEMU_DIR)/usb.img || truncate -s 8G $(QEMU_DIR)/usb.img
 	image/qemu.sh --sd $(QEMU_DIR)/sd.img --usb $(QEMU_DIR)/usb.img --ports $(QEMU_PORTS) --append "$(QEMU_APPEND)"
 
-# Boots the image under QEMU and checks it (image/test-boot.sh).
-test-image: image
-	image/test-boot.sh $(IMAGE)
+# Builds the image (without the .xz, which the tests do not use), then boots
+# it under QEMU and checks it with the x86_64 imbox client
+# (image/test-boot.sh).
+test-image:
+	@[ "$$(id -u)" = 0 ] || { echo "make test-image needs root (mmdebstrap, genimage); SKIP_IMAGE_TESTS=1 make test leaves it out" >&2; exit 1; }
+	$(CARGO) build --bin imbox
+	IMBOX_XZ=0 $(MAKE) image
+	image/test-boot.sh $(IMAGE) $(CURDIR)/target/debug/imbox
 
 # Checks of image/, overlay/ and buildroot/ that need neither root nor
 # Buildroot's sources: shellcheck, the files the defconfig names, the

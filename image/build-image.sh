@@ -64,5 +64,9 @@ genimage --config "$work/genimage.cfg" --rootpath "$work/genimage-root" \
     --tmppath "$work/genimage-tmp" --inputpath "$boot" --outputpath "$work/images"
 mv "$work/images/$name" "$out/$name"
 rm -f "$out/$name.xz"
-[ "${IMBOX_XZ:-1}" = 0 ] || xz -T2 -3 -k "$out/$name"
-echo "image: $out/$name ($(du -h --apparent-size "$out/$name" | cut -f1); root $((root_bytes / 1024 / 1024)) MiB squashfs; $(du -h "$out/$name.xz" | cut -f1) as .xz) in $(($(date +%s) - start)) s"
+xz_size="no .xz (IMBOX_XZ=0)"
+if [ "${IMBOX_XZ:-1}" != 0 ]; then
+    xz -T2 -3 -k "$out/$name"
+    xz_size="$(du -h --apparent-size "$out/$name.xz" | cut -f1) as .xz"
+fi
+echo "image: $out/$name ($(du -h --apparent-size "$out/$name" | cut -f1), $(du -h "$out/$name" | cut -f1) allocated; root $((root_bytes / 1024 / 1024)) MiB squashfs; $xz_size) in $(($(date +%s) - start)) s"

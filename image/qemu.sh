@@ -88,8 +88,15 @@ echo "imbox under QEMU: http://127.0.0.1:$http_port/  https://127.0.0.1:$https_p
 echo "  SD card: $sd   USB disks: ${usb[*]:-none}"
 [ -n "$serial" ] || echo "  serial console below; quit with Ctrl-A X"
 if [ "$daemonize" = 1 ]; then
-    # The kernel and initramfs must outlive this script.
-    keep=$(mktemp -d)
+    # The kernel and initramfs must outlive this script: next to the pid
+    # file when there is one (the caller cleans up), else in a new
+    # temporary directory.
+    if [ -n "$pidfile" ]; then
+        keep=$(dirname "$pidfile")/qemu-boot-files
+        mkdir -p "$keep"
+    else
+        keep=$(mktemp -d)
+    fi
     cp "$tmp/vmlinuz" "$tmp/initrd.img" "$keep/"
     for i in "${!args[@]}"; do args[i]=${args[i]//$tmp/$keep}; done
     qemu-system-aarch64 "${args[@]}" -daemonize

@@ -1,40 +1,66 @@
 #!/usr/bin/env bash
-# Boot tests of the SD-card image under QEMU (`make test-image`).
+# Boot tests of the SD-card image under QEMU (`make test-image`, part of
+# `make test`).
 #
-#   image/test-boot.sh out/imbox-rpi4.img
+#   image/test-boot.sh IMAGE [IMBOX_CLI]
 #
-# Each boot runs image/qemu.sh on a copy of the image (a 2 GB "card") with
+# IMBOX_CLI is the x86_64 `imbox` client (default target/debug/imbox). Each
+# boot runs image/qemu.sh on a copy of the image (a 2 GB "card") with
 # imbox.test on the kernel command line, which makes the box print facts as
 # "IMBOX-TEST key=value" lines on its serial console
 # (overlay/usr/lib/imbox/test-report.sh). The tests:
 #
-#   first-boot   preseed on the boot partition (hostname, SSH key,
-#                format_blank_usb = true); a blank USB disk and a USB disk of
-#                another box attached. imboxd answers /health on the
-#                forwarded port; the root is a read-only squashfs; /data is
-#                the blank disk, now formatted and marked for this box; the
-#                other box's disk is byte-for-byte untouched; /var, /tmp and
-#                the journal are in RAM; the claim code is on the boot
-#                partition; the preseed is gone from it; SSH is on.
-#   steady-state the second boot and a power cut (QEMU killed) leave the
-#                whole SD image byte-identical; the claim code is the same
-#                after both.
-#   sd-fallback  no USB disk: the SD card's data partition is grown to the
-#                end of the card and mounted at /data.
+#   boot 1  first boot with a preseed (hostname, SSH key,
+#           format_blank_usb = true), a blank USB disk and a USB disk of
+#           another box. imboxd answers /health on the forwarded port; the
+#           root is a read-only squashfs; /data is the blank disk, now
+#           formatted and marked for this box; the other box's disk is not
+#           mounted and stays byte-for-byte untouched; /var, /tmp and the
+#           journal are in RAM; the preseed is gone from the boot partition.
+#           Then the claim: the claim code read from the boot partition
+#           (mtools), the box claimed through its HTTPS API (key pinned),
+#           named, a user added through the API and a second one paired
+#           with an invite link; the two exchange messages with the imbox
+#           CLI over wss:// and quic://. The claim file leaves the boot
+#           partition. Orderly power-off.
+#   boot 2  steady state: the earlier messages are there; more messages both
+#           ways over both transports; then a burst of sends from both users
+#           during which QEMU is killed (a power cut).
+#   boot 3  every send the CLI reported as acknowledged is in the history and
+#           arrives exactly once by sync; messaging works; then another power
+#           cut. The whole SD image is byte-identical to what it was after
+#           boot 1 (nothing wrote to the card in steady state, during
+#           messaging, or at the power cuts).
+#   boot 4  a new card and no USB disk: the SD card's data partition is grown
+#           to the end of the card and mounted at /data.
+#
+# KEEP=1 keeps the work directory (serial logs, disks); BOOT_TIMEOUT (s,
+# default 420) bounds each boot.
+
+# Functions here are often run through check(), which shellcheck cannot follow.
+# shellcheck disable=SC2317
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-image=$(realpath "${1:?usage: test-boot.sh IMAGE}")
+image=$(realpath "${1:?usage: test-boot.sh IMAGE [IMBOX_CLI]}")
+imbox=$(realpath "${2:-$here/../target/debug/imbox}")
 # shellcheck source=image/layout.env
 . "$here/layout.env"
+for tool in qemu-system-aarch64 mtype mcopy sfdisk debugfs mkfs.ext4 curl jq python3 ssh-keygen; do
+    command -v "$tool" > /dev/null || { echo "test-boot.sh: $tool is missing (see .ci/run)" >&2; exit 1; }
+done
+[ -x "$imbox" ] || { echo "test-boot.sh: no imbox client at $imbox (cargo build --bin imbox)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/imbox-boot-test.XXXXXX)
 qemu_pid=""
+senders=()
 cleanup() {
     [ -z "$qemu_pid" ] || kill -9 "$qemu_pid" 2>/dev/null || true
+    for p in "${senders[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+test_started=$(date +%s)
 
 passed=0
 failed=0
@@ -44,21 +70,44 @@ check() { # check DESCRIPTION COMMAND...
     local what=$1; shift
     if "$@"; then ok "$what"; else fail "$what"; fi
 }
+refused() { ! "$@" > /dev/null 2>&1; } # the command fails
+finish() {
+    local total=$(($(date +%s) - test_started))
+    echo "boot tests: $passed passed, $failed failed, in $((total / 60)) min $((total % 60)) s"
+    [ "$failed" -eq 0 ] && exit 0
+    exit 1
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 http_port=$(free_port)
+# The box's HTTPS (TCP 443) and QUIC (UDP 443) share one local port number.
 https_port=$(free_port)
+wss=wss://127.0.0.1:$https_port
+quic=quic://127.0.0.1:$https_port
 
-boot_offset() {
-    sfdisk -d "$1" | sed -n "s/.*${IMBOX_BOOT_PART} : start= *\([0-9]*\),.*/\1/p" | awk '{ print $1 * 512 }'
+# --- the SD card ------------------------------------------------------------------
+part_field() { # part_field IMAGE N start|size: in sectors
+    sfdisk -d "$1" | sed -n "s/^[^ ]*[^0-9]$2 : start= *\([0-9]*\), size= *\([0-9]*\),.*/\1 \2/p" |
+        awk -v f="$3" '{ print (f == "start") ? $1 : $2 }'
 }
+boot_offset() { echo $(($(part_field "$1" "$IMBOX_BOOT_PART" start) * 512)); }
 boot_file() { # boot_file IMAGE NAME: prints a file of the boot partition
     mtype -i "$1@@$(boot_offset "$1")" "::$2" 2>/dev/null
 }
 claim_code() { boot_file "$1" imbox-claim.txt | sed -n 's/^Claim code: //p' | tr -d '\r'; }
+part_sum() { # part_sum IMAGE N: the SHA-256 of partition N
+    dd if="$1" bs=512 skip="$(part_field "$1" "$2" start)" count="$(part_field "$1" "$2" size)" \
+        status=none | sha256sum | cut -d' ' -f1
+}
 
+new_card() { # new_card FILE: the image, "flashed" onto a 2 GB card
+    cp --sparse=always "$image" "$1"
+    truncate -s 2G "$1"
+}
+
+# --- QEMU ---------------------------------------------------------------------------
 # start_box SD SERIAL [USB]...: boots in the background.
 start_box() {
     local sd=$1 serial=$2; shift 2
@@ -74,7 +123,9 @@ start_box() {
 
 # wait_ready SERIAL: until /health answers and the box has reported.
 wait_ready() {
-    local serial=$1 deadline=$(($(date +%s) + ${BOOT_TIMEOUT:-300}))
+    local serial=$1 deadline=$(($(date +%s) + ${BOOT_TIMEOUT:-420}))
+    # The forwarded port accepts connections before the guest listens: wait
+    # for an answer.
     until curl -sf -m 5 "http://127.0.0.1:$http_port/health" > /dev/null; do
         if [ "$(date +%s)" -gt "$deadline" ] || ! kill -0 "$qemu_pid" 2>/dev/null; then
             echo "--- serial console ---"; tail -n 80 "$serial"; return 1
@@ -87,6 +138,13 @@ wait_ready() {
         if [ "$(date +%s)" -gt "$deadline" ]; then echo "--- serial console ---"; tail -n 80 "$serial"; return 1; fi
         sleep 1
     done
+}
+
+# not_mounted DEV MOUNTS: DEV is known, and neither it nor a partition of it
+# is in MOUNTS (a space-separated list of devices).
+not_mounted() {
+    [ -n "$1" ] || return 1
+    ! tr ' ' '\n' <<<"$2" | grep -q "^$1"
 }
 
 fact() { sed -n "s/^IMBOX-TEST $2=//p" "$1" | tr -d '\r' | head -n1; }
@@ -103,28 +161,92 @@ f.readline()
 for cmd in ({"execute": "qmp_capabilities"}, {"execute": "system_powerdown"}):
     f.write(json.dumps(cmd) + "\n"); f.flush(); f.readline()
 PY
-    for _ in $(seq 1 90); do
+    for _ in $(seq 1 120); do
         kill -0 "$qemu_pid" 2>/dev/null || { qemu_pid=""; return 0; }
         sleep 1
     done
-    echo "the box did not power off in 90 s; killing QEMU"
+    echo "the box did not power off in 120 s; killing QEMU"
     kill -9 "$qemu_pid"; qemu_pid=""
     return 1
 }
 
 power_cut() {
     kill -9 "$qemu_pid"
-    while kill -0 "$qemu_pid" 2>/dev/null; do sleep 0.2; done
+    while kill -0 "$qemu_pid" 2>/dev/null; do sleep 0.1; done
     qemu_pid=""
 }
 
-new_card() { # new_card FILE: the image, "flashed" onto a 2 GB card
-    cp --sparse=always "$image" "$1"
-    truncate -s 2G "$1"
+# --- the box's HTTPS API (docs/API.md) ----------------------------------------
+cookies=$work/cookies
+csrf=""
+pin=""      # the box's key fingerprint, sha256:<base64url>
+curl_pin="" # the same for curl: sha256//<base64>
+# api METHOD PATH [JSON]: prints the answer's body; fails unless it is 2xx.
+# Once the fingerprint is known, curl refuses any other key.
+api() {
+    local method=$1 path=$2 body=${3:-} status
+    local args=(-sS -m 120 -k -X "$method" -b "$cookies" -c "$cookies" -o "$work/api.out" -w '%{http_code}')
+    [ -z "$curl_pin" ] || args+=(--pinnedpubkey "$curl_pin")
+    [ -z "$csrf" ] || args+=(-H "X-CSRF-Token: $csrf")
+    [ -z "$body" ] || args+=(-H 'Content-Type: application/json' --data "$body")
+    status=$(curl "${args[@]}" "https://127.0.0.1:$https_port$path") || {
+        echo "api: $method $path: curl failed" >&2; return 1; }
+    cat "$work/api.out"
+    case $status in
+        2??) ;;
+        *) echo "api: $method $path: HTTP $status $(cat "$work/api.out")" >&2; return 1 ;;
+    esac
+}
+b64url_to_b64() {
+    python3 -c 'import base64, sys; s = sys.argv[1]; print(base64.b64encode(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))).decode())' "$1"
+}
+api_ok() { api "$@" > /dev/null; }
+password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
+
+# --- the imbox CLI -------------------------------------------------------------
+cli() { # cli USER ARGS...: the imbox client with USER's profile
+    local who=$1; shift
+    "$imbox" --profile "$work/$who" "$@"
+}
+# texts FILE [FROM]: the texts of the message lines in FILE (from FROM).
+texts() { jq -r --arg from "${2:-}" 'select(.type == "message" and ($from == "" or .from == $from)) | .text' "$1"; }
+# exchange TAG: alice and bob send each other a message over each transport
+# and each finds the other's by sync, exactly once.
+exchange() {
+    local tag=$1 t
+    for t in wss quic; do
+        local server=${!t}
+        if ! cli alice --server "$server" send bob "$tag: alice to bob over $t" ||
+            ! cli bob --server "$server" send alice "$tag: bob to alice over $t"; then
+            echo "exchange: a send over $t failed"; return 1
+        fi
+    done
+    if ! cli bob --server "$quic" sync > "$work/$tag-bob.sync" ||
+        ! cli alice --server "$wss" sync > "$work/$tag-alice.sync"; then
+        echo "exchange: sync failed"; return 1
+    fi
+    for t in wss quic; do
+        if [ "$(texts "$work/$tag-bob.sync" alice | grep -cx "$tag: alice to bob over $t")" != 1 ] ||
+            [ "$(texts "$work/$tag-alice.sync" bob | grep -cx "$tag: bob to alice over $t")" != 1 ]; then
+            echo "exchange: a message over $t did not arrive exactly once"; return 1
+        fi
+    done
+}
+# sender USER TO TAG SERVER: sends TAG-1, TAG-2, ... until $work/stop
+# exists; each send the CLI reports as stored goes to $work/acked-TAG as
+# "TEXT<tab>SEQ".
+sender() {
+    local who=$1 to=$2 tag=$3 server=$4 i=0 out
+    while [ ! -e "$work/stop" ] && [ "$i" -lt 150 ]; do
+        i=$((i + 1))
+        if out=$(cli "$who" --server "$server" -v send "$to" "$tag-$i" 2>> "$work/senders.err"); then
+            printf '%s\t%s\n' "$tag-$i" "$(jq -r .seq <<<"$out")" >> "$work/acked-$tag"
+        fi
+    done
 }
 
-# --- first boot ----------------------------------------------------------------
-echo "== first boot: preseed, a blank USB disk and another box's USB disk"
+# ==================================================================================
+echo "== boot 1: first boot with a preseed, a blank USB disk and another box's USB disk"
 sd=$work/sd.img
 new_card "$sd"
 ssh-keygen -q -t ed25519 -N '' -C test -f "$work/id_test"
@@ -136,6 +258,8 @@ ssh_authorized_keys = ["$(cat "$work/id_test.pub")"]
 format_blank_usb = true
 EOF
 mcopy -i "$sd@@$(boot_offset "$sd")" "$work/imbox.toml" ::imbox.toml
+# qemu.sh gives the USB disks the serial numbers IMBOXUSB0, IMBOXUSB1, ...
+# in the order of the arguments.
 truncate -s 2G "$work/usb-blank.img"
 mkdir -p "$work/other/imbox"
 printf '# This disk holds the data of an imbox. Do not format it.\nbox=another-box\n' > "$work/other/$IMBOX_MARKER"
@@ -146,16 +270,15 @@ other_sum=$(sha256sum < "$work/usb-other.img")
 serial=$work/boot1.log
 start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-other.img"
 if ! wait_ready "$serial"; then
-    fail "first boot: imboxd answers /health"
-    echo "$passed passed, $failed failed"
-    exit 1
+    fail "boot 1: imboxd answers /health"
+    finish
 fi
-first_ready=$ready_ms
-ok "first boot: imboxd answers /health on the forwarded port"
+ready1=$ready_ms
+ok "boot 1: imboxd answers /health on the forwarded port"
 check "root is mounted read-only" grep -Eq '^ro(,|$)' <<<"$(fact "$serial" root-options)"
 check "root is squashfs" test "$(fact "$serial" root-fstype)" = squashfs
-check "/data is the USB disk" test "$(fact "$serial" data-transport)" = usb
-check "/data is the blank disk, formatted (sda1)" test "$(fact "$serial" data-source)" = /dev/sda1
+check "/data is a USB disk" test "$(fact "$serial" data-transport)" = usb
+check "/data is the blank disk (IMBOXUSB0), formatted" test "$(fact "$serial" data-serial)" = IMBOXUSB0
 check "/var is tmpfs" test "$(fact "$serial" var-fstype)" = tmpfs
 check "/tmp is tmpfs" test "$(fact "$serial" tmp-fstype)" = tmpfs
 check "the journal is in RAM" grep -q '^/run/log/journal' <<<"$(fact "$serial" journal)"
@@ -166,64 +289,208 @@ check "no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
 check "hostname from the preseed" test "$(fact "$serial" hostname)" = testbox
 check "avahi-daemon (mDNS, DNS-SD) is active" test "$(fact "$serial" avahi)" = active
 check "SSH is on (the preseed gave a key)" test "$(fact "$serial" ssh)" = active
-check "the other box's disk is listed as other-box" grep -q ':other-box$' <<<"$(facts "$serial" usb-disk)"
-check "the other box's disk is not mounted" bash -c "! grep -q sdb <<<'$(fact "$serial" data-writable-mounts)'"
 check "fs.file-max raised" test "$(fact "$serial" nofile-max)" -ge 1048576
 check "net.core.rmem_max raised for QUIC" test "$(fact "$serial" rmem-max)" -ge 7500000
-check "the hardware watchdog is armed" grep -q watchdog0 <<<"$(fact "$serial" watchdog)"
-for _ in $(seq 1 30); do [ -n "$(claim_code "$sd")" ] && break; sleep 1; done
-code1=$(claim_code "$sd")
-check "the claim code is in imbox-claim.txt on the boot partition" test -n "$code1"
-check "the preseed is gone from the boot partition" bash -c "! mdir -i '$sd@@$(boot_offset "$sd")' ::imbox.toml >/dev/null 2>&1"
+check "systemd runs the hardware watchdog (15 s)" test "$(fact "$serial" runtime-watchdog)" = 15s
+check "the hardware watchdog (watchdog0) is active" test "$(fact "$serial" watchdog0-state)" = active
+other_dev=$(facts "$serial" usb-disk | awk -F: '$2 == "IMBOXUSB1" { print $1 }')
+check "the other box's disk (IMBOXUSB1) is listed as another box's" \
+    grep -qx "$other_dev:IMBOXUSB1:other-box" <<<"$(facts "$serial" usb-disk)"
+check "the other box's disk is not mounted for writing" not_mounted "$other_dev" "$(fact "$serial" data-writable-mounts)"
+check "the other box's disk is not mounted at all" not_mounted "$other_dev" "$(fact "$serial" block-mounts)"
+code=""
+for _ in $(seq 1 60); do code=$(claim_code "$sd"); [ -z "$code" ] || break; sleep 1; done
+check "the claim code is in imbox-claim.txt on the boot partition" test -n "$code"
+check "the preseed is gone from the boot partition" refused boot_file "$sd" imbox.toml
+
+echo "== boot 1: claim the box, add two users, exchange messages"
+claimed=0
+if setup=$(api GET /api/setup) && [ "$(jq -r .claimed <<<"$setup")" = false ]; then
+    pin=$(jq -r .fingerprint <<<"$setup")
+    curl_pin="sha256//$(b64url_to_b64 "${pin#sha256:}")"
+    ok "the setup API answers over HTTPS: unclaimed, key $pin"
+    if api POST /api/setup/verify '{"code": "0000-0000-0000-0000"}' > /dev/null 2>&1; then
+        fail "a wrong claim code is refused"
+    else
+        check "a wrong claim code is refused" grep -q wrong_claim_code "$work/api.out"
+    fi
+    owner_pw=$(password)
+    body=$(jq -nc --arg c "$code" --arg p "$owner_pw" \
+        '{code: $c, username: "owner", password: $p, password_confirm: $p}')
+    if claim=$(api POST /api/setup/claim "$body"); then
+        csrf=$(jq -r .csrf_token <<<"$claim")
+        check "claimed with the code from the boot partition: owner is the owner" \
+            test "$(jq -r '.owner and .admin' <<<"$claim")" = true
+        claimed=1
+    else
+        fail "claim the box with the code from the boot partition"
+    fi
+else
+    fail "the setup API answers over HTTPS, unclaimed"
+fi
+if [ "$claimed" = 1 ]; then
+    check "the box is named" api_ok PUT /api/admin/settings '{"box_name": "Boot test box"}' > /dev/null
+    alice_pw=$(password)
+    bob_pw=$(password)
+    check "alice is added through the admin API" \
+        api_ok POST /api/admin/users "$(jq -nc --arg p "$alice_pw" '{username: "alice", password: $p}')"
+    check "alice logs in with the imbox CLI over wss:// (key pinned)" \
+        env IMBOX_PASSWORD="$alice_pw" "$imbox" --profile "$work/alice" --server "$wss" --pin "$pin" login alice
+    if invite=$(api POST /api/admin/invites '{"uses": 1}'); then
+        uri=$(jq -r .uri <<<"$invite")
+        echo "pairing link: $uri"
+        # The link names the box's own addresses and ports (10.0.2.15, 443
+        # under QEMU's user networking); the test reaches them through the
+        # forwarded ports.
+        local_uri=$(python3 - "$uri" "$https_port" <<'PY'
+import sys, urllib.parse
+uri, port = sys.argv[1], sys.argv[2]
+head, query = uri.split("?", 1)
+q = [(k, v) for k, v in urllib.parse.parse_qsl(query) if k not in ("host", "quic", "wss")]
+q += [("host", "127.0.0.1"), ("quic", port), ("wss", port)]
+print(head + "?" + urllib.parse.urlencode(q))
+PY
+)
+        check "the pairing link pins the box's key" grep -q "fp=sha256%3A${pin#sha256:}&" <<<"$uri&"
+        check "the pairing link names the box's address and port 443" \
+            grep -Eq 'host=10\.0\.2\.15&.*quic=443&wss=443' <<<"$uri"
+        check "the pairing link carries the box's name" grep -q 'name=Boot+test+box' <<<"$uri"
+        if paired=$(IMBOX_PASSWORD=$bob_pw cli bob -v pair "$local_uri" bob); then
+            check "bob pairs with the invite link over quic:// (QUIC first)" \
+                test "$(jq -r .server <<<"$paired")" = "$quic" -a "$(jq -r .pin <<<"$paired")" = "$pin"
+        else
+            fail "bob pairs with the invite link"
+        fi
+        check "the invite is used up" refused env IMBOX_PASSWORD="$bob_pw" "$imbox" --profile "$work/carol" pair "$local_uri" carol
+    else
+        fail "an invite is made through the admin API"
+    fi
+    check "a client pinning another key is refused" \
+        refused cli alice --pin sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA sync
+    check "alice and bob exchange messages over wss:// and quic://" exchange boot1
+    check "two users and the owner" test "$(api GET /api/admin/users | jq '.users | length')" = 3
+    gone=0
+    for _ in $(seq 1 60); do boot_file "$sd" imbox-claim.txt > /dev/null || { gone=1; break; }; sleep 1; done
+    check "the claim file is gone from the boot partition once claimed" test "$gone" = 1
+    check "setup is over: /api/setup answers 410" test "$(curl -sk --pinnedpubkey "$curl_pin" -o /dev/null \
+        -w '%{http_code}' "https://127.0.0.1:$https_port/api/setup")" = 410
+fi
 check "orderly power-off (power button)" power_off
 check "the other box's disk is byte-for-byte untouched" test "$(sha256sum < "$work/usb-other.img")" = "$other_sum"
-marker=$(debugfs -R "cat /$IMBOX_MARKER" "$work/usb-blank.img?offset=1048576" 2>/dev/null || true)
+marker=$(debugfs -R "cat /$IMBOX_MARKER" "$work/usb-blank.img?offset=$((2048 * 512))" 2>/dev/null || true)
 box=$(boot_file "$sd" imbox-box-id | tr -d '\r\n ')
 check "the formatted disk's marker names this box" grep -qx "box=$box" <<<"$marker"
 
-# --- steady state ----------------------------------------------------------------
-echo "== second boot and a power cut: nothing writes to the SD card"
-sd_sum=$(sha256sum < "$sd")
+# ==================================================================================
+echo "== boot 2: steady state, messaging, and a power cut during a burst of sends"
+sd_sum=$(sha256sum < "$sd" | cut -d' ' -f1)
+boot_sum=$(part_sum "$sd" "$IMBOX_BOOT_PART")
+root_sum=$(part_sum "$sd" "$IMBOX_ROOT_A_PART")
 serial=$work/boot2.log
 start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-other.img"
+ready2=""
 if wait_ready "$serial"; then
-    ok "second boot: imboxd answers /health"
-    check "second boot: /data is the same USB disk" test "$(fact "$serial" data-source)" = /dev/sda1
-    power_cut
-    ok "power cut (QEMU killed)"
-    serial=$work/boot3.log
-    start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-other.img"
-    if wait_ready "$serial"; then
-        ok "boot after the power cut: imboxd answers /health"
-        check "after the power cut: imboxd is active" test "$(fact "$serial" imboxd)" = active
-        check "after the power cut: the claim code is unchanged" test "$(claim_code "$sd")" = "$code1"
+    ready2=$ready_ms
+    ok "boot 2: imboxd answers /health"
+    check "boot 2: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
+    check "boot 2: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    check "boot 2: the other box's disk is not mounted" not_mounted "$other_dev" "$(fact "$serial" block-mounts)"
+    if [ "$claimed" = 1 ]; then
+        check "boot 2: boot 1's messages are in the history" \
+            test "$(cli bob history alice | jq -r .text | grep -c '^boot1: ')" = 4
+        check "boot 2: alice and bob exchange messages over wss:// and quic://" exchange boot2
+        rm -f "$work/stop" "$work/acked-a" "$work/acked-b"
+        touch "$work/acked-a" "$work/acked-b"
+        sender alice bob a "$wss" &
+        senders+=("$!")
+        sender bob alice b "$quic" &
+        senders+=("$!")
+        # Cut the power once both have had some sends acknowledged.
+        for _ in $(seq 1 240); do
+            [ "$(wc -l < "$work/acked-a")" -ge 8 ] && [ "$(wc -l < "$work/acked-b")" -ge 8 ] && break
+            sleep 0.5
+        done
+        sleep "0.$((RANDOM % 10))"
         power_cut
+        touch "$work/stop"
+        ok "power cut (QEMU killed) during a burst of sends"
+        # A send in flight gives up (the client retries for 15 s).
+        wait "${senders[@]}" || true
+        senders=()
+        echo "acknowledged before the power cut: $(wc -l < "$work/acked-a") sends over wss://, $(wc -l < "$work/acked-b") over quic://"
+        check "sends were acknowledged before the power cut" test -s "$work/acked-a" -a -s "$work/acked-b"
     else
-        fail "boot after the power cut: imboxd answers /health"
+        power_cut
     fi
-    check "the SD image is byte-identical after two boots and a power cut" test "$(sha256sum < "$sd")" = "$sd_sum"
 else
-    fail "second boot: imboxd answers /health"
+    fail "boot 2: imboxd answers /health"
 fi
+
+# ==================================================================================
+echo "== boot 3: after the power cut"
+serial=$work/boot3.log
+start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-other.img"
+ready3=""
+if wait_ready "$serial"; then
+    ready3=$ready_ms
+    ok "boot 3: imboxd answers /health"
+    check "boot 3: imboxd is active" test "$(fact "$serial" imboxd)" = active
+    check "boot 3: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
+    check "boot 3: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    if [ "$claimed" = 1 ] && [ -s "$work/acked-a" ]; then
+        cli alice --server "$quic" history bob --limit 200 > "$work/history" || fail "boot 3: history"
+        cli bob --server "$wss" sync > "$work/boot3-bob.sync" || fail "boot 3: bob's sync"
+        cli alice --server "$quic" sync > "$work/boot3-alice.sync" || fail "boot 3: alice's sync"
+        # TEXT<tab>SEQ, as the acknowledgements were recorded.
+        jq -r 'select(.type == "message") | "\(.text)\t\(.seq)"' "$work/history" | sort > "$work/history.tsv"
+        sort "$work/acked-a" "$work/acked-b" > "$work/acked.tsv"
+        comm -23 "$work/acked.tsv" "$work/history.tsv" > "$work/lost.tsv"
+        [ ! -s "$work/lost.tsv" ] || { echo "acknowledged, but not in the history:"; cat "$work/lost.tsv"; }
+        check "every acknowledged send is in the history, with its sequence number" test ! -s "$work/lost.tsv"
+        dup=0
+        while IFS=$'\t' read -r text _; do
+            [ "$(texts "$work/boot3-bob.sync" alice | grep -cx "$text")" = 1 ] || { echo "bob's sync has $text not exactly once"; dup=1; }
+        done < "$work/acked-a"
+        while IFS=$'\t' read -r text _; do
+            [ "$(texts "$work/boot3-alice.sync" bob | grep -cx "$text")" = 1 ] || { echo "alice's sync has $text not exactly once"; dup=1; }
+        done < "$work/acked-b"
+        check "every acknowledged send arrives by sync exactly once" test "$dup" = 0
+        check "no message text appears twice in the history" \
+            test -z "$(jq -r 'select(.type == "message") | .text' "$work/history" | sort | uniq -d)"
+        check "boot 3: alice and bob exchange messages over wss:// and quic://" exchange boot3
+    fi
+    check "boot 3: the claim file stays off the boot partition" refused boot_file "$sd" imbox-claim.txt
+    power_cut
+    ok "another power cut"
+else
+    fail "boot 3: imboxd answers /health"
+fi
+check "the boot partition is byte-identical after boot 1 (messaging, two power cuts)" \
+    test "$(part_sum "$sd" "$IMBOX_BOOT_PART")" = "$boot_sum"
+check "root slot A is byte-identical after boot 1" test "$(part_sum "$sd" "$IMBOX_ROOT_A_PART")" = "$root_sum"
+check "the whole SD image is byte-identical after boot 1" test "$(sha256sum < "$sd" | cut -d' ' -f1)" = "$sd_sum"
 check "the other box's disk is still untouched" test "$(sha256sum < "$work/usb-other.img")" = "$other_sum"
 
-# --- SD fallback -------------------------------------------------------------------
-echo "== no USB disk: the SD card's data partition"
+# ==================================================================================
+echo "== boot 4: a new card, no USB disk: the SD card's data partition"
 sd=$work/sd-only.img
+rm -f "$work/sd.img"
 new_card "$sd"
 serial=$work/boot4.log
 start_box "$sd" "$serial"
+ready4=""
 if wait_ready "$serial"; then
+    ready4=$ready_ms
     ok "SD only: imboxd answers /health"
     check "SD only: /data is the SD card's data partition" test "$(fact "$serial" data-source)" = "/dev/vda$IMBOX_DATA_PART"
     check "SD only: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
     power_cut
-    end=$(sfdisk -d "$sd" | sed -n "s/.*${IMBOX_DATA_PART} : start= *\([0-9]*\), size= *\([0-9]*\),.*/\1 \2/p" | awk '{ print $1 + $2 }')
+    end=$(($(part_field "$sd" "$IMBOX_DATA_PART" start) + $(part_field "$sd" "$IMBOX_DATA_PART" size)))
     check "SD only: the data partition was grown to the end of the card" test "$end" -ge $((2 * 1024 * 1024 * 2 - 8192))
 else
     fail "SD only: imboxd answers /health"
 fi
 
-echo "first boot to a ready imboxd: $((first_ready / 1000)).$((first_ready % 1000 / 100)) s"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+s() { [ -z "$1" ] && echo "-" || echo "$(($1 / 1000)).$(($1 % 1000 / 100)) s"; }
+echo "QEMU start to /health: boot 1 (first boot) $(s "$ready1"), boot 2 $(s "$ready2"), boot 3 (after a power cut) $(s "$ready3"), boot 4 (SD only, first boot) $(s "$ready4")"
+finish

@@ -19,22 +19,30 @@ report root-source "$(findmnt -no SOURCE /)"
 report data-source "$(findmnt -no SOURCE "$DATA")"
 report data-options "$(findmnt -no OPTIONS "$DATA")"
 src=$(findmnt -no SOURCE "$DATA")
-report data-transport "$(lsblk -dno TRAN "/dev/$(lsblk -no PKNAME "$src" | head -n1)" 2>/dev/null)"
+parent=/dev/$(lsblk -no PKNAME "$src" 2>/dev/null | head -n1)
+report data-transport "$(lsblk -dno TRAN "$parent" 2>/dev/null)"
+# The disk's serial number tells the tests which of their disks it is.
+report data-serial "$(lsblk -dno SERIAL "$parent" 2>/dev/null)"
 report boot-options "$(findmnt -no OPTIONS "$BOOTFS")"
 report var-fstype "$(findmnt -no FSTYPE /var)"
 report tmp-fstype "$(findmnt -no FSTYPE /tmp)"
 report imboxd "$(systemctl is-active imboxd.service)"
 report imboxd-user "$(ps -o user= -C imboxd | head -n1)"
 report failed-units "$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
-report watchdog "$(systemctl show -p WatchdogDevice --value 2>/dev/null; ls /dev/watchdog0 2>/dev/null)"
+# The hardware watchdog: systemd's interval, and whether the device runs.
+report runtime-watchdog "$(systemctl show -p RuntimeWatchdogUSec --value 2>/dev/null)"
+report watchdog0-state "$(cat /sys/class/watchdog/watchdog0/state 2>/dev/null)"
 report nofile-max "$(cat /proc/sys/fs/file-max)"
 report rmem-max "$(cat /proc/sys/net/core/rmem_max)"
 report hostname "$(hostname)"
 report avahi "$(systemctl is-active avahi-daemon.service)"
 report ssh "$(systemctl is-active ssh.service)"
 report journal "$(journalctl --header 2>/dev/null | sed -n 's/^File path: //p' | head -n1)"
-while read -r dev state; do
-    report "usb-disk" "$dev:$state"
-done < <(sed -n 's/.*"device": "\([^"]*\)".*"state": "\([^"]*\)".*/\1 \2/p' "$STATE/storage.json" 2>/dev/null | grep -v '^$')
-report data-writable-mounts "$(findmnt -rno SOURCE,OPTIONS | awk '$2 ~ /(^|,)rw(,|$)/ && $1 ~ /^\/dev\// {print $1}' | tr '\n' ' ')"
+# What imbox-storage found (the setup page's list): device:serial:state.
+while read -r dev serial state; do
+    report "usb-disk" "$dev:$serial:$state"
+done < <(sed -n 's/.*"device": "\([^"]*\)".*"serial": "\([^"]*\)".*"state": "\([^"]*\)".*/\1 \2 \3/p' "$STATE/storage.json" 2>/dev/null | grep -v '^$')
+# Every block device mounted, and those mounted read-write.
+report block-mounts "$(findmnt -rno SOURCE | awk '$1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
+report data-writable-mounts "$(findmnt -rno SOURCE,OPTIONS | awk '$2 ~ /(^|,)rw(,|$)/ && $1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
 echo "IMBOX-TEST end"
