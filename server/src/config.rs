@@ -235,6 +235,8 @@ pub struct StorageConfig {
     pub write_queue: u32,
     /// The redb page cache, in MiB.
     pub cache_mib: u32,
+    /// A checkpoint of the database comes when writes pause this long.
+    pub checkpoint_idle_ms: u64,
     /// The longest time between checkpoints of the database.
     pub checkpoint_interval_ms: u64,
     /// The write-ahead log's size that triggers a checkpoint, in MiB.
@@ -735,11 +737,12 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000),
         ];
         let s = &self.storage;
-        let storage_ranges: [(&'static str, u64, u64, u64); 5] = [
+        let storage_ranges: [(&'static str, u64, u64, u64); 6] = [
             ("storage.commit_batch_max", s.commit_batch_max.into(), 1, 65_536),
             ("storage.write_queue", s.write_queue.into(), 1, 1_048_576),
             ("storage.cache_mib", s.cache_mib.into(), 1, 4096),
-            ("storage.checkpoint_interval_ms", s.checkpoint_interval_ms, 10, 600_000),
+            ("storage.checkpoint_idle_ms", s.checkpoint_idle_ms, 10, 60_000),
+            ("storage.checkpoint_interval_ms", s.checkpoint_interval_ms, 100, 3_600_000),
             ("storage.log_max_mib", s.log_max_mib.into(), 1, 4096),
         ];
         let (q, id) = (&self.quic, &self.identity);

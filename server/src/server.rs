@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         write_queue: config.storage.write_queue as usize,
         cache_bytes: (config.storage.cache_mib as usize) << 20,
         checkpoints: Checkpoints {
+            idle: std::time::Duration::from_millis(config.storage.checkpoint_idle_ms),
             interval: std::time::Duration::from_millis(config.storage.checkpoint_interval_ms),
             log_max_bytes: u64::from(config.storage.log_max_mib) << 20,
         },

@@ -239,7 +239,11 @@ impl Default for StoreOptions {
             commit_batch_max: 2048,
             write_queue: 8192,
             cache_bytes: 64 << 20,
-            checkpoints: Checkpoints { interval: std::time::Duration::from_secs(1), log_max_bytes: 64 << 20 },
+            checkpoints: Checkpoints {
+                idle: std::time::Duration::from_millis(500),
+                interval: std::time::Duration::from_secs(60),
+                log_max_bytes: 16 << 20,
+            },
         }
     }
 }

@@ -30,7 +30,7 @@ impl Reader {
     }
 
     fn lookup(&self) -> ReadLookup<'_> {
-        Lookup { users: &self.users, conversations: &self.conversations, messages: &self.messages }
+        Lookup::new(&self.users, &self.conversations, &self.messages)
     }
 
     fn user_id(&self, name: &str) -> Result<Option<u64>, StoreError> {

@@ -1,6 +1,9 @@
 //! Turns stored records into what a particular user sees: names instead of
 //! ids, and each conversation labelled from that user's side.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use imbox_protocol::{Item, Membership, MembershipChange, Message, Receipt, ReceiptKind};
 use redb::ReadableTable;
 
@@ -8,11 +11,20 @@ use super::apply::get_record;
 use super::records::*;
 use super::StoreError;
 
-/// The three tables rendering reads, from a read or a write transaction.
+/// The three tables rendering reads, from a read or a write transaction,
+/// and what was read from them already. A batch or a page renders the same
+/// users, conversations and messages many times over (a message goes to
+/// every member; a page holds one conversation's messages), and each read is
+/// a B-tree lookup and a decode: the caches keep that to one each. A lookup
+/// lives for one batch or one page, so nothing in it goes stale.
 pub struct Lookup<'a, U, C, M> {
-    pub users: &'a U,
-    pub conversations: &'a C,
-    pub messages: &'a M,
+    users: &'a U,
+    conversations: &'a C,
+    messages: &'a M,
+    names: RefCell<HashMap<u64, String>>,
+    records: RefCell<HashMap<u64, ConversationRecord>>,
+    /// Messages as rendered, labelled for nobody yet.
+    rendered: RefCell<HashMap<(u64, u64), Message>>,
 }
 
 impl<'a, U, C, M> Lookup<'a, U, C, M>
@@ -21,17 +33,39 @@ where
     C: ReadableTable<u64, &'static [u8]>,
     M: ReadableTable<(u64, u64), &'static [u8]>,
 {
+    pub fn new(users: &'a U, conversations: &'a C, messages: &'a M) -> Self {
+        Lookup {
+            users,
+            conversations,
+            messages,
+            names: RefCell::default(),
+            records: RefCell::default(),
+            rendered: RefCell::default(),
+        }
+    }
+
     pub fn username(&self, user: u64) -> Result<String, StoreError> {
-        Ok(get_record::<UserRecord>(self.users, "users", user)?
+        if let Some(name) = self.names.borrow().get(&user) {
+            return Ok(name.clone());
+        }
+        let name = get_record::<UserRecord>(self.users, "users", user)?
             .map(|u| u.name)
-            .unwrap_or_else(|| format!("user-{user}")))
+            .unwrap_or_else(|| format!("user-{user}"));
+        self.names.borrow_mut().insert(user, name.clone());
+        Ok(name)
     }
 
     pub fn conversation(&self, id: u64) -> Result<ConversationRecord, StoreError> {
-        get_record(self.conversations, "conversations", id)?.ok_or(StoreError::Corrupt {
-            table: "conversations",
-            reason: format!("conversation {id} is missing"),
-        })
+        if let Some(record) = self.records.borrow().get(&id) {
+            return Ok(record.clone());
+        }
+        let record: ConversationRecord =
+            get_record(self.conversations, "conversations", id)?.ok_or(StoreError::Corrupt {
+                table: "conversations",
+                reason: format!("conversation {id} is missing"),
+            })?;
+        self.records.borrow_mut().insert(id, record.clone());
+        Ok(record)
     }
 
     /// `#group`, or for a direct conversation the other person's name.
@@ -46,6 +80,9 @@ where
     }
 
     pub fn message(&self, conversation: u64, label: &str, seq: u64) -> Result<Message, StoreError> {
+        if let Some(message) = self.rendered.borrow().get(&(conversation, seq)) {
+            return Ok(Message { chat: label.to_owned(), ..message.clone() });
+        }
         let record: MessageRecord = self
             .messages
             .get((conversation, seq))?
@@ -55,7 +92,7 @@ where
                 table: "messages",
                 reason: format!("message {conversation}/{seq} is missing"),
             })?;
-        Ok(Message {
+        let message = Message {
             conversation,
             chat: label.to_owned(),
             seq,
@@ -64,7 +101,9 @@ where
             id: record.client_id,
             sent_at: record.sent_at,
             text: record.text,
-        })
+        };
+        self.rendered.borrow_mut().insert((conversation, seq), message.clone());
+        Ok(message)
     }
 
     pub fn item(&self, item: &LogItem, viewer: u64) -> Result<Item, StoreError> {

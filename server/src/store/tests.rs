@@ -147,7 +147,8 @@ async fn removing_a_user_frees_the_name_and_keeps_their_messages_readable() {
 #[tokio::test]
 async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let never = Checkpoints { interval: std::time::Duration::from_secs(3600), log_max_bytes: u64::MAX };
+    let hour = std::time::Duration::from_secs(3600);
+    let never = Checkpoints { idle: hour, interval: hour, log_max_bytes: u64::MAX };
     let options = StoreOptions { checkpoints: never, ..StoreOptions::default() };
     let store = Store::open(&dir.path().join("s.redb"), options, Arc::new(NoListener)).unwrap();
     for name in ["alice", "bob", "carol"] {

@@ -7,9 +7,9 @@
 //! it waits on the disk, new writes queue up and form the next batch, so the
 //! batch size grows by itself with the load.
 //!
-//! Every second or so (or when the log has grown large, or the queue has gone
-//! quiet) a checkpoint makes redb itself durable and empties the log; see
-//! `wal.rs` for why the work is split this way.
+//! When writes pause (or the log has grown large, or a minute has passed) a
+//! checkpoint makes redb itself durable and empties the log; see `wal.rs` for
+//! why the work is split this way.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,13 +42,19 @@ pub enum Command {
     Stop(oneshot::Sender<()>),
 }
 
-/// When the writer makes the database itself durable.
+/// When the writer makes the database itself durable. A checkpoint writes
+/// every page changed since the previous one and waits for the disk, and no
+/// write is applied meanwhile (hundreds of milliseconds under heavy load), so
+/// it comes when writes pause, and under steady load only as often as the
+/// log's size and the interval demand.
 #[derive(Debug, Clone, Copy)]
 pub struct Checkpoints {
-    /// At most this long after the previous checkpoint, and as soon as the
-    /// queue stays empty this long.
+    /// As soon as no write has come for this long.
+    pub idle: Duration,
+    /// At most this long after the previous checkpoint.
     pub interval: Duration,
-    /// When the log has grown to this many bytes.
+    /// When the log has grown to this many bytes (this bounds the work of
+    /// applying it again after a crash).
     pub log_max_bytes: u64,
 }
 
@@ -84,7 +90,7 @@ pub fn spawn(
                 let first = if writer.wal.is_empty() {
                     runtime.block_on(queue.recv())
                 } else {
-                    let wait = writer.checkpoints.interval.saturating_sub(writer.last_checkpoint.elapsed());
+                    let wait = writer.checkpoints.idle;
                     // The timer must be made inside the runtime.
                     match runtime.block_on(async { tokio::time::timeout(wait, queue.recv()).await }) {
                         Ok(next) => next,
@@ -203,8 +209,7 @@ impl Writer {
                     result => results.push(result),
                 }
             }
-            let lookup =
-                Lookup { users: &tables.users, conversations: &tables.conversations, messages: &tables.messages };
+            let lookup = Lookup::new(&tables.users, &tables.conversations, &tables.messages);
             for (user, position, item) in fresh {
                 notices
                     .push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
