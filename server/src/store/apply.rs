@@ -5,6 +5,8 @@
 //! operation leaves nothing behind in the transaction it shares with others.
 //! A storage failure, in contrast, fails the whole batch.
 
+use std::collections::HashMap;
+
 use imbox_protocol::{ReceiptKind, Target};
 use redb::{
     Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table, WriteTransaction,
@@ -122,7 +124,12 @@ pub struct Tables<'txn> {
     pub messages: Table<'txn, (u64, u64), &'static [u8]>,
     pub message_ids: Table<'txn, (u64, &'static str), (u64, u64)>,
     pub log: Table<'txn, (u64, u64), &'static [u8]>,
-    pub log_heads: Table<'txn, u64, u64>,
+    log_heads: Table<'txn, u64, u64>,
+    /// Log heads moved in this batch, written to `log_heads` once by
+    /// [`Tables::finish`]: a batch appends to the same users' logs many times
+    /// over (a group's members, a busy person), and each table write is a
+    /// B-tree update.
+    heads: HashMap<u64, u64>,
     pub invites: Table<'txn, &'static [u8], &'static [u8]>,
     pub settings: Table<'txn, &'static str, &'static [u8]>,
 }
@@ -146,6 +153,7 @@ impl<'txn> Tables<'txn> {
             message_ids: txn.open_table(MESSAGE_IDS)?,
             log: txn.open_table(LOG)?,
             log_heads: txn.open_table(LOG_HEADS)?,
+            heads: HashMap::new(),
             invites: txn.open_table(INVITES)?,
             settings: txn.open_table(SETTINGS)?,
         })
@@ -186,10 +194,27 @@ impl<'txn> Tables<'txn> {
         Ok(ids)
     }
 
+    /// Writes the log heads moved in this batch. Must come before the
+    /// transaction commits, or the next batch would reuse log positions.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        for (user, head) in self.heads.drain() {
+            self.log_heads.insert(user, head)?;
+        }
+        Ok(())
+    }
+
+    /// The last position in a user's log (0 for an empty log).
+    fn log_head(&self, user: u64) -> Result<u64, StoreError> {
+        match self.heads.get(&user) {
+            Some(&head) => Ok(head),
+            None => Ok(self.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0)),
+        }
+    }
+
     /// Appends an item to a user's log and returns its position.
     fn append(&mut self, user: u64, item: &LogItem, fresh: &mut Vec<FreshEntry>) -> Result<(), StoreError> {
-        let position = self.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0) + 1;
-        self.log_heads.insert(user, position)?;
+        let position = self.log_head(user)? + 1;
+        self.heads.insert(user, position);
         self.log.insert((user, position), encode(item).as_slice())?;
         fresh.push((user, position, item.clone()));
         Ok(())
@@ -273,7 +298,7 @@ pub fn apply(
         WriteOp::Ack { device, position } => {
             if let Some(mut record) = t.device(*device)? {
                 if *position > record.cursor {
-                    let head = t.log_heads.get(record.user)?.map(|v| v.value()).unwrap_or(0);
+                    let head = t.log_head(record.user)?;
                     record.cursor = (*position).min(head);
                     t.devices.insert(*device, encode(&record).as_slice())?;
                 }
@@ -393,7 +418,7 @@ fn add_device(
     let id = t.next_id("next_device")?;
     // A new device starts at the head of the log: it has nothing to catch up
     // on, and history is there for reading the past.
-    let head = t.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0);
+    let head = t.log_head(user)?;
     let device = DeviceRecord {
         user,
         name: name.to_owned(),

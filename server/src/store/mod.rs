@@ -328,6 +328,7 @@ fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
                 fresh.clear();
                 notices.clear();
             }
+            tables.finish()?;
             writes
         };
         txn.commit()?;

@@ -214,6 +214,8 @@ impl Writer {
                 notices
                     .push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
             }
+            drop(lookup);
+            tables.finish()?;
         }
         Ok((txn, (results, notices)))
     }
