@@ -122,12 +122,15 @@ qemu:
 
 # Builds the image (without the .xz, which the tests do not use), then boots
 # it under QEMU and checks it with the x86_64 imbox client
-# (image/test-boot.sh).
+# (image/test-boot.sh). The root is kept in IMAGE_ROOTFS_CACHE and reused
+# with a new imboxd while everything else it is made from is unchanged, for
+# up to 7 days (image/build-image.sh); IMAGE_ROOTFS_CACHE= builds it afresh.
+IMAGE_ROOTFS_CACHE ?= /var/cache/imbox-image/rootfs
 test-image:
 	@[ "$$(id -u)" = 0 ] || { echo "make test-image needs root (mmdebstrap, genimage); SKIP_IMAGE_TESTS=1 make test leaves it out" >&2; exit 1; }
 	$(CARGO) build --bin imbox
-	IMBOX_XZ=0 $(MAKE) image
-	image/test-boot.sh $(IMAGE) $(CURDIR)/target/debug/imbox
+	IMBOX_XZ=0 IMBOX_ROOTFS_CACHE=$(IMAGE_ROOTFS_CACHE) $(MAKE) image
+	image/test-boot.sh $(IMAGE) $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/imbox
 
 # Checks of image/, overlay/ and buildroot/ that need neither root nor
 # Buildroot's sources: shellcheck, the files the defconfig names, the

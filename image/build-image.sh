@@ -20,8 +20,34 @@ work=$out/work
 name=imbox-rpi4.img
 disk_id=$(printf '%08x' "$((IMBOX_DISK_ID))")
 
+# What the root is made from, imboxd aside: the scripts that build it, the
+# initramfs settings, the layout, every file of overlay/ (contents, modes,
+# link targets), the suite and the mirror.
+rootfs_key() {
+    (
+        cd "$here/.."
+        echo "${IMBOX_SUITE:-bookworm} ${IMBOX_MIRROR:-}"
+        sha256sum image/build-rootfs.sh image/customize-rootfs.sh image/write-etc.sh \
+            image/initramfs.conf image/initramfs-modules image/layout.env
+        find overlay -printf '%p %y %m %l\n' | LC_ALL=C sort
+        find overlay -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    ) | sha256sum | cut -c1-16
+}
+
 mkdir -p "$out" "$work"
 start=$(date +%s)
+# IMBOX_ROOTFS_CACHE=DIR (make test-image sets it): a root built from the
+# same inputs less than IMBOX_ROOTFS_CACHE_DAYS (7) days ago is taken from
+# DIR, with this imboxd; otherwise the root is built and kept there.
+cache=${IMBOX_ROOTFS_CACHE:-}
+cached=""
+if [ -n "$cache" ]; then
+    key=$(rootfs_key)
+    if [ -f "$cache/$key/done" ] &&
+        [ -n "$(find "$cache/$key/done" -mtime "-${IMBOX_ROOTFS_CACHE_DAYS:-7}")" ]; then
+        cached=$cache/$key
+    fi
+fi
 if [ -n "${IMBOX_REUSE_ROOTFS:-}" ] && [ -d "$work/rootfs/usr/lib/imbox" ]; then
     # For work on imboxd or overlay/ alone: the last root, with the new
     # binary and overlay (packages and units stay as they were).
@@ -29,9 +55,22 @@ if [ -n "${IMBOX_REUSE_ROOTFS:-}" ] && [ -d "$work/rootfs/usr/lib/imbox" ]; then
     cp -a --no-preserve=ownership "$here/../overlay/." "$work/rootfs/"
     "$here/write-etc.sh" "$work/rootfs"
     echo "image: reusing $work/rootfs (IMBOX_REUSE_ROOTFS)"
+elif [ -n "$cached" ]; then
+    rm -rf "$work/rootfs" "$work/bootfs"
+    cp -a "$cached/rootfs" "$cached/bootfs" "$work/"
+    install -m 0755 "$imboxd" "$work/rootfs/usr/bin/imboxd"
+    echo "image: the root from $cached (built $(date -u -r "$cached/done" +%Y-%m-%dT%H:%MZ)), with this imboxd"
 else
     "$here/build-rootfs.sh" "$imboxd" "$work"
     echo "image: root file system built in $(($(date +%s) - start)) s"
+    if [ -n "$cache" ]; then
+        # One root at a time: the others are from older inputs.
+        rm -rf "${cache:?}"/*
+        mkdir -p "$cache/$key"
+        cp -a "$work/rootfs" "$work/bootfs" "$cache/$key/"
+        touch "$cache/$key/done"
+        echo "image: root kept in $cache/$key"
+    fi
 fi
 
 rm -f "$work/rootfs.squashfs"

@@ -147,6 +147,10 @@ not_mounted() {
     ! tr ' ' '\n' <<<"$2" | grep -q "^$1"
 }
 
+# other_disk SERIAL: the device name (sda and sdb come in either order) of the
+# other box's disk in that boot, if the box found it to be another box's.
+other_disk() { facts "$1" usb-disk | awk -F: '$2 == "IMBOXUSB1" && $3 == "other-box" { print $1 }'; }
+
 fact() { sed -n "s/^IMBOX-TEST $2=//p" "$1" | tr -d '\r' | head -n1; }
 facts() { sed -n "s/^IMBOX-TEST $2=//p" "$1" | tr -d '\r'; }
 
@@ -237,7 +241,8 @@ exchange() {
 # "TEXT<tab>SEQ".
 sender() {
     local who=$1 to=$2 tag=$3 server=$4 i=0 out
-    while [ ! -e "$work/stop" ] && [ "$i" -lt 150 ]; do
+    # At most 90 each: the history check reads one page of 200 messages.
+    while [ ! -e "$work/stop" ] && [ "$i" -lt 90 ]; do
         i=$((i + 1))
         if out=$(cli "$who" --server "$server" -v send "$to" "$tag-$i" 2>> "$work/senders.err"); then
             printf '%s\t%s\n' "$tag-$i" "$(jq -r .seq <<<"$out")" >> "$work/acked-$tag"
@@ -293,7 +298,7 @@ check "fs.file-max raised" test "$(fact "$serial" nofile-max)" -ge 1048576
 check "net.core.rmem_max raised for QUIC" test "$(fact "$serial" rmem-max)" -ge 7500000
 check "systemd runs the hardware watchdog (15 s)" test "$(fact "$serial" runtime-watchdog)" = 15s
 check "the hardware watchdog (watchdog0) is active" test "$(fact "$serial" watchdog0-state)" = active
-other_dev=$(facts "$serial" usb-disk | awk -F: '$2 == "IMBOXUSB1" { print $1 }')
+other_dev=$(other_disk "$serial")
 check "the other box's disk (IMBOXUSB1) is listed as another box's" \
     grep -qx "$other_dev:IMBOXUSB1:other-box" <<<"$(facts "$serial" usb-disk)"
 check "the other box's disk is not mounted for writing" not_mounted "$other_dev" "$(fact "$serial" data-writable-mounts)"
@@ -394,7 +399,8 @@ if wait_ready "$serial"; then
     ok "boot 2: imboxd answers /health"
     check "boot 2: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
     check "boot 2: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
-    check "boot 2: the other box's disk is not mounted" not_mounted "$other_dev" "$(fact "$serial" block-mounts)"
+    check "boot 2: the other box's disk is listed as another box's and not mounted" \
+        not_mounted "$(other_disk "$serial")" "$(fact "$serial" block-mounts)"
     if [ "$claimed" = 1 ]; then
         check "boot 2: boot 1's messages are in the history" \
             test "$(cli bob history alice | jq -r .text | grep -c '^boot1: ')" = 4
@@ -437,6 +443,8 @@ if wait_ready "$serial"; then
     check "boot 3: imboxd is active" test "$(fact "$serial" imboxd)" = active
     check "boot 3: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
     check "boot 3: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    check "boot 3: the other box's disk is listed as another box's and not mounted" \
+        not_mounted "$(other_disk "$serial")" "$(fact "$serial" block-mounts)"
     if [ "$claimed" = 1 ] && [ -s "$work/acked-a" ]; then
         cli alice --server "$quic" history bob --limit 200 > "$work/history" || fail "boot 3: history"
         cli bob --server "$wss" sync > "$work/boot3-bob.sync" || fail "boot 3: bob's sync"
