@@ -193,6 +193,7 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
     assert_eq!(next.seq, group.len() as u64 + 1);
     recovered.shutdown().await;
     drop(recovered);
-    let again = Store::open(&crash.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    let again =
+        Store::open(&crash.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
     assert_eq!(again.history(1, &Target::parse("#g"), None, 500).unwrap().0.len(), group.len() + 1);
 }

@@ -196,10 +196,10 @@ mod tests {
         assert_eq!(wal.append(200, &[&ack(3)]).unwrap(), 2);
         drop(wal);
         let (wal, records) = Wal::open(&path).unwrap();
-        assert_eq!(records.iter().map(|r| (r.seq, r.now, r.ops.len())).collect::<Vec<_>>(), [
-            (1, 100, 2),
-            (2, 200, 1)
-        ]);
+        assert_eq!(
+            records.iter().map(|r| (r.seq, r.now, r.ops.len())).collect::<Vec<_>>(),
+            [(1, 100, 2), (2, 200, 1)]
+        );
         assert!(matches!(records[1].ops[0], WriteOp::Ack { position: 3, .. }));
         assert_eq!(wal.last_seq(), 2);
     }
