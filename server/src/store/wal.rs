@@ -65,6 +65,11 @@ pub struct Wal {
     /// Reused for encoding, so that appending allocates nothing in the
     /// steady state.
     buffer: Vec<u8>,
+    /// An append failed: the file may end in part of a record, or (after a
+    /// failed sync) the kernel may have dropped pages of it. A record appended
+    /// after that could be lost when the log is read again, so no more are
+    /// appended until imboxd restarts and reads the log anew.
+    failed: bool,
 }
 
 impl Wal {
@@ -93,13 +98,25 @@ impl Wal {
             file.sync_all().map_err(io)?;
         }
         let last_seq = records.last().map_or(0, |r| r.seq);
-        let wal = Wal { path: path.to_owned(), file, len: good as u64, last_seq, buffer: Vec::new() };
+        let wal = Wal {
+            path: path.to_owned(),
+            file,
+            len: good as u64,
+            last_seq,
+            buffer: Vec::new(),
+            failed: false,
+        };
         Ok((wal, records))
     }
 
     /// Appends one batch and waits until it is on the disk. Returns its
     /// sequence number.
     pub fn append(&mut self, now: u64, ops: &[&WriteOp]) -> Result<u64, WalError> {
+        if self.failed {
+            let refused =
+                std::io::Error::other("an earlier write failed; restart imboxd to read the log anew");
+            return Err(WalError::Io { path: self.path.clone(), source: refused });
+        }
         let seq = self.last_seq + 1;
         self.buffer.clear();
         self.buffer.extend_from_slice(&[0; 8]);
@@ -110,9 +127,10 @@ impl Wal {
         let crc = crc32fast::hash(&self.buffer[8..]);
         self.buffer[0..4].copy_from_slice(&(payload as u32).to_le_bytes());
         self.buffer[4..8].copy_from_slice(&crc.to_le_bytes());
-        let io = |source| WalError::Io { path: self.path.clone(), source };
-        self.file.write_all(&self.buffer).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        if let Err(source) = self.file.write_all(&self.buffer).and_then(|()| self.file.sync_data()) {
+            self.failed = true;
+            return Err(WalError::Io { path: self.path.clone(), source });
+        }
         self.len += self.buffer.len() as u64;
         self.last_seq = seq;
         // One huge batch should not keep its buffer for ever.
@@ -239,6 +257,22 @@ mod tests {
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, first);
+    }
+
+    #[test]
+    fn after_a_failed_append_nothing_more_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.wal");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.append(1, &[&ack(1)]).unwrap();
+        // A handle the kernel refuses writes on stands in for a failing disk.
+        let writable = std::mem::replace(&mut wal.file, File::open(&path).unwrap());
+        assert!(matches!(wal.append(2, &[&ack(2)]), Err(WalError::Io { .. })));
+        wal.file = writable;
+        assert!(wal.append(3, &[&ack(3)]).is_err(), "a log that failed once takes no more records");
+        drop(wal);
+        let (_, records) = Wal::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.now).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
