@@ -142,7 +142,7 @@ check-image:
 # The minimal release image with the Raspberry Pi kernel and firmware, from
 # buildroot/ (BR2_EXTERNAL). It downloads Buildroot and every source it
 # builds, so it needs the internet: CI cannot run it (docs/IMAGE.md).
-BUILDROOT_VERSION ?= 2026.02
+BUILDROOT_VERSION ?= 2026.02.3
 BUILDROOT_OUT := $(OUT)/buildroot
 IMBOX_VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 buildroot-image:

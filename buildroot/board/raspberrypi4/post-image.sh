@@ -5,7 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 images=${BINARIES_DIR:?}
-# shellcheck source=image/layout.env
+# Not followed when Buildroot's check-package runs shellcheck on this file
+# alone; image/check.sh checks layout.env with the image scripts.
+# shellcheck source=image/layout.env disable=SC1091
 . "$repo/image/layout.env"
 disk_id=$(printf '%08x' "$((IMBOX_DISK_ID))")
 

@@ -7,12 +7,12 @@
 # Must match the workspace's version in Cargo.toml (checked by
 # image/check-buildroot.sh).
 IMBOXD_VERSION = 0.1.0
-# `make buildroot-image` packs the workspace into this tarball, so that
-# Buildroot's cargo download post-processing vendors its dependencies
-# (a local site method would skip vendoring and the build runs --offline).
+# `make buildroot-image` packs the workspace into imboxd-$(IMBOXD_VERSION).tar.gz
+# (the default source name) here, so that Buildroot's cargo download
+# post-processing vendors its dependencies (a local site method would skip
+# vendoring and the build runs --offline).
 IMBOXD_SITE = $(BR2_EXTERNAL_IMBOX_PATH)/../out/buildroot/src
 IMBOXD_SITE_METHOD = file
-IMBOXD_SOURCE = imboxd-$(IMBOXD_VERSION).tar.gz
 IMBOXD_SUBDIR = server
 IMBOXD_LICENSE = AGPL-3.0-or-later
 IMBOXD_CARGO_BUILD_OPTS = --bin imboxd
