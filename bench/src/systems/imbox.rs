@@ -29,7 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::{Dest, Ended, Observer, Outgoing, Session as AnySession, Slot, MAX_IN_FLIGHT};
+use super::{burst, Dest, Ended, Observer, Outgoing, Session as AnySession, Slot, MAX_IN_FLIGHT};
 use crate::clock;
 use crate::net::{self, QuicEndpoints, Sources, CONNECT_TIMEOUT};
 use crate::payload::Stamp;
@@ -518,21 +518,19 @@ impl Session {
         pending: &mut HashMap<u32, Outgoing>,
         observer: &dyn Observer,
     ) -> Result<(), String> {
-        let mut next = Some(first);
-        while let Some(message) = next {
+        for message in burst(first, outbox) {
             if pending.len() >= MAX_IN_FLIGHT {
                 observer.missed(&message);
-            } else {
-                let id = self.allocate_id();
-                let req = Request::Send {
-                    to: self.target(message.dest),
-                    id: message.stamp.message_id(),
-                    text: message.stamp.encode(),
-                };
-                self.sink.feed(ClientFrame { id, req }.encode()).await?;
-                pending.insert(id, message);
+                continue;
             }
-            next = outbox.try_recv().ok();
+            let id = self.allocate_id();
+            let req = Request::Send {
+                to: self.target(message.dest),
+                id: message.stamp.message_id(),
+                text: message.stamp.encode(),
+            };
+            self.sink.feed(ClientFrame { id, req }.encode()).await?;
+            pending.insert(id, message);
         }
         self.sink.flush().await
     }

@@ -52,6 +52,12 @@ pub struct Outgoing {
     pub fanout: u32,
 }
 
+/// `first` and then whatever else is already queued in `outbox`, for a
+/// session to write as one burst and flush once.
+pub fn burst(first: Outgoing, outbox: &mut mpsc::Receiver<Outgoing>) -> impl Iterator<Item = Outgoing> + '_ {
+    std::iter::once(first).chain(std::iter::from_fn(move || outbox.try_recv().ok()))
+}
+
 /// What sessions report while they run. Called from every session task, so
 /// it must be cheap and thread-safe.
 pub trait Observer: Send + Sync {

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::{Dest, Ended, Observer, Outgoing, Slot, MAX_IN_FLIGHT};
+use super::{burst, Dest, Ended, Observer, Outgoing, Slot, MAX_IN_FLIGHT};
 use crate::clock;
 use crate::net::{self, Sources, CONNECT_TIMEOUT};
 use crate::payload::Stamp;
@@ -267,22 +267,20 @@ impl Session {
         pending: &mut HashMap<u16, Outgoing>,
         observer: &dyn Observer,
     ) -> Result<(), String> {
-        let mut next = Some(first);
-        while let Some(message) = next {
+        for message in burst(first, outbox) {
             if pending.len() >= MAX_IN_FLIGHT {
                 observer.missed(&message);
-            } else {
-                let topic = match message.dest {
-                    Dest::User(index) => user_topic(index),
-                    Dest::Group(index) => group_topic(index),
-                };
-                let mut publish = Publish::new(topic, QoS::AtLeastOnce, message.stamp.encode().into_bytes());
-                publish.pkid = self.allocate_pkid(pending);
-                let pkid = publish.pkid;
-                self.sink.feed(Packet::Publish(publish)).await.map_err(|e| e.to_string())?;
-                pending.insert(pkid, message);
+                continue;
             }
-            next = outbox.try_recv().ok();
+            let topic = match message.dest {
+                Dest::User(index) => user_topic(index),
+                Dest::Group(index) => group_topic(index),
+            };
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, message.stamp.encode().into_bytes());
+            publish.pkid = self.allocate_pkid(pending);
+            let pkid = publish.pkid;
+            self.sink.feed(Packet::Publish(publish)).await.map_err(|e| e.to_string())?;
+            pending.insert(pkid, message);
         }
         self.sink.flush().await.map_err(|e| e.to_string())
     }
