@@ -204,12 +204,24 @@ mod tests {
         WriteOp::Ack { device: 7, position }
     }
 
-    #[test]
-    fn records_come_back_in_order_after_reopening() {
+    /// A new, empty log in a temporary directory (kept alive by the first
+    /// element).
+    fn new_log() -> (tempfile::TempDir, PathBuf, Wal) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.wal");
-        let (mut wal, records) = Wal::open(&path).unwrap();
+        let (wal, records) = Wal::open(&path).unwrap();
         assert!(records.is_empty() && wal.is_empty());
+        (dir, path, wal)
+    }
+
+    /// The records a new opening of the log reads.
+    fn reread(path: &Path) -> Vec<Record> {
+        Wal::open(path).unwrap().1
+    }
+
+    #[test]
+    fn records_come_back_in_order_after_reopening() {
+        let (_dir, path, mut wal) = new_log();
         assert_eq!(wal.append(100, &[&ack(1), &ack(2)]).unwrap(), 1);
         assert_eq!(wal.append(200, &[&ack(3)]).unwrap(), 2);
         drop(wal);
@@ -224,9 +236,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_cut_off_and_appending_goes_on_after_the_good_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (_dir, path, mut wal) = new_log();
         wal.append(1, &[&ack(1)]).unwrap();
         wal.append(2, &[&ack(2)]).unwrap();
         let whole = wal.len();
@@ -238,15 +248,13 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(wal.append(3, &[&ack(3)]).unwrap(), 2);
         drop(wal);
-        let (_, records) = Wal::open(&path).unwrap();
+        let records = reread(&path);
         assert_eq!(records.iter().map(|r| r.now).collect::<Vec<_>>(), [1, 3]);
     }
 
     #[test]
     fn a_damaged_record_ends_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (_dir, path, mut wal) = new_log();
         wal.append(1, &[&ack(1)]).unwrap();
         let first = wal.len() as usize;
         wal.append(2, &[&ack(2)]).unwrap();
@@ -254,16 +262,14 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[first + 10] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let (_, records) = Wal::open(&path).unwrap();
+        let records = reread(&path);
         assert_eq!(records.len(), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, first);
     }
 
     #[test]
     fn after_a_failed_append_nothing_more_is_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (_dir, path, mut wal) = new_log();
         wal.append(1, &[&ack(1)]).unwrap();
         // A handle the kernel refuses writes on stands in for a failing disk.
         let writable = std::mem::replace(&mut wal.file, File::open(&path).unwrap());
@@ -271,21 +277,19 @@ mod tests {
         wal.file = writable;
         assert!(wal.append(3, &[&ack(3)]).is_err(), "a log that failed once takes no more records");
         drop(wal);
-        let (_, records) = Wal::open(&path).unwrap();
+        let records = reread(&path);
         assert_eq!(records.iter().map(|r| r.now).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
     fn clearing_keeps_the_numbering() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (_dir, path, mut wal) = new_log();
         wal.append(1, &[&ack(1)]).unwrap();
         wal.clear().unwrap();
         assert!(wal.is_empty());
         assert_eq!(wal.append(2, &[&ack(2)]).unwrap(), 2);
         drop(wal);
-        let (_, records) = Wal::open(&path).unwrap();
+        let records = reread(&path);
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
     }
 }
