@@ -132,6 +132,11 @@ pub struct SetupConfig {
     /// Where the claim code is written while the box has no owner; empty means
     /// `<data_dir>/imbox-claim.txt`.
     pub claim_file: PathBuf,
+    /// The USB disks the appliance found at boot, for the storage step
+    /// (written by the image's storage.sh; absent elsewhere).
+    pub storage_status: PathBuf,
+    /// The progress of a move to another disk, written by storage.sh.
+    pub storage_progress: PathBuf,
 }
 
 /// The HTTPS server: the same routes as HTTP, over TLS with the box identity.
@@ -715,6 +720,16 @@ impl Config {
                 &format_args!("{:?}", claim_file.display().to_string()),
                 reason,
             ));
+        }
+
+        for (key, path) in [
+            ("setup.storage_status", &self.setup.storage_status),
+            ("setup.storage_progress", &self.setup.storage_progress),
+        ] {
+            if !path.is_absolute() || path.file_name().is_none() {
+                let reason = "it must be an absolute path to a file".to_owned();
+                return Err(invalid(figment, key, &format_args!("{:?}", path.display().to_string()), reason));
+            }
         }
 
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {

@@ -16,6 +16,7 @@
 //! - [`pairing`]: what pairing URIs say about this box.
 //! - [`admin`] and [`control`]: shell administration, through the running
 //!   daemon's control socket or directly against a stopped daemon's store.
+//! - [`disks`]: the appliance's USB disks, and moving the data to one.
 //! - [`web`]: the plain-HTTP landing page, first-run setup (the claim code),
 //!   the admin pages and their JSON API, and Prometheus metrics.
 //! - [`server`]: start everything, and shut it down in order.
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod disks;
 pub mod identity;
 pub mod logging;
 pub mod pairing;

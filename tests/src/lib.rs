@@ -32,6 +32,9 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
     config.limits.login_attempts_per_minute = 1000;
     config.limits.sends_per_second = 100_000;
     config.limits.send_burst = 100_000;
+    // What the appliance's storage.sh writes under /run/imbox, never the host's.
+    config.setup.storage_status = dir.join("run/storage.json");
+    config.setup.storage_progress = dir.join("run/storage-progress");
     config
 }
 

@@ -283,3 +283,116 @@ async fn websocket_over_plain_http_can_be_turned_off() {
     let options = ConnectOptions { pin: Some(server.fingerprint), ..ConnectOptions::default() };
     Connection::connect_with(&wss, &options).await.unwrap();
 }
+
+/// What the appliance's storage.sh would have found at boot: the data on the
+/// SD card, a blank USB disk and one of another box.
+const DISKS: &str = r#"{
+  "box": "b0c5",
+  "data": {"kind": "sd", "device": "/dev/mmcblk0p4", "sd_wear_warning": true},
+  "disks": [
+    {"device": "/dev/sda", "model": "Samsung SSD 870", "serial": "S6", "size_bytes": 500107862016, "state": "blank"},
+    {"device": "/dev/sdb", "model": "Extreme", "serial": "X1", "size_bytes": 1000204886016, "state": "other-box"}
+  ]
+}"#;
+
+/// Waits until the storage API reports the move in `state`.
+async fn move_reaches(web: &Http, cookie: Option<&str>, state: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let storage = web.get("/api/admin/storage", cookie).await.json();
+        if storage["move"]["state"] == state {
+            return storage;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the move never reached {state}");
+}
+
+#[tokio::test]
+async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress() {
+    let server = Server::start().await;
+    let web = https(&server);
+    let (cookie, csrf) = claim(&web, &claim_code(&server)).await;
+    let owner = Some(cookie.as_str());
+    let adopt = |device: &str, erase: bool| {
+        web.call(
+            "POST",
+            "/api/admin/storage/adopt",
+            owner,
+            Some(&csrf),
+            json!({ "device": device, "erase": erase }),
+        )
+    };
+
+    // Off the appliance image there is no disk list, and nothing to adopt.
+    let storage = web.get("/api/admin/storage", owner).await.json();
+    assert!(storage["appliance"].is_null() && storage["move"].is_null(), "{storage}");
+    assert_error(&adopt("/dev/sda", false).await, 409, "refused");
+
+    let run = server.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("storage.json"), DISKS).unwrap();
+    let progress = run.join("storage-progress");
+    // An earlier move's last line must not be taken for this one's.
+    std::fs::write(&progress, "done 100\n").unwrap();
+    let storage = web.get("/api/admin/storage", owner).await.json();
+    assert_eq!(storage["appliance"]["data"]["sd_wear_warning"], json!(true));
+    assert_eq!(storage["appliance"]["disks"][0]["model"], json!("Samsung SSD 870"));
+    assert_eq!(storage["appliance"]["disks"][1]["state"], json!("other-box"));
+
+    assert_error(&adopt("/dev/sdz", false).await, 404, "not_found");
+    let unconsented = adopt("/dev/sdb", false).await;
+    assert_error(&unconsented, 409, "refused");
+    assert!(unconsented.body.contains("another imbox"), "{}", unconsented.body);
+    let request = server.dir.join("storage-request");
+    assert!(!request.exists(), "a refused adoption asked for a move");
+
+    server.add_users(&["alice", "bob"]).await;
+    let alice = server.connection("alice").await;
+    let send = |text: &str| {
+        alice.request(imbox_protocol::Request::Send {
+            to: imbox_protocol::Target::parse("bob"),
+            id: text.to_owned(),
+            text: text.to_owned(),
+        })
+    };
+    send("before").await.unwrap();
+
+    // A blank disk: no consent needed, nothing on it to lose.
+    let started = adopt("/dev/sda", false).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.json()["move"]["state"], json!("waiting"));
+    assert_eq!(std::fs::read_to_string(&request).unwrap(), "adopt /dev/sda\n");
+    let refused = send("during").await.unwrap_err();
+    assert_eq!(refused.code(), Some(imbox_protocol::ErrorCode::Unavailable), "{refused}");
+    assert!(refused.to_string().contains("moving its data"), "{refused}");
+    assert_error(&adopt("/dev/sdb", true).await, 409, "refused");
+
+    std::fs::remove_file(&request).unwrap();
+    std::fs::write(&progress, "copying 40\n").unwrap();
+    let copying = move_reaches(&web, owner, "copying").await;
+    assert_eq!(copying["move"]["percent"], json!(40));
+    std::fs::write(&progress, "failed 0 the disk vanished during the copy: plug it in again and retry\n")
+        .unwrap();
+    let failed = move_reaches(&web, owner, "failed").await;
+    assert!(failed["move"]["message"].as_str().unwrap().contains("plug it in again"));
+    // Nothing was moved: writes go on where they were.
+    let mut resumed = Err(None);
+    for _ in 0..50 {
+        resumed = send("after-the-failure").await.map_err(Some);
+        if resumed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed.is_ok(), "writes did not resume after the move failed: {resumed:?}");
+
+    // Another box's disk, with the owner's consent to erase it.
+    let started = adopt("/dev/sdb", true).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(std::fs::read_to_string(&request).unwrap(), "adopt /dev/sdb format\n");
+    std::fs::write(&progress, "done 100\n").unwrap();
+    move_reaches(&web, owner, "done").await;
+    // storage.sh restarts imboxd on the new disk; until then nothing changes.
+    assert!(send("after-done").await.is_err());
+    assert_error(&adopt("/dev/sda", false).await, 409, "refused");
+}

@@ -14,6 +14,15 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
                 retry_after_ms: Some(200),
             }
         }
+        StoreError::Paused => {
+            return ErrorBody {
+                code: ErrorCode::Unavailable,
+                message: "the box is moving its data to another disk and takes no changes until it is \
+                          done (a few minutes); retry then"
+                    .into(),
+                retry_after_ms: Some(5000),
+            }
+        }
         StoreError::Closed => {
             (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into())
         }

@@ -63,6 +63,9 @@ pub enum StoreError {
     /// The write queue is full: the server is overloaded.
     #[error("the write queue is full")]
     Overloaded,
+    /// Writes are paused while the data moves to another disk.
+    #[error("the box is moving its data to another disk and takes no changes until it is done")]
+    Paused,
     /// No such user.
     #[error("no user named {0:?}")]
     NoSuchUser(String),
@@ -426,6 +429,21 @@ impl Store {
         if self.writes.send(Command::Stop(done)).await.is_ok() {
             let _ = finished.await;
         }
+    }
+
+    /// Commits what is queued, makes the database durable by itself, and
+    /// refuses every later write with [`StoreError::Paused`] until
+    /// [`Store::resume`]. Reads go on. Meanwhile neither the database file
+    /// nor the log changes, so both can be copied as they are.
+    pub async fn pause(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Command::Pause(reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Takes writes again after [`Store::pause`].
+    pub async fn resume(&self) -> Result<(), StoreError> {
+        self.writes.send(Command::Resume).await.map_err(|_| StoreError::Closed)
     }
 
     // ---- writes, typed ----

@@ -197,3 +197,49 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
         Store::open(&crash.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
     assert_eq!(again.history(1, &Target::parse("#g"), None, 500).unwrap().0.len(), group.len() + 1);
 }
+
+#[tokio::test]
+async fn while_paused_the_files_stay_as_they_are_and_a_copy_of_them_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // No checkpoint of its own: the pause has to make the database durable.
+    let never = Checkpoints { idle: hour, interval: hour, log_max_bytes: u64::MAX };
+    let options = StoreOptions { checkpoints: never, ..StoreOptions::default() };
+    let store = Store::open(&dir.path().join("s.redb"), options, Arc::new(NoListener)).unwrap();
+    for name in ["alice", "bob"] {
+        store.create_user(name, "hash".into(), false).await.unwrap();
+    }
+    let pending: Vec<_> = (0..200).map(|i| send(&store, 1, "bob", &format!("m{i}"))).collect();
+    // A send queued just before the pause is committed before it.
+    let last = send(&store, 2, "alice", "last before the pause");
+    store.pause().await.unwrap();
+    for p in pending {
+        p.sent().await.unwrap();
+    }
+    last.sent().await.unwrap();
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let (db, log) = (read("s.redb"), read("s.wal"));
+
+    let refused = send(&store, 1, "bob", "during the pause").sent().await;
+    assert!(matches!(refused, Err(StoreError::Paused)), "{refused:?}");
+    assert!(matches!(store.add_device(1, "phone").await, Err(StoreError::Paused)));
+    assert_eq!(store.history(1, &Target::parse("bob"), None, 500).unwrap().0.len(), 201, "reads go on");
+    assert!(read("s.redb") == db && read("s.wal") == log, "a paused store changed its files");
+
+    // The copy a move makes, taken while imboxd still has the files open.
+    let moved = tempfile::tempdir().unwrap();
+    std::fs::write(moved.path().join("s.redb"), &db).unwrap();
+    std::fs::write(moved.path().join("s.wal"), &log).unwrap();
+    let copy =
+        Store::open(&moved.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    let (messages, _) = copy.history(1, &Target::parse("bob"), None, 500).unwrap();
+    assert_eq!(messages.len(), 201);
+    assert!(messages.iter().any(|m| m.text == "last before the pause"));
+    assert!(!messages.iter().any(|m| m.text == "during the pause"));
+    let next = send(&copy, 1, "bob", "on the new disk").sent().await.unwrap();
+    assert_eq!(next.seq, 202);
+
+    // A move that failed: the original takes writes again.
+    store.resume().await.unwrap();
+    assert_eq!(send(&store, 1, "bob", "after the resume").sent().await.unwrap().seq, 202);
+}

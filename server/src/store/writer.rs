@@ -40,6 +40,12 @@ pub enum Command {
     Write(Job),
     /// Commit what came before, then stop; answer on the sender.
     Stop(oneshot::Sender<()>),
+    /// Commit what came before and checkpoint, then refuse every write until
+    /// [`Command::Resume`]: the database file and the log stop changing, so
+    /// that they can be copied to another disk while imboxd keeps serving.
+    Pause(oneshot::Sender<Result<(), StoreError>>),
+    /// Take writes again after a pause.
+    Resume,
 }
 
 /// When the writer makes the database itself durable. A checkpoint writes
@@ -65,6 +71,8 @@ struct Writer {
     stats: Arc<WriterStats>,
     checkpoints: Checkpoints,
     last_checkpoint: Instant,
+    /// Between a pause and a resume: writes are refused.
+    paused: bool,
 }
 
 pub fn spawn(
@@ -79,7 +87,8 @@ pub fn spawn(
     let cannot = |e: std::io::Error| StoreError::Invalid(format!("cannot start the writer thread: {e}"));
     // A small runtime of its own, for waiting on the queue with a timeout.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(cannot)?;
-    let mut writer = Writer { db, wal, listener, stats, checkpoints, last_checkpoint: Instant::now() };
+    let mut writer =
+        Writer { db, wal, listener, stats, checkpoints, last_checkpoint: Instant::now(), paused: false };
     std::thread::Builder::new()
         .name("imbox-writer".into())
         .spawn(move || {
@@ -100,24 +109,42 @@ pub fn spawn(
                         }
                     }
                 };
+                // A command other than a write ends the batch; it is carried
+                // out after the writes queued before it.
+                let mut control = None;
                 match first {
                     Some(Command::Write(job)) => batch.push(job),
-                    Some(Command::Stop(done)) => stopped = Some(done),
+                    Some(other) => control = Some(other),
                     None => break,
                 }
-                while stopped.is_none() && batch.len() < batch_max {
+                while control.is_none() && batch.len() < batch_max {
                     match queue.try_recv() {
                         Ok(Command::Write(job)) => batch.push(job),
-                        Ok(Command::Stop(done)) => stopped = Some(done),
+                        Ok(other) => control = Some(other),
                         Err(_) => break,
                     }
                 }
-                if !batch.is_empty() && !writer.commit(&mut batch) {
+                if writer.paused {
+                    refuse_paused(&mut batch);
+                } else if !batch.is_empty() && !writer.commit(&mut batch) {
                     broken = true;
                     break;
                 }
-                if stopped.is_some() {
-                    break;
+                match control {
+                    Some(Command::Stop(done)) => {
+                        stopped = Some(done);
+                        break;
+                    }
+                    Some(Command::Pause(reply)) => {
+                        let _ = reply.send(writer.pause());
+                    }
+                    Some(Command::Resume) => {
+                        if writer.paused {
+                            tracing::info!("writes resume");
+                        }
+                        writer.paused = false;
+                    }
+                    Some(Command::Write(_)) | None => {}
                 }
                 if writer.checkpoint_due() {
                     writer.checkpoint();
@@ -229,16 +256,19 @@ impl Writer {
     /// empties the log. A failure is logged and tried again later: the log
     /// still holds every batch.
     fn checkpoint(&mut self) {
+        if let Err(err) = self.try_checkpoint() {
+            tracing::error!(error = %err, "checkpoint failed; the write-ahead log keeps every write");
+        }
+    }
+
+    fn try_checkpoint(&mut self) -> Result<(), StoreError> {
         self.last_checkpoint = Instant::now();
         if self.wal.is_empty() {
-            return;
+            return Ok(());
         }
         let started = Instant::now();
         let through = self.wal.last_seq();
-        if let Err(err) = mark_durable(&self.db, through) {
-            tracing::error!(error = %err, "checkpoint failed; the write-ahead log keeps every write");
-            return;
-        }
+        mark_durable(&self.db, through)?;
         let log_bytes = self.wal.len();
         if let Err(err) = self.wal.clear() {
             // Harmless for correctness: the records are older than the
@@ -251,6 +281,17 @@ impl Writer {
             tracing::warn!(took_ms = took.as_millis() as u64, log_bytes, "slow checkpoint");
         }
         self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Checkpoints and stops taking writes. After this the database file is
+    /// durable and complete by itself, and nothing writes to it or to the
+    /// log (checkpoints find the log empty) until a resume.
+    fn pause(&mut self) -> Result<(), StoreError> {
+        self.try_checkpoint()?;
+        self.paused = true;
+        tracing::info!("writes paused: the database is durable and stays as it is");
+        Ok(())
     }
 }
 
@@ -264,6 +305,13 @@ pub fn mark_durable(db: &Database, through: u64) -> Result<(), StoreError> {
     txn.open_table(META)?.insert(WAL_THROUGH, through)?;
     txn.commit()?;
     Ok(())
+}
+
+/// Answers every job that came while writes are paused.
+fn refuse_paused(batch: &mut Vec<Job>) {
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(StoreError::Paused));
+    }
 }
 
 /// Answers every job of a batch that was not stored.

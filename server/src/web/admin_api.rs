@@ -60,6 +60,16 @@ struct SettingsChange {
     members_may_invite: Option<bool>,
 }
 
+/// `POST /api/admin/storage/adopt`: move the data to this USB disk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Adopt {
+    device: String,
+    /// The owner agreed to erase a disk that holds data or another box's.
+    #[serde(default)]
+    erase: bool,
+}
+
 /// A user in the list.
 #[derive(Debug, Serialize)]
 struct UserRow {
@@ -84,6 +94,12 @@ pub async fn route(
     match (&parts.method, segments) {
         (&Method::GET, ["status"]) => Ok(json(StatusCode::OK, &status::status(web)?)),
         (&Method::GET, ["storage"]) => Ok(json(StatusCode::OK, &status::storage(web))),
+        (&Method::POST, ["storage", "adopt"]) => {
+            let adopt: Adopt = read_json(parts, body).await?;
+            let progress = web.disks.adopt(store, &adopt.device, adopt.erase).await?;
+            tracing::info!(by = %caller.account.name, device = %adopt.device, erase = adopt.erase, "moving the data to a USB disk");
+            Ok(json(StatusCode::ACCEPTED, &json!({ "move": progress })))
+        }
         (&Method::POST, ["strength"]) => {
             let body: StrengthBody = read_json(parts, body).await?;
             Ok(setup::rate(web, &body))
@@ -192,6 +208,7 @@ pub async fn route(
             _,
             ["status"]
             | ["storage"]
+            | ["storage", "adopt"]
             | ["strength"]
             | ["users"]
             | ["users", _]

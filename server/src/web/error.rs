@@ -75,6 +75,9 @@ pub enum ApiError {
     /// The box is overloaded or shutting down: retry shortly.
     #[error("the box is busy or shutting down: retry in a moment")]
     Unavailable,
+    /// The box is moving its data to another disk and takes no changes.
+    #[error("the box is moving its data to another disk and takes no changes until it is done: try again in a few minutes")]
+    Moving,
     /// The box failed and changed nothing.
     #[error("the box failed and changed nothing: {0}; retry later")]
     Internal(String),
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::Refused(_) => "refused",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Unavailable => "unavailable",
+            ApiError::Moving => "moving",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -126,7 +130,7 @@ impl ApiError {
             ApiError::NameTaken(_) | ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Moving => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -156,6 +160,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Overloaded | StoreError::Closed => ApiError::Unavailable,
+            StoreError::Paused => ApiError::Moving,
             StoreError::NoSuchUser(name) => ApiError::NotFound(format!("there is no user named {name:?}")),
             StoreError::NoSuchDevice(_) | StoreError::NoSuchInvite | StoreError::NoSuchConversation(_) => {
                 ApiError::NotFound(e.to_string())
@@ -178,5 +183,22 @@ impl From<StoreError> for ApiError {
 impl From<crate::session::password::PasswordError> for ApiError {
     fn from(e: crate::session::password::PasswordError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::disks::DiskError> for ApiError {
+    fn from(e: crate::disks::DiskError) -> Self {
+        use crate::disks::DiskError;
+        match e {
+            DiskError::UnknownDisk(_) => ApiError::NotFound(e.to_string()),
+            DiskError::NotAppliance(_)
+            | DiskError::InUse(_)
+            | DiskError::ConsentRequired { .. }
+            | DiskError::Busy(_) => ApiError::Refused(e.to_string()),
+            DiskError::Pause(StoreError::Paused) => ApiError::Moving,
+            DiskError::Unreadable { .. } | DiskError::Pause(_) | DiskError::Request { .. } => {
+                ApiError::Internal(e.to_string())
+            }
+        }
     }
 }

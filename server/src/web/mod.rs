@@ -40,6 +40,7 @@ use hyper::Request;
 use imbox_protocol::Fingerprint;
 
 use crate::config::Config;
+use crate::disks::Disks;
 use crate::identity::CertResolver;
 use crate::pairing::PairingTemplate;
 use crate::session::Hub;
@@ -86,6 +87,7 @@ pub struct Web {
     database_path: PathBuf,
     rate: status::MessageRate,
     started: std::time::Instant,
+    disks: Arc<Disks>,
 }
 
 /// A logged-in user making a request.
@@ -115,6 +117,11 @@ impl Web {
             database_path: config.database_path(),
             rate: status::MessageRate::default(),
             started: std::time::Instant::now(),
+            disks: Arc::new(Disks::new(
+                config.setup.storage_status.clone(),
+                config.setup.storage_progress.clone(),
+                &config.data_dir,
+            )),
         }
     }
 

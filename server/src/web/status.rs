@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::ApiError;
 use super::reply::{body, Reply};
 use super::Web;
+use crate::disks::{DiskReport, Progress};
 use crate::transport::Kind;
 
 /// How often the stored-message count is sampled for the rate.
@@ -77,31 +78,39 @@ pub struct Storage {
     pub used_bytes: Option<u64>,
     /// Why the sizes are missing, if they are.
     pub error: Option<String>,
+    /// On the appliance image: where /data is and the USB disks found at
+    /// boot (`None` elsewhere).
+    pub appliance: Option<DiskReport>,
+    /// Why the disk list cannot be read, if it cannot.
+    pub disks_error: Option<String>,
+    /// The move to another disk this imboxd asked for, if any.
+    #[serde(rename = "move")]
+    pub moving: Option<Progress>,
 }
 
-/// The data directory's file system, measured now.
+/// The data directory's file system, measured now, and the appliance's disks.
 pub fn storage(web: &Web) -> Storage {
     let database_bytes = std::fs::metadata(&web.database_path).ok().map(|m| m.len());
     let data_dir = web.data_dir.display().to_string();
-    match fs4::statvfs(&web.data_dir) {
-        Ok(stats) => Storage {
-            data_dir,
-            database_bytes,
-            total_bytes: Some(stats.total_space()),
-            free_bytes: Some(stats.free_space()),
-            available_bytes: Some(stats.available_space()),
-            used_bytes: Some(stats.total_space().saturating_sub(stats.free_space())),
-            error: None,
-        },
-        Err(e) => Storage {
-            data_dir,
-            database_bytes,
-            total_bytes: None,
-            free_bytes: None,
-            available_bytes: None,
-            used_bytes: None,
-            error: Some(format!("cannot measure the data disk: {e}")),
-        },
+    let (appliance, disks_error) = match web.disks.report() {
+        Ok(report) => (report, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (sizes, error) = match fs4::statvfs(&web.data_dir) {
+        Ok(stats) => (Some(stats), None),
+        Err(e) => (None, Some(format!("cannot measure the data disk: {e}"))),
+    };
+    Storage {
+        data_dir,
+        database_bytes,
+        total_bytes: sizes.as_ref().map(|s| s.total_space()),
+        free_bytes: sizes.as_ref().map(|s| s.free_space()),
+        available_bytes: sizes.as_ref().map(|s| s.available_space()),
+        used_bytes: sizes.as_ref().map(|s| s.total_space().saturating_sub(s.free_space())),
+        error,
+        appliance,
+        disks_error,
+        moving: web.disks.progress(),
     }
 }
 
