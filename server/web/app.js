@@ -15,8 +15,9 @@
     }
   }
 
-  // Calls the JSON API; throws ApiError with the box's own message.
-  async function api(method, path, body) {
+  // Calls the JSON API; throws ApiError with the box's own message. Without
+  // a session it goes to the login page, unless `stay` (the caller handles it).
+  async function api(method, path, body, stay) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (csrf && method !== 'GET') headers['X-CSRF-Token'] = csrf;
@@ -43,7 +44,7 @@
         code: 'http_' + response.status,
         message: 'The box answered with status ' + response.status + '.',
       };
-      if (error.code === 'not_logged_in' && document.body.dataset.page !== 'login') {
+      if (error.code === 'not_logged_in' && !stay && document.body.dataset.page !== 'login') {
         location.assign('/login?next=' + encodeURIComponent(location.pathname));
       }
       throw new ApiError(error.code, error.message, error);
@@ -204,17 +205,146 @@
       await api('PUT', '/api/admin/settings', { box_name: name.value });
       document.querySelectorAll('.box-name').forEach((el) => { el.textContent = name.value.trim(); });
       showStep('step-name', 'step-storage', 'storage-title');
-      try {
-        const s = await api('GET', '/api/admin/storage');
-        say('storage-dir', s.data_dir);
-        say('storage-total', bytes(s.total_bytes));
-        say('storage-free', bytes(s.available_bytes));
-        say('storage-db', bytes(s.database_bytes));
-        if (s.error) say('storage-error', s.error);
-      } catch (e) {
-        say('storage-error', e.message);
-      }
+      await storagePanel();
     });
+  }
+
+  // What a USB disk's state (from the box's storage service) means.
+  const DISK_STATES = {
+    blank: 'empty',
+    ours: 'marked for this box',
+    'other-box': 'belongs to another imbox',
+    'has-data': 'holds data',
+    'in-use': 'holds the data now',
+  };
+  const MOVE_STEPS = {
+    waiting: 'Waiting for the box’s storage service…',
+    preparing: 'Preparing the disk (formatting it if it needs that)…',
+    copying: 'Copying the data:',
+    switching: 'Copied. The box restarts on the new disk now…',
+  };
+
+  function diskName(d) {
+    return (d.model || 'USB disk') + ' (' + bytes(d.size_bytes) + ', ' + d.device + ')';
+  }
+
+  // Where the data lives, the USB disks the box found, and moving the data
+  // to one of them with a progress bar: the setup's storage step and the
+  // storage page.
+  async function storagePanel() {
+    let chosen = null;
+
+    function showMove(m) {
+      const failed = m.state === 'failed';
+      const done = m.state === 'done';
+      byId('move').hidden = false;
+      byId('move-bar').hidden = failed;
+      byId('move-bar').value = done ? 100 : m.percent;
+      byId('move-login').hidden = !done;
+      if (failed) {
+        say('move-title', 'The data was not moved');
+        say('move-text', m.message + ' The data stays where it was, and the box takes messages again.');
+      } else if (done) {
+        say('move-title', 'The data is on the new disk');
+        say('move-text', 'Done. The box restarts on ' + m.device + ' now: log in again in a moment.');
+      } else {
+        say('move-title', 'Moving the data to ' + m.device);
+        say('move-text', MOVE_STEPS[m.state] + (m.state === 'copying' ? ' ' + m.percent + ' %' : ''));
+      }
+    }
+
+    // The box restarted on the new disk: its sessions are gone with it.
+    function restarted() {
+      showMove({ state: 'done', device: 'the new disk', percent: 100 });
+      say('move-text', 'Done. The box restarted on the new disk: log in again.');
+    }
+
+    function showDisks(a) {
+      byId('storage-disks').hidden = false;
+      byId('storage-no-disks').hidden = a.disks.length > 0;
+      byId('disk-list').replaceChildren(...a.disks.map((d) => node('li', { class: 'disk', 'data-device': d.device },
+        node('span', { class: 'what' }, diskName(d) + ': ' + (DISK_STATES[d.state] || d.state)),
+        d.state === 'in-use' ? null : node('button', {
+          type: 'button', class: 'small secondary', 'aria-label': 'Move the data to ' + diskName(d),
+          onclick: () => choose(d),
+        }, 'Use this disk'))));
+    }
+
+    function choose(d) {
+      chosen = d;
+      const erase = d.state === 'other-box' || d.state === 'has-data';
+      say('adopt-title', 'Move the data to ' + diskName(d));
+      say('adopt-summary', {
+        blank: 'The disk is empty: the box formats it for itself and copies the data to it.',
+        ours: 'The disk is marked for this box already: the box copies the data to it.',
+      }[d.state] || 'The disk ' + DISK_STATES[d.state] + '. To use it, the box erases it, formats it for itself and copies the data to it.');
+      byId('erase-consent').hidden = !erase;
+      byId('erase').checked = false;
+      say('erase-label', 'Erase everything on ' + diskName(d) + '. This cannot be undone.');
+      say('adopt-error', '');
+      byId('adopt-form').hidden = false;
+      byId('adopt-title').focus();
+    }
+
+    function render(s) {
+      say('storage-dir', s.data_dir);
+      say('storage-total', bytes(s.total_bytes));
+      say('storage-free', bytes(s.available_bytes));
+      say('storage-db', bytes(s.database_bytes));
+      say('storage-error', [s.error, s.disks_error].filter(Boolean).join(' '));
+      const a = s.appliance;
+      if (!a) say('storage-disk', 'the disk of the data directory (this imboxd does not run on the imbox image)');
+      else if (a.data.kind === 'sd') say('storage-disk', 'the SD card (' + a.data.device + ')');
+      else say('storage-disk', 'a USB disk (' + a.data.device + ')');
+      byId('storage-sd-warning').hidden = !(a && a.data.sd_wear_warning);
+      if (s.move) showMove(s.move);
+      const moving = s.move && s.move.state !== 'failed';
+      byId('storage-disks').hidden = true;
+      if (a && !moving) showDisks(a);
+      if (moving) byId('adopt-form').hidden = true;
+      return moving && s.move.state !== 'done';
+    }
+
+    async function follow() {
+      let more = true;
+      try {
+        more = render(await api('GET', '/api/admin/storage', undefined, true));
+      } catch (e) {
+        if (e.code === 'not_logged_in') {
+          restarted();
+          return;
+        }
+        // Unreachable while it restarts on the new disk.
+        say('move-text', MOVE_STEPS.switching);
+      }
+      if (more) setTimeout(follow, 1000);
+    }
+
+    byId('adopt-cancel').addEventListener('click', () => { byId('adopt-form').hidden = true; chosen = null; });
+    onSubmit('adopt-form', 'adopt-error', async () => {
+      if (!chosen) return;
+      const erase = !byId('erase-consent').hidden;
+      if (erase && !byId('erase').checked) {
+        throw new Error('Tick the box to agree that everything on this disk is erased, or choose another disk.');
+      }
+      const started = await api('POST', '/api/admin/storage/adopt', { device: chosen.device, erase });
+      byId('adopt-form').hidden = true;
+      byId('storage-disks').hidden = true;
+      showMove(started.move);
+      byId('move-title').focus();
+      setTimeout(follow, 1000);
+    });
+
+    try {
+      if (render(await api('GET', '/api/admin/storage'))) setTimeout(follow, 1000);
+    } catch (e) {
+      say('storage-error', e.message);
+    }
+  }
+
+  async function storagePage() {
+    await loadSession();
+    await storagePanel();
   }
 
   // Only paths on this box, never another site.
@@ -254,6 +384,8 @@
         say('st-used', bytes(s.storage.used_bytes) + ' of ' + bytes(s.storage.total_bytes));
         say('st-free', bytes(s.storage.available_bytes));
         say('st-db', bytes(s.storage.database_bytes));
+        const disks = s.storage.appliance;
+        byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
         say('st-fingerprint', s.identity.fingerprint);
         say('st-certificate', s.identity.certificate_sha256 || 'unknown');
         say('st-listeners', [].concat(
@@ -448,7 +580,7 @@
     }
   }
 
-  const pages = { setup, welcome, login, status, users, invites, settings, member };
+  const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member };
 
   document.addEventListener('DOMContentLoaded', () => {
     wireLogout();

@@ -75,42 +75,71 @@ export function cleanEnv(extra) {
   return { PATH: process.env.PATH || '/usr/bin:/bin', ...extra };
 }
 
-/** Starts imboxd; resolves once its HTTPS port answers and the claim file exists. */
+/**
+ * Starts imboxd; resolves once its HTTPS port answers and the claim file
+ * exists. `run` is where the appliance's storage service would write the disk
+ * list and the progress of a move (/run/imbox on the image).
+ */
 export async function startBox() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imbox-web-'));
   const data = path.join(dir, 'data');
+  const runDir = path.join(dir, 'run');
   const config = path.join(dir, 'empty.toml');
   fs.writeFileSync(config, '');
   const [http, https, quic] = [await freeTcpPort(), await freeTcpPort(), await freeUdpPort()];
-  const child = spawn(bin('imboxd'), ['--config', config, '--data-dir', data, 'run', '--listen', `127.0.0.1:${http}`], {
-    env: cleanEnv({
-      IMBOX_HTTPS__LISTEN: `127.0.0.1:${https}`,
-      IMBOX_QUIC__LISTEN: `127.0.0.1:${quic}`,
-      IMBOX_LOG__LEVEL: 'info',
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout.on('data', (chunk) => { log += chunk; });
-  child.stderr.on('data', (chunk) => { log += chunk; });
   const claimFile = path.join(data, 'imbox-claim.txt');
-  await eventually('imboxd to start', async () => {
-    if (child.exitCode !== null) throw new Error(`imboxd exited early:\n${log}`);
-    return fs.existsSync(claimFile) && (await connects(https));
-  });
+  let child = null;
+  let log = '';
+
+  // imboxd on the same data directory and ports; resolves once HTTPS answers
+  // (and, before the box is claimed, the claim file exists).
+  async function launch() {
+    child = spawn(bin('imboxd'), ['--config', config, '--data-dir', data, 'run', '--listen', `127.0.0.1:${http}`], {
+      env: cleanEnv({
+        IMBOX_HTTPS__LISTEN: `127.0.0.1:${https}`,
+        IMBOX_QUIC__LISTEN: `127.0.0.1:${quic}`,
+        IMBOX_LOG__LEVEL: 'info',
+        IMBOX_SETUP__STORAGE_STATUS: path.join(runDir, 'storage.json'),
+        IMBOX_SETUP__STORAGE_PROGRESS: path.join(runDir, 'storage-progress'),
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const started = child;
+    child.stdout.on('data', (chunk) => { log += chunk; });
+    child.stderr.on('data', (chunk) => { log += chunk; });
+    const firstRun = !fs.existsSync(path.join(data, 'identity.crt'));
+    await eventually('imboxd to start', async () => {
+      if (started.exitCode !== null) throw new Error(`imboxd exited early:\n${log}`);
+      return (!firstRun || fs.existsSync(claimFile)) && (await connects(https));
+    });
+  }
+
+  async function halt() {
+    if (child.exitCode === null) {
+      const stopping = child;
+      stopping.kill('SIGTERM');
+      await eventually('imboxd to stop', () => stopping.exitCode !== null, 15000).catch(() => stopping.kill('SIGKILL'));
+    }
+  }
+
+  await launch();
   return {
-    child,
+    get child() { return child; },
     dir,
     data,
+    runDir,
     claimFile,
     http: `http://127.0.0.1:${http}`,
     https: `https://127.0.0.1:${https}`,
     log: () => log,
+    /** Stops imboxd, runs `meanwhile`, and starts imboxd again on the same data. */
+    async restart(meanwhile) {
+      await halt();
+      if (meanwhile) await meanwhile();
+      await launch();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await eventually('imboxd to stop', () => child.exitCode !== null, 15000).catch(() => child.kill('SIGKILL'));
-      }
+      await halt();
       fs.mkdirSync(out, { recursive: true });
       fs.writeFileSync(path.join(out, 'imboxd.log'), log);
       fs.rmSync(dir, { recursive: true, force: true });

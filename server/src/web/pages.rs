@@ -26,6 +26,10 @@ const MEMBER: &str = include_str!("../../web/pages/member.html");
 /// The freshly made invite (link and QR code), shown on the invites page and
 /// on a member's page.
 const INVITE_RESULT: &str = include_str!("../../web/pages/invite-result.html");
+/// Where the data lives, the USB disks and moving the data: the setup's
+/// storage step and the storage page.
+const STORAGE_PANEL: &str = include_str!("../../web/pages/storage-panel.html");
+const STORAGE: &str = include_str!("../../web/pages/storage.html");
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -51,8 +55,9 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// The admin pages, in the order of the navigation: path, page id, title.
-const ADMIN_PAGES: [(&str, &str, &str); 4] = [
+const ADMIN_PAGES: [(&str, &str, &str); 5] = [
     ("/admin", "status", "Status"),
+    ("/admin/storage", "storage", "Storage"),
     ("/admin/users", "users", "Users"),
     ("/admin/invites", "invites", "Invites"),
     ("/admin/settings", "settings", "Settings"),
@@ -94,7 +99,9 @@ fn layout(box_name: &str, id: &str, title: &str, nav: Nav, content: &str) -> Str
          <main id=\"main\" tabindex=\"-1\">\n{content}\n</main>\n</body>\n</html>\n",
         title = escape(title),
         name = escape(box_name),
-        content = content.replace("<!--invite-result-->", INVITE_RESULT),
+        content = content
+            .replace("<!--invite-result-->", INVITE_RESULT)
+            .replace("<!--storage-panel-->", STORAGE_PANEL),
     )
 }
 
@@ -204,6 +211,7 @@ pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
 fn admin_page(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match path {
         "/admin" => ("status", "Status", STATUS),
+        "/admin/storage" => ("storage", "Storage", STORAGE),
         "/admin/users" => ("users", "Users", USERS),
         "/admin/invites" => ("invites", "Invites", INVITES),
         "/admin/settings" => ("settings", "Settings", SETTINGS),
