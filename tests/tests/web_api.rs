@@ -286,14 +286,18 @@ async fn websocket_over_plain_http_can_be_turned_off() {
 
 /// What the appliance's storage.sh would have found at boot: the data on the
 /// SD card, a blank USB disk and one of another box.
-const DISKS: &str = r#"{
-  "box": "b0c5",
-  "data": {"kind": "sd", "device": "/dev/mmcblk0p4", "sd_wear_warning": true},
-  "disks": [
-    {"device": "/dev/sda", "model": "Samsung SSD 870", "serial": "S6", "size_bytes": 500107862016, "state": "blank"},
-    {"device": "/dev/sdb", "model": "Extreme", "serial": "X1", "size_bytes": 1000204886016, "state": "other-box"}
-  ]
-}"#;
+fn disk_list() -> String {
+    let disk = |device: &str, model: &str, size_bytes: u64, state: &str| json!({ "device": device, "model": model, "serial": "", "size_bytes": size_bytes, "state": state });
+    json!({
+        "box": "b0c5",
+        "data": { "kind": "sd", "device": "/dev/mmcblk0p4", "sd_wear_warning": true },
+        "disks": [
+            disk("/dev/sda", "Samsung SSD 870", 500_107_862_016, "blank"),
+            disk("/dev/sdb", "Extreme", 1_000_204_886_016, "other-box"),
+        ],
+    })
+    .to_string()
+}
 
 /// Waits until the storage API reports the move in `state`.
 async fn move_reaches(web: &Http, cookie: Option<&str>, state: &str) -> serde_json::Value {
@@ -330,7 +334,7 @@ async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress(
 
     let run = server.dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("storage.json"), DISKS).unwrap();
+    std::fs::write(run.join("storage.json"), disk_list()).unwrap();
     let progress = run.join("storage-progress");
     // An earlier move's last line must not be taken for this one's.
     std::fs::write(&progress, "done 100\n").unwrap();

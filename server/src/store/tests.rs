@@ -26,6 +26,20 @@ async fn store() -> (Store, Arc<Recorder>, tempfile::TempDir) {
     (store, recorder, dir)
 }
 
+/// A store (at `s.redb`) that never checkpoints by itself, so that its
+/// writes stay in the log until something else makes them durable.
+async fn store_without_checkpoints(users: &[&str]) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    let never = Checkpoints { idle: hour, interval: hour, log_max_bytes: u64::MAX };
+    let options = StoreOptions { checkpoints: never, ..StoreOptions::default() };
+    let store = Store::open(&dir.path().join("s.redb"), options, Arc::new(NoListener)).unwrap();
+    for name in users {
+        store.create_user(name, "hash".into(), false).await.unwrap();
+    }
+    (store, dir)
+}
+
 fn send(store: &Store, sender: u64, to: &str, id: &str) -> Pending {
     let op =
         WriteOp::Send { sender, device: 0, to: Target::parse(to), client_id: id.into(), text: id.into() };
@@ -146,14 +160,7 @@ async fn removing_a_user_frees_the_name_and_keeps_their_messages_readable() {
 /// acknowledged write is there, exactly as acknowledged.
 #[tokio::test]
 async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let hour = std::time::Duration::from_secs(3600);
-    let never = Checkpoints { idle: hour, interval: hour, log_max_bytes: u64::MAX };
-    let options = StoreOptions { checkpoints: never, ..StoreOptions::default() };
-    let store = Store::open(&dir.path().join("s.redb"), options, Arc::new(NoListener)).unwrap();
-    for name in ["alice", "bob", "carol"] {
-        store.create_user(name, "hash".into(), false).await.unwrap();
-    }
+    let (store, dir) = store_without_checkpoints(&["alice", "bob", "carol"]).await;
     store.create_group(1, "g", vec!["bob".into(), "carol".into()], 10).await.unwrap();
     let pending: Vec<_> = (0..300)
         .map(|i| send(&store, 1, if i % 2 == 0 { "#g" } else { "carol" }, &format!("m{i}")))
@@ -200,15 +207,8 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
 
 #[tokio::test]
 async fn while_paused_the_files_stay_as_they_are_and_a_copy_of_them_is_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let hour = std::time::Duration::from_secs(3600);
     // No checkpoint of its own: the pause has to make the database durable.
-    let never = Checkpoints { idle: hour, interval: hour, log_max_bytes: u64::MAX };
-    let options = StoreOptions { checkpoints: never, ..StoreOptions::default() };
-    let store = Store::open(&dir.path().join("s.redb"), options, Arc::new(NoListener)).unwrap();
-    for name in ["alice", "bob"] {
-        store.create_user(name, "hash".into(), false).await.unwrap();
-    }
+    let (store, dir) = store_without_checkpoints(&["alice", "bob"]).await;
     let pending: Vec<_> = (0..200).map(|i| send(&store, 1, "bob", &format!("m{i}"))).collect();
     // A send queued just before the pause is committed before it.
     let last = send(&store, 2, "alice", "last before the pause");
