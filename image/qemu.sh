@@ -3,7 +3,7 @@
 #
 #   image/qemu.sh --sd FILE [--usb FILE]... [--ports HTTP,HTTPS,QUIC]
 #                 [--append "ARGS"] [--serial FILE] [--monitor SOCKET]
-#                 [--pidfile FILE] [--daemonize]
+#                 [--pidfile FILE] [--daemonize] [--ssh PORT] [--rtc DATE]
 #
 # The machine is `-M virt -cpu cortex-a72` (the Pi 4's core): QEMU cannot
 # boot a Pi 4 from its SD controller, so the SD image is a virtio disk
@@ -12,7 +12,10 @@
 # (read with mtools), the command line with its console moved to the
 # virt machine's serial port. Each --usb FILE is a USB mass-storage disk on
 # an xHCI controller, as a USB SSD on the Pi. The box's TCP 80 and 443 and
-# UDP 443 are forwarded to 127.0.0.1:HTTP, :HTTPS and :QUIC.
+# UDP 443 are forwarded to 127.0.0.1:HTTP, :HTTPS and :QUIC, and with
+# --ssh its TCP 22 to 127.0.0.1:PORT. --rtc DATE (e.g. 2000-01-01) starts the
+# machine's real-time clock there instead of at the host's time: the Pi has no
+# RTC, so its clock starts wrong at every boot.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +30,8 @@ serial=""
 monitor=""
 pidfile=""
 daemonize=0
+ssh_port=""
+rtc=""
 while [ $# -gt 0 ]; do
     case $1 in
         --sd) sd=$2; shift 2 ;;
@@ -37,11 +42,15 @@ while [ $# -gt 0 ]; do
         --monitor) monitor=$2; shift 2 ;;
         --pidfile) pidfile=$2; shift 2 ;;
         --daemonize) daemonize=1; shift ;;
+        --ssh) ssh_port=$2; shift 2 ;;
+        --rtc) rtc=$2; shift 2 ;;
         *) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ -n "$sd" ] || { echo "usage: qemu.sh --sd IMAGE [--usb DISK]..." >&2; exit 2; }
 IFS=, read -r http_port https_port quic_port <<<"$ports"
+forwards="hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$https_port-:443,hostfwd=udp:127.0.0.1:$quic_port-:443"
+[ -z "$ssh_port" ] || forwards+=",hostfwd=tcp:127.0.0.1:$ssh_port-:22"
 
 # The boot partition's offset, for mtools.
 boot_start=$(sfdisk -d "$sd" | awk -v n="$IMBOX_BOOT_PART" '
@@ -64,7 +73,7 @@ args=(
     -drive "if=none,id=sd,file=$sd,format=raw,cache=writeback"
     -device virtio-blk-pci,drive=sd
     -device qemu-xhci,id=xhci
-    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$https_port-:443,hostfwd=udp:127.0.0.1:$quic_port-:443"
+    -netdev "user,id=net0,$forwards"
     -device virtio-net-pci,netdev=net0,romfile=
     -device virtio-rng-pci
     # A hardware watchdog, as the Pi's: systemd arms it (RuntimeWatchdogSec).
@@ -83,9 +92,10 @@ else
 fi
 [ -z "$monitor" ] || args+=(-qmp "unix:$monitor,server=on,wait=off")
 [ -z "$pidfile" ] || args+=(-pidfile "$pidfile")
+[ -z "$rtc" ] || args+=(-rtc "base=$rtc")
 
 echo "imbox under QEMU: http://127.0.0.1:$http_port/  https://127.0.0.1:$https_port/  quic://127.0.0.1:$quic_port (UDP)"
-echo "  SD card: $sd   USB disks: ${usb[*]:-none}"
+echo "  SD card: $sd   USB disks: ${usb[*]:-none}${ssh_port:+   ssh: 127.0.0.1:$ssh_port}"
 [ -n "$serial" ] || echo "  serial console below; quit with Ctrl-A X"
 if [ "$daemonize" = 1 ]; then
     # The kernel and initramfs must outlive this script: next to the pid
