@@ -31,8 +31,16 @@
 #           cut. The whole SD image is byte-identical to what it was after
 #           boot 1 (nothing wrote to the card in steady state, during
 #           messaging, or at the power cuts).
-#   boot 4  a new card and no USB disk: the SD card's data partition is grown
-#           to the end of the card and mounted at /data.
+#   boot 4  a new card, no preseed, and a new blank USB disk: the SD card's
+#           data partition is grown to the end of the card and mounted at
+#           /data; the blank disk is listed as blank and not written to. The
+#           box is claimed (as in boot 1), two users exchange messages, then
+#           the setup page's storage step through the API: the disk is
+#           adopted, the data moves to it while imboxd serves, imboxd
+#           restarts on it; the owner logs in again, the data is on the USB
+#           disk, the messages are there and messaging works. After a power
+#           cut the disk holds one ext4 partition labelled for imbox, whose
+#           marker names this box.
 #
 # KEEP=1 keeps the work directory (serial logs, disks); BOOT_TIMEOUT (s,
 # default 420) bounds each boot.
@@ -46,7 +54,7 @@ image=$(realpath "${1:?usage: test-boot.sh IMAGE [IMBOX_CLI]}")
 imbox=$(realpath "${2:-$here/../target/debug/imbox}")
 # shellcheck source=image/layout.env
 . "$here/layout.env"
-for tool in qemu-system-aarch64 mtype mcopy sfdisk debugfs mkfs.ext4 curl jq python3 ssh-keygen; do
+for tool in qemu-system-aarch64 mtype mcopy sfdisk debugfs mkfs.ext4 blkid curl jq python3 ssh-keygen; do
     command -v "$tool" > /dev/null || { echo "test-boot.sh: $tool is missing (see .ci/run)" >&2; exit 1; }
 done
 [ -x "$imbox" ] || { echo "test-boot.sh: no imbox client at $imbox (cargo build --bin imbox)" >&2; exit 1; }
@@ -186,15 +194,18 @@ csrf=""
 pin=""      # the box's key fingerprint, sha256:<base64url>
 curl_pin="" # the same for curl: sha256//<base64>
 # api METHOD PATH [JSON]: prints the answer's body; fails unless it is 2xx.
-# Once the fingerprint is known, curl refuses any other key.
+# Once the fingerprint is known, curl refuses any other key. The HTTP status
+# is left in $work/api.status (000: no answer).
 api() {
     local method=$1 path=$2 body=${3:-} status
     local args=(-sS -m 120 -k -X "$method" -b "$cookies" -c "$cookies" -o "$work/api.out" -w '%{http_code}')
     [ -z "$curl_pin" ] || args+=(--pinnedpubkey "$curl_pin")
     [ -z "$csrf" ] || args+=(-H "X-CSRF-Token: $csrf")
     [ -z "$body" ] || args+=(-H 'Content-Type: application/json' --data "$body")
+    echo 000 > "$work/api.status"
     status=$(curl "${args[@]}" "https://127.0.0.1:$https_port$path") || {
         echo "api: $method $path: curl failed" >&2; return 1; }
+    echo "$status" > "$work/api.status"
     cat "$work/api.out"
     case $status in
         2??) ;;
@@ -207,12 +218,56 @@ b64url_to_b64() {
 api_ok() { api "$@" > /dev/null; }
 password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
 
+# claim_box SD PREFIX: claims the box booted from the card SD through its
+# HTTPS API, as the setup page does: the claim code from the boot partition,
+# the owner "owner" with a new password ($owner_pw). Pins the box's key
+# ($pin, $curl_pin) and keeps the owner's session ($cookies, $csrf); sets
+# claimed=1. PREFIX starts each check's name.
+claim_box() {
+    local sd=$1 p=$2 setup claim body code=""
+    claimed=0 pin="" curl_pin="" csrf=""
+    rm -f "$cookies"
+    for _ in $(seq 1 60); do code=$(claim_code "$sd"); [ -z "$code" ] || break; sleep 1; done
+    check "${p}the claim code is in imbox-claim.txt on the boot partition" test -n "$code"
+    if ! setup=$(api GET /api/setup) || [ "$(jq -r .claimed <<<"$setup")" != false ]; then
+        fail "${p}the setup API answers over HTTPS, unclaimed"
+        return 0
+    fi
+    pin=$(jq -r .fingerprint <<<"$setup")
+    curl_pin="sha256//$(b64url_to_b64 "${pin#sha256:}")"
+    ok "${p}the setup API answers over HTTPS: unclaimed, key $pin"
+    if api POST /api/setup/verify '{"code": "0000-0000-0000-0000"}' > /dev/null 2>&1; then
+        fail "${p}a wrong claim code is refused"
+    else
+        check "${p}a wrong claim code is refused" grep -q wrong_claim_code "$work/api.out"
+    fi
+    owner_pw=$(password)
+    body=$(jq -nc --arg c "$code" --arg p "$owner_pw" \
+        '{code: $c, username: "owner", password: $p, password_confirm: $p}')
+    if claim=$(api POST /api/setup/claim "$body"); then
+        csrf=$(jq -r .csrf_token <<<"$claim")
+        check "${p}claimed with the code from the boot partition: owner is the owner" \
+            test "$(jq -r '.owner and .admin' <<<"$claim")" = true
+        claimed=1
+    else
+        fail "${p}claim the box with the code from the boot partition"
+    fi
+}
+
+# add_user NAME PASSWORD SERVER: adds NAME through the admin API, then NAME
+# logs in with the imbox CLI over SERVER, the box's key pinned.
+add_user() {
+    api_ok POST /api/admin/users "$(jq -nc --arg u "$1" --arg p "$2" '{username: $u, password: $p}')" &&
+        IMBOX_PASSWORD=$2 "$imbox" --profile "$work/$1" --server "$3" --pin "$pin" login "$1"
+}
+
 # --- the imbox CLI -------------------------------------------------------------
 cli() { # cli USER ARGS...: the imbox client with USER's profile
     local who=$1; shift
     "$imbox" --profile "$work/$who" "$@"
 }
 # texts FILE [FROM]: the texts of the message lines in FILE (from FROM).
+json_true() { jq -e "$@" > /dev/null; } # json_true [ARGS] FILTER: FILTER is true of stdin
 texts() { jq -r --arg from "${2:-}" 'select(.type == "message" and ($from == "" or .from == $from)) | .text' "$1"; }
 # exchange TAG: alice and bob send each other a message over each transport
 # and each finds the other's by sync, exactly once.
@@ -303,44 +358,16 @@ check "the other box's disk (IMBOXUSB1) is listed as another box's" \
     grep -qx "$other_dev:IMBOXUSB1:other-box" <<<"$(facts "$serial" usb-disk)"
 check "the other box's disk is not mounted for writing" not_mounted "$other_dev" "$(fact "$serial" data-writable-mounts)"
 check "the other box's disk is not mounted at all" not_mounted "$other_dev" "$(fact "$serial" block-mounts)"
-code=""
-for _ in $(seq 1 60); do code=$(claim_code "$sd"); [ -z "$code" ] || break; sleep 1; done
-check "the claim code is in imbox-claim.txt on the boot partition" test -n "$code"
 check "the preseed is gone from the boot partition" refused boot_file "$sd" imbox.toml
 
 echo "== boot 1: claim the box, add two users, exchange messages"
-claimed=0
-if setup=$(api GET /api/setup) && [ "$(jq -r .claimed <<<"$setup")" = false ]; then
-    pin=$(jq -r .fingerprint <<<"$setup")
-    curl_pin="sha256//$(b64url_to_b64 "${pin#sha256:}")"
-    ok "the setup API answers over HTTPS: unclaimed, key $pin"
-    if api POST /api/setup/verify '{"code": "0000-0000-0000-0000"}' > /dev/null 2>&1; then
-        fail "a wrong claim code is refused"
-    else
-        check "a wrong claim code is refused" grep -q wrong_claim_code "$work/api.out"
-    fi
-    owner_pw=$(password)
-    body=$(jq -nc --arg c "$code" --arg p "$owner_pw" \
-        '{code: $c, username: "owner", password: $p, password_confirm: $p}')
-    if claim=$(api POST /api/setup/claim "$body"); then
-        csrf=$(jq -r .csrf_token <<<"$claim")
-        check "claimed with the code from the boot partition: owner is the owner" \
-            test "$(jq -r '.owner and .admin' <<<"$claim")" = true
-        claimed=1
-    else
-        fail "claim the box with the code from the boot partition"
-    fi
-else
-    fail "the setup API answers over HTTPS, unclaimed"
-fi
+claim_box "$sd" ""
 if [ "$claimed" = 1 ]; then
     check "the box is named" api_ok PUT /api/admin/settings '{"box_name": "Boot test box"}' > /dev/null
     alice_pw=$(password)
     bob_pw=$(password)
-    check "alice is added through the admin API" \
-        api_ok POST /api/admin/users "$(jq -nc --arg p "$alice_pw" '{username: "alice", password: $p}')"
-    check "alice logs in with the imbox CLI over wss:// (key pinned)" \
-        env IMBOX_PASSWORD="$alice_pw" "$imbox" --profile "$work/alice" --server "$wss" --pin "$pin" login alice
+    check "alice is added through the admin API and logs in with the imbox CLI over wss:// (key pinned)" \
+        add_user alice "$alice_pw" "$wss"
     if invite=$(api POST /api/admin/invites '{"uses": 1}'); then
         uri=$(jq -r .uri <<<"$invite")
         echo "pairing link: $uri"
@@ -480,25 +507,114 @@ check "the whole SD image is byte-identical after boot 1" test "$(sha256sum < "$
 check "the other box's disk is still untouched" test "$(sha256sum < "$work/usb-other.img")" = "$other_sum"
 
 # ==================================================================================
-echo "== boot 4: a new card, no USB disk: the SD card's data partition"
+echo "== boot 4: a new card and a blank USB disk, no preseed: the SD card, then the setup page's storage step"
 sd=$work/sd-only.img
-rm -f "$work/sd.img"
+rm -f "$work/sd.img" "$work/usb-blank.img"
 new_card "$sd"
+# A new, sparse disk: while no block of it is allocated, nothing wrote to it.
+usb4=$work/usb-new.img
+truncate -s 1G "$usb4"
 serial=$work/boot4.log
-start_box "$sd" "$serial"
+start_box "$sd" "$serial" "$usb4"
 ready4=""
+move_s=""
 if wait_ready "$serial"; then
     ready4=$ready_ms
     ok "SD only: imboxd answers /health"
     check "SD only: /data is the SD card's data partition" test "$(fact "$serial" data-source)" = "/dev/vda$IMBOX_DATA_PART"
     check "SD only: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    usb4_dev=$(facts "$serial" usb-disk | awk -F: '$2 == "IMBOXUSB0" { print $1 }')
+    check "SD only: the blank USB disk is listed as blank" \
+        grep -qx "$usb4_dev:IMBOXUSB0:blank" <<<"$(facts "$serial" usb-disk)"
+    check "SD only: the blank USB disk is not formatted without consent (not one block written)" \
+        test "$(stat -c %b "$usb4")" = 0
+    claim_box "$sd" "SD only: "
+fi
+if [ -n "$ready4" ] && [ "$claimed" = 1 ]; then
+    # The profiles of boot 1's box pin another key.
+    rm -rf "$work/alice" "$work/bob"
+    alice_pw=$(password)
+    bob_pw=$(password)
+    check "SD only: alice is added and logs in with the imbox CLI over wss://" add_user alice "$alice_pw" "$wss"
+    check "SD only: bob is added and logs in with the imbox CLI over quic://" add_user bob "$bob_pw" "$quic"
+    check "SD only: alice and bob exchange messages over wss:// and quic://" exchange boot4
+
+    echo "== boot 4: the storage step: move the data to the USB disk"
+    storage=$(api GET /api/admin/storage || true)
+    check "storage API: the data is on the SD card" test "$(jq -r .appliance.data.kind <<<"$storage")" = sd
+    # shellcheck disable=SC2016 # $d is jq's
+    check "storage API: the USB disk is listed with its model and size, blank" \
+        json_true --arg d "$usb4_dev" '.appliance.disks | map(select(.device == $d and .state == "blank"
+            and .size_bytes == 1073741824 and (.model | length) > 0)) | length == 1' <<<"$storage"
+    move_started=$(date +%s)
+    if adopt=$(api POST /api/admin/storage/adopt "$(jq -nc --arg d "$usb4_dev" '{device: $d, erase: false}')"); then
+        check "storage API: adopting the blank disk answers 202 with the move" \
+            test "$(cat "$work/api.status")" = 202 -a "$(jq -r .move.device <<<"$adopt")" = "$usb4_dev"
+    else
+        fail "storage API: adopting the blank disk is accepted"
+    fi
+    # The move's states as the storage API reports them, until imboxd has
+    # restarted on the new disk (the old session is then unknown: 401). The
+    # old imboxd is stopped at "switching", so a poll a second may see the
+    # move no further than "copying".
+    states=""
+    restarted=0
+    deadline=$(($(date +%s) + 600))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if out=$(api GET /api/admin/storage 2> /dev/null); then
+            st=$(jq -r '.move.state // "none"' <<<"$out")
+            [ "$st" = "${states##* }" ] || states="$states $st"
+            [ "$st" != failed ] || { echo "the move failed: $(jq -c .move <<<"$out")"; break; }
+        elif [ "$(cat "$work/api.status")" = 401 ]; then
+            restarted=1
+            break
+        fi
+        sleep 1
+    done
+    echo "the move's states:$states"
+    check "the storage API followed the move's progress (it reported$states)" grep -Eqw "copying|switching|done" <<<"$states"
+    check "imboxd restarted after the move (the old session is gone)" test "$restarted" = 1
+    until curl -sf -m 5 "http://127.0.0.1:$http_port/health" > /dev/null || [ "$(date +%s)" -gt "$deadline" ]; do sleep 1; done
+    move_s=$(($(date +%s) - move_started))
+    echo "the move took $move_s s from the request to imboxd answering again"
+    csrf=""
+    rm -f "$cookies"
+    if login=$(api POST /api/login "$(jq -nc --arg p "$owner_pw" '{username: "owner", password: $p}')"); then
+        csrf=$(jq -r .csrf_token <<<"$login")
+        ok "the owner logs in again"
+    else
+        fail "the owner logs in again"
+    fi
+    storage=$(api GET /api/admin/storage || true)
+    check "storage API: the data is on the USB disk now" test "$(jq -r .appliance.data.kind <<<"$storage")" = usb
+    # shellcheck disable=SC2016 # $d is jq's
+    check "storage API: the USB disk is in use" \
+        json_true --arg d "$usb4_dev" '.appliance.disks | map(select(.device == $d and .state == "in-use")) | length == 1' <<<"$storage"
+    check "after the move: the earlier messages are in the history (device tokens kept)" \
+        test "$(cli bob history alice | jq -r .text | grep -c '^boot4: ')" = 4
+    check "after the move: alice and bob exchange messages over wss:// and quic://" exchange moved
+fi
+if [ -n "$ready4" ]; then
     power_cut
     end=$(($(part_field "$sd" "$IMBOX_DATA_PART" start) + $(part_field "$sd" "$IMBOX_DATA_PART" size)))
     check "SD only: the data partition was grown to the end of the card" test "$end" -ge $((2 * 1024 * 1024 * 2 - 8192))
+    if [ "$claimed" = 1 ]; then
+        # After the power cut: one partition, ext4 labelled for imbox, whose
+        # marker names this box.
+        usb4_start=$(sfdisk -d "$usb4" 2> /dev/null | sed -n 's/.*: start= *\([0-9]*\),.*/\1/p' | head -n1)
+        usb4_off=$((${usb4_start:-0} * 512))
+        blkid -p -O "$usb4_off" -o export "$usb4" > "$work/usb4.blkid" || true
+        check "the USB disk carries one partition: ext4, labelled $IMBOX_USB_LABEL" \
+            test "$(sfdisk -d "$usb4" 2> /dev/null | grep -c 'start=')" = 1 -a \
+            "$(grep -cx -e "TYPE=ext4" -e "LABEL=$IMBOX_USB_LABEL" "$work/usb4.blkid")" = 2
+        marker=$(debugfs -R "cat /$IMBOX_MARKER" "$usb4?offset=$usb4_off" 2> /dev/null || true)
+        box=$(boot_file "$sd" imbox-box-id | tr -d '\r\n ')
+        check "the USB disk's marker names this box" grep -qx "box=$box" <<<"$marker"
+    fi
 else
     fail "SD only: imboxd answers /health"
 fi
 
 s() { [ -z "$1" ] && echo "-" || echo "$(($1 / 1000)).$(($1 % 1000 / 100)) s"; }
-echo "QEMU start to /health: boot 1 (first boot) $(s "$ready1"), boot 2 $(s "$ready2"), boot 3 (after a power cut) $(s "$ready3"), boot 4 (SD only, first boot) $(s "$ready4")"
+echo "QEMU start to /health: boot 1 (first boot) $(s "$ready1"), boot 2 $(s "$ready2"), boot 3 (after a power cut) $(s "$ready3"), boot 4 (SD only, first boot) $(s "$ready4"); the move to the USB disk ${move_s:--} s"
 finish
