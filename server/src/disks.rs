@@ -28,6 +28,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// The disk list and the progress line are small; anything larger is not
 /// what the script writes.
 const MAX_FILE_BYTES: u64 = 256 * 1024;
+/// A failure the script reported this recently, before this imboxd started,
+/// is the last move's: the script restarts imboxd after a move that failed
+/// once imboxd was stopped, and the owner (logged out by the restart) should
+/// still read why.
+const RECENT_FAILURE: Duration = Duration::from_secs(15 * 60);
 /// The request file's name in the data directory.
 pub const REQUEST_FILE: &str = "storage-request";
 
@@ -192,15 +197,25 @@ fn read_small(path: &Path) -> Result<Option<(String, Stamp)>, DiskError> {
     Ok(Some((text, (meta.ino(), meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))))
 }
 
+/// A move that failed within [`RECENT_FAILURE`], as the progress file says.
+fn recent_failure(progress: &Path) -> Option<Progress> {
+    let (line, (_, _, modified)) = read_small(progress).ok()??;
+    let (state, _, message) = parse_progress(&line)?;
+    // A time ahead of now (the coarse file clock, or a clock set back) is now.
+    let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+    (state == MoveState::Failed && age < RECENT_FAILURE).then(|| Progress::new("", state, &message))
+}
+
 impl Disks {
     /// The disks listed in `status`; moves report through `progress` and are
     /// asked for in `data_dir`.
     pub fn new(status: PathBuf, progress: PathBuf, data_dir: &Path) -> Disks {
+        let last = recent_failure(&progress);
         Disks {
             status,
             progress,
             request: data_dir.join(REQUEST_FILE),
-            current: Mutex::new(None),
+            current: Mutex::new(last),
             pickup: PICKUP,
         }
     }
@@ -383,6 +398,25 @@ mod tests {
         assert_eq!(report.disks[0].state, DiskState::Blank);
         assert_eq!(report.disks[1].state, DiskState::OtherBox);
         assert!(serde_json::from_str::<DiskReport>(&text.replace("other-box", "mystery")).is_err());
+    }
+
+    #[test]
+    fn a_recent_failure_is_reported_after_a_restart_and_an_old_one_or_a_success_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = dir.path().join("progress");
+        let disks = || Disks::new(dir.path().join("storage.json"), progress.clone(), dir.path());
+        assert_eq!(disks().progress(), None);
+        std::fs::write(&progress, "done 100\n").unwrap();
+        assert_eq!(disks().progress(), None);
+        std::fs::write(&progress, "failed 0 the new disk could not be mounted: try another disk\n").unwrap();
+        let last = disks().progress().unwrap();
+        assert_eq!(
+            (last.state, last.message.as_str()),
+            (MoveState::Failed, "the new disk could not be mounted: try another disk")
+        );
+        let file = std::fs::File::options().write(true).open(&progress).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+        assert_eq!(disks().progress(), None);
     }
 
     #[tokio::test]
