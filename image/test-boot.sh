@@ -23,10 +23,15 @@
 #           with an invite link; the two exchange messages with the imbox
 #           CLI over wss:// and quic://. The claim file leaves the boot
 #           partition. Orderly power-off.
-#   boot 2  steady state: the earlier messages are there; more messages both
+#   boot 2  steady state: root logs in over SSH with the preseed's key (and
+#           sshd offers nothing else); boot 1's shutdown time is saved on the
+#           data disk; imboxd frozen with SIGSTOP is restarted by systemd's
+#           watchdog; the earlier messages are there; more messages both
 #           ways over both transports; then a burst of sends from both users
 #           during which QEMU is killed (a power cut).
-#   boot 3  every send the CLI reported as acknowledged is in the history and
+#   boot 3  with the machine's clock starting at 2000-01-01 (a Pi has no
+#           RTC): the clock is set forward to the time saved on the data
+#           disk; every send the CLI reported as acknowledged is in the history and
 #           arrives exactly once by sync; messaging works; then another power
 #           cut. The whole SD image is byte-identical to what it was after
 #           boot 1 (nothing wrote to the card in steady state, during
@@ -93,6 +98,7 @@ http_port=$(free_port)
 # The box's HTTPS (TCP 443) and QUIC (UDP 443) share one local port number.
 https_port=$(free_port)
 wss=wss://127.0.0.1:$https_port
+ssh_port=$(free_port)
 quic=quic://127.0.0.1:$https_port
 
 # --- the SD card ------------------------------------------------------------------
@@ -117,12 +123,16 @@ new_card() { # new_card FILE: the image, "flashed" onto a 2 GB card
 
 # --- QEMU ---------------------------------------------------------------------------
 # start_box SD SERIAL [USB]...: boots in the background.
+box_rtc="" # qemu.sh --rtc for the next boot: where the machine's clock starts
 start_box() {
     local sd=$1 serial=$2; shift 2
     local usb_args=()
     for d in "$@"; do usb_args+=(--usb "$d"); done
     : > "$serial"
+    local rtc_args=()
+    [ -z "$box_rtc" ] || rtc_args=(--rtc "$box_rtc")
     "$here/qemu.sh" --sd "$sd" "${usb_args[@]}" --ports "$http_port,$https_port,$https_port" \
+        --ssh "$ssh_port" "${rtc_args[@]}" \
         --append "imbox.test" --serial "$serial" --monitor "$work/qmp.sock" \
         --pidfile "$work/qemu.pid" --daemonize > /dev/null
     qemu_pid=$(cat "$work/qemu.pid")
@@ -305,6 +315,53 @@ sender() {
     done
 }
 
+# --- SSH into the box (the preseed of boot 1 gave it the key) ------------------
+ssh_opts=(-p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
+    -o ConnectTimeout=30)
+box_ssh() { ssh "${ssh_opts[@]}" -i "$work/id_test" -o BatchMode=yes root@127.0.0.1 "$@"; }
+# The methods sshd offers before any is tried: only public keys.
+ssh_methods() {
+    ssh "${ssh_opts[@]}" -v -o PreferredAuthentications=none -o PubkeyAuthentication=no -o BatchMode=yes \
+        root@127.0.0.1 true 2>&1 | sed -n 's/.*Authentications that can continue: //p' | head -n1 | tr -d '\r'
+}
+health_ok() { curl -sf -m 5 "http://127.0.0.1:$http_port/health" > /dev/null; }
+# watchdog_restarts: imboxd, frozen with SIGSTOP, stops pinging systemd's
+# watchdog (WatchdogSec=30s); systemd must kill and restart it, and say so.
+watchdog_restarts() {
+    local pid new
+    pid=$(box_ssh systemctl show -p MainPID --value imboxd.service) || return 1
+    [ -n "$pid" ] && [ "$pid" != 0 ] || return 1
+    box_ssh kill -STOP "$pid" || return 1
+    for _ in $(seq 1 150); do
+        new=$(box_ssh systemctl show -p MainPID --value imboxd.service 2>/dev/null || true)
+        if [ -n "$new" ] && [ "$new" != 0 ] && [ "$new" != "$pid" ] && health_ok; then
+            box_ssh journalctl -b -u imboxd.service --no-pager | grep -q 'Watchdog timeout'
+            return
+        fi
+        sleep 1
+    done
+    return 1
+}
+
+# clock_restored: imbox-clock moved the clock (started at 2000-01-01 by --rtc)
+# forward to at least the time saved at boot 1's shutdown.
+clock_restored() {
+    box_ssh journalctl -b -u imbox-clock.service --no-pager | grep -q 'clock set forward' &&
+        test "$(box_ssh date +%s)" -ge "$clock_floor"
+}
+
+# steady_state N: what every boot of the claimed box on its USB disk must show.
+steady_state() {
+    local n=$1
+    check "boot $n: imboxd is active" test "$(fact "$serial" imboxd)" = active
+    check "boot $n: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
+    check "boot $n: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    check "boot $n: the other box's disk is listed as another box's and not mounted" \
+        not_mounted "$(other_disk "$serial")" "$(fact "$serial" block-mounts)"
+    check "boot $n: SSH lets root in with the preseed's key" box_ssh true
+    check "boot $n: SSH offers public keys only (no passwords)" test "$(ssh_methods)" = publickey
+}
+
 # ==================================================================================
 echo "== boot 1: first boot with a preseed, a blank USB disk and another box's USB disk"
 sd=$work/sd.img
@@ -407,6 +464,8 @@ PY
     check "setup is over: /api/setup answers 410" test "$(curl -sk --pinnedpubkey "$curl_pin" -o /dev/null \
         -w '%{http_code}' "https://127.0.0.1:$https_port/api/setup")" = 410
 fi
+# The clock saved on the data disk at shutdown is at least this.
+clock_floor=$(date +%s)
 check "orderly power-off (power button)" power_off
 check "the other box's disk is byte-for-byte untouched" test "$(sha256sum < "$work/usb-other.img")" = "$other_sum"
 marker=$(debugfs -R "cat /$IMBOX_MARKER" "$work/usb-blank.img?offset=$((2048 * 512))" 2>/dev/null || true)
@@ -424,10 +483,10 @@ ready2=""
 if wait_ready "$serial"; then
     ready2=$ready_ms
     ok "boot 2: imboxd answers /health"
-    check "boot 2: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
-    check "boot 2: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
-    check "boot 2: the other box's disk is listed as another box's and not mounted" \
-        not_mounted "$(other_disk "$serial")" "$(fact "$serial" block-mounts)"
+    steady_state 2
+    check "boot 2: the time of boot 1's shutdown is saved on the data disk" \
+        test "$(box_ssh stat -c %Y /data/system/clock)" -ge "$clock_floor"
+    check "boot 2: systemd's watchdog restarts a hung imboxd" watchdog_restarts
     if [ "$claimed" = 1 ]; then
         check "boot 2: boot 1's messages are in the history" \
             test "$(cli bob history alice | jq -r .text | grep -c '^boot1: ')" = 4
@@ -460,18 +519,17 @@ else
 fi
 
 # ==================================================================================
-echo "== boot 3: after the power cut"
+echo "== boot 3: after the power cut, with the machine's clock at 2000-01-01 (the Pi has no RTC)"
 serial=$work/boot3.log
+box_rtc=2000-01-01
 start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-other.img"
+box_rtc=""
 ready3=""
 if wait_ready "$serial"; then
     ready3=$ready_ms
     ok "boot 3: imboxd answers /health"
-    check "boot 3: imboxd is active" test "$(fact "$serial" imboxd)" = active
-    check "boot 3: /data is the same USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
-    check "boot 3: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
-    check "boot 3: the other box's disk is listed as another box's and not mounted" \
-        not_mounted "$(other_disk "$serial")" "$(fact "$serial" block-mounts)"
+    check "boot 3: the clock was set forward to the time saved on the data disk" clock_restored
+    steady_state 3
     if [ "$claimed" = 1 ] && [ -s "$work/acked-a" ]; then
         cli alice --server "$quic" history bob --limit 200 > "$work/history" || fail "boot 3: history"
         cli bob --server "$wss" sync > "$work/boot3-bob.sync" || fail "boot 3: bob's sync"

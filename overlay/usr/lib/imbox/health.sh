@@ -1,7 +1,8 @@
 #!/bin/bash
 # Liveness check of imboxd (imbox-health.timer, every 20 s): asks
 # http://127.0.0.1/health and restarts imboxd after three failures in a row.
-# It stands in for systemd's WatchdogSec= until imboxd sends WATCHDOG=1.
+# A second net beside systemd's watchdog (WatchdogSec=): imboxd's WATCHDOG=1
+# says its runtime and its database answer, this says the HTTP listener does.
 set -uo pipefail
 failures_file=/run/imbox/health-failures
 systemctl -q is-active imboxd.service || { rm -f "$failures_file"; exit 0; }
