@@ -276,7 +276,7 @@
       say('adopt-title', 'Move the data to ' + diskName(d));
       say('adopt-summary', {
         blank: 'The disk is empty: the box formats it for itself and copies the data to it.',
-        ours: 'The disk is marked for this box already: the box copies the data to it.',
+        ours: 'The disk is marked for this box already: the box copies the data to it, and keeps what the disk held in a folder .imbox-previous-… on it.',
       }[d.state] || 'The disk ' + DISK_STATES[d.state] + '. To use it, the box erases it, formats it for itself and copies the data to it.');
       byId('erase-consent').hidden = !erase;
       byId('erase').checked = false;

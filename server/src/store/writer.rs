@@ -158,6 +158,16 @@ pub fn spawn(
             // database handle goes before the stop is confirmed, so that the
             // file can be reopened as soon as the last `Store` is dropped.
             drop(queue);
+            if writer.paused {
+                // Stopped during a pause, that is while the data moves to
+                // another disk: the files must stay byte for byte what was
+                // copied. Closing the database would rewrite its header (the
+                // clean-shutdown mark), and the mover would have to copy the
+                // whole file again while the box is down. Left open, the file
+                // is as a power cut leaves it after a checkpoint, which the
+                // next open repairs quickly from the saved allocator state.
+                std::mem::forget(writer.db.clone());
+            }
             drop(writer);
             tracing::debug!("writer stopped");
             if let Some(done) = stopped {
