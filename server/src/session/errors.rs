@@ -4,24 +4,21 @@ use imbox_protocol::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
+/// `unavailable`, with the time after which a retry may succeed.
+fn retry_after(message: &str, ms: u64) -> ErrorBody {
+    ErrorBody { retry_after_ms: Some(ms), ..ErrorBody::new(ErrorCode::Unavailable, message) }
+}
+
 /// The typed error a client gets for a store failure.
 pub fn from_store(err: &StoreError) -> ErrorBody {
     let (code, message) = match err {
-        StoreError::Overloaded => {
-            return ErrorBody {
-                code: ErrorCode::Unavailable,
-                message: "the server is busy; retry shortly".into(),
-                retry_after_ms: Some(200),
-            }
-        }
+        StoreError::Overloaded => return retry_after("the server is busy; retry shortly", 200),
         StoreError::Paused => {
-            return ErrorBody {
-                code: ErrorCode::Unavailable,
-                message: "the box is moving its data to another disk and takes no changes until it is \
-                          done (a few minutes); retry then"
-                    .into(),
-                retry_after_ms: Some(5000),
-            }
+            return retry_after(
+                "the box is moving its data to another disk and takes no changes until it is done \
+                 (a few minutes); retry then",
+                5000,
+            )
         }
         StoreError::Closed => {
             (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into())

@@ -40,6 +40,17 @@ async fn store_without_checkpoints(users: &[&str]) -> (Store, tempfile::TempDir)
     (store, dir)
 }
 
+/// A store opened on copies of a database file and its log, as a move
+/// copies them to another disk.
+fn open_copy(db: &[u8], log: &[u8]) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.redb"), db).unwrap();
+    std::fs::write(dir.path().join("s.wal"), log).unwrap();
+    let store =
+        Store::open(&dir.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    (store, dir)
+}
+
 fn send(store: &Store, sender: u64, to: &str, id: &str) -> Pending {
     let op =
         WriteOp::Send { sender, device: 0, to: Target::parse(to), client_id: id.into(), text: id.into() };
@@ -227,11 +238,7 @@ async fn while_paused_the_files_stay_as_they_are_and_a_copy_of_them_is_complete(
     assert!(read("s.redb") == db && read("s.wal") == log, "a paused store changed its files");
 
     // The copy a move makes, taken while imboxd still has the files open.
-    let moved = tempfile::tempdir().unwrap();
-    std::fs::write(moved.path().join("s.redb"), &db).unwrap();
-    std::fs::write(moved.path().join("s.wal"), &log).unwrap();
-    let copy =
-        Store::open(&moved.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    let (copy, _moved) = open_copy(&db, &log);
     let (messages, _) = copy.history(1, &Target::parse("bob"), None, 500).unwrap();
     assert_eq!(messages.len(), 201);
     assert!(messages.iter().any(|m| m.text == "last before the pause"));
@@ -257,10 +264,6 @@ async fn stopping_while_paused_leaves_the_files_as_they_were_copied() {
     // taken during the pause would be stale.
     assert!(read("s.redb") == db && read("s.wal") == log, "stopping a paused store changed its files");
 
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::write(copy.path().join("s.redb"), &db).unwrap();
-    std::fs::write(copy.path().join("s.wal"), &log).unwrap();
-    let moved =
-        Store::open(&copy.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    let (moved, _copy) = open_copy(&db, &log);
     assert_eq!(moved.history(1, &Target::parse("bob"), None, 10).unwrap().0.len(), 1);
 }
