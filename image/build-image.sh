@@ -26,9 +26,9 @@ disk_id=$(printf '%08x' "$((IMBOX_DISK_ID))")
 rootfs_key() {
     (
         cd "$here/.."
-        echo "${IMBOX_SUITE:-bookworm} ${IMBOX_MIRROR:-}"
+        echo "${IMBOX_SUITE:-trixie} ${IMBOX_MIRROR:-}"
         sha256sum image/build-rootfs.sh image/customize-rootfs.sh image/write-etc.sh \
-            image/initramfs.conf image/initramfs-modules image/layout.env
+            image/initramfs.conf image/dtb-modules.py image/layout.env
         find overlay -printf '%p %y %m %l\n' | LC_ALL=C sort
         find overlay -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     ) | sha256sum | cut -c1-16

@@ -13,8 +13,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 imboxd=${1:?usage: build-rootfs.sh IMBOXD_BINARY WORKDIR}
 work=$(realpath -m "${2:?usage: build-rootfs.sh IMBOXD_BINARY WORKDIR}")
-suite=${IMBOX_SUITE:-bookworm}
+suite=${IMBOX_SUITE:-trixie}
 mirror=${IMBOX_MIRROR:-http://deb.debian.org/debian}
+# Debian's security updates for the suite: a box that is built is built
+# with every fix released so far.
+security=${IMBOX_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 cache=${IMBOX_APT_CACHE:-/var/cache/imbox-image/apt}
 
 # shellcheck source=image/layout.env
@@ -29,18 +32,21 @@ packages=(
     linux-image-arm64 initramfs-tools raspi-firmware firmware-brcm80211
     wpasupplicant wireless-regdb
     avahi-daemon openssh-server
-    e2fsprogs fdisk dosfstools util-linux
+    e2fsprogs fdisk dosfstools util-linux jq
 )
 
 rm -rf "$work/rootfs" "$work/bootfs"
 mkdir -p "$work" "$cache"
 
+# MODULES=list (initramfs.conf) is set before the kernel is installed, so
+# that the initramfs its postinst builds takes seconds; that one has no
+# modules of ours and is never used: customize-rootfs.sh writes the list
+# from the device tree (dtb-modules.py) and builds it again.
 # The hooks' $1 is expanded by mmdebstrap, not here.
 # shellcheck disable=SC2016
 mmdebstrap \
     --architectures=arm64 \
     --variant=minbase \
-    --components=main,non-free-firmware \
     --aptopt='APT::Install-Recommends "false"' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -53,7 +59,9 @@ mmdebstrap \
     --setup-hook="sync-in '$cache' /var/cache/apt/archives/" \
     --setup-hook='mkdir -p "$1"/etc/initramfs-tools/conf.d "$1"/boot/firmware' \
     --setup-hook="cp '$here/initramfs.conf' \"\$1\"/etc/initramfs-tools/conf.d/imbox.conf" \
-    --setup-hook="cp '$here/initramfs-modules' \"\$1\"/etc/initramfs-tools/modules" \
     --customize-hook="sync-out /var/cache/apt/archives '$cache'" \
     --customize-hook="'$here/customize-rootfs.sh' \"\$1\" '$imboxd' '$work/bootfs'" \
-    "$suite" "$work/rootfs" "$mirror"
+    "$suite" "$work/rootfs" \
+    "deb $mirror $suite main non-free-firmware" \
+    "deb $mirror $suite-updates main non-free-firmware" \
+    "deb $security $suite-security main non-free-firmware"
