@@ -158,6 +158,21 @@ wait_ready() {
     done
 }
 
+# wait_report SERIAL: until the box has reported, for boots where imboxd is
+# not meant to start (the standby page answers /health with 503).
+wait_report() {
+    local deadline=$(($(date +%s) + ${BOOT_TIMEOUT:-420}))
+    until grep -q "IMBOX-TEST end" "$1"; do
+        if [ "$(date +%s)" -gt "$deadline" ] || ! kill -0 "$qemu_pid" 2>/dev/null; then
+            echo "--- serial console ---"; tail -n 80 "$1"; return 1
+        fi
+        sleep 1
+    done
+}
+# page: the box's plain-HTTP page (the standby page answers 503).
+page() { curl -s -m 10 "http://127.0.0.1:$http_port/"; }
+health_status() { curl -s -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/health"; }
+
 # not_mounted DEV MOUNTS: DEV is known, and neither it nor a partition of it
 # is in MOUNTS (a space-separated list of devices).
 not_mounted() {
@@ -172,17 +187,41 @@ other_disk() { facts "$1" usb-disk | awk -F: '$2 == "IMBOXUSB1" && $3 == "other-
 fact() { sed -n "s/^IMBOX-TEST $2=//p" "$1" | tr -d '\r' | head -n1; }
 facts() { sed -n "s/^IMBOX-TEST $2=//p" "$1" | tr -d '\r'; }
 
-# power_off: an orderly shutdown through the power button (QMP).
-power_off() {
-    python3 - "$work/qmp.sock" <<'PY'
+# qmp COMMAND_JSON...: runs commands on QEMU's monitor (QMP); fails if one
+# answers with an error.
+qmp() {
+    python3 - "$work/qmp.sock" "$@" <<'PY'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 f = s.makefile("rw")
 f.readline()
-for cmd in ({"execute": "qmp_capabilities"}, {"execute": "system_powerdown"}):
-    f.write(json.dumps(cmd) + "\n"); f.flush(); f.readline()
+def run(cmd):
+    f.write(json.dumps(cmd) + "\n"); f.flush()
+    while True:
+        answer = json.loads(f.readline())
+        if "event" in answer:
+            continue
+        if "error" in answer:
+            sys.exit(f"qmp {cmd['execute']}: {answer['error']}")
+        return
+run({"execute": "qmp_capabilities"})
+for arg in sys.argv[2:]:
+    run(json.loads(arg))
 PY
+}
+
+# hotplug_usb FILE SERIAL: plugs FILE in as a USB disk with that serial.
+hotplug_usb() {
+    qmp "$(jq -nc --arg f "$1" '{execute: "blockdev-add", arguments: {driver: "raw", "node-name": "hot0",
+            file: {driver: "file", filename: $f}}}')" \
+        "$(jq -nc --arg s "$2" '{execute: "device_add", arguments: {driver: "usb-storage", bus: "xhci.0",
+            drive: "hot0", serial: $s, id: "hotusb0"}}')"
+}
+
+# power_off: an orderly shutdown through the power button (QMP).
+power_off() {
+    qmp '{"execute": "system_powerdown"}'
     for _ in $(seq 1 120); do
         kill -0 "$qemu_pid" 2>/dev/null || { qemu_pid=""; return 0; }
         sleep 1
@@ -350,6 +389,13 @@ clock_restored() {
         test "$(box_ssh date +%s)" -ge "$clock_floor"
 }
 
+# journal_of_boot_2: boot 2's journal (its watchdog restart of imboxd, before
+# the power cut) survived on the data disk.
+journal_of_boot_2() {
+    box_ssh test -d /var/log/journal &&
+        box_ssh journalctl -b -1 -u imboxd.service --no-pager | grep -q 'Watchdog timeout'
+}
+
 # steady_state N: what every boot of the claimed box on its USB disk must show.
 steady_state() {
     local n=$1
@@ -471,6 +517,12 @@ check "the other box's disk is byte-for-byte untouched" test "$(sha256sum < "$wo
 marker=$(debugfs -R "cat /$IMBOX_MARKER" "$work/usb-blank.img?offset=$((2048 * 512))" 2>/dev/null || true)
 box=$(boot_file "$sd" imbox-box-id | tr -d '\r\n ')
 check "the formatted disk's marker names this box" grep -qx "box=$box" <<<"$marker"
+record_names() { # record_names SD SERIAL SIZE: the boot partition's data-disk record
+    test "$(boot_file "$1" imbox-data-disk | tr -d '\r' |
+        grep -cx -e "serial=$2" -e "id=usb-.*$2.*" -e "size_bytes=$3")" = 3
+}
+check "the boot partition records the USB disk as the data disk (by id, serial and size)" \
+    record_names "$sd" IMBOXUSB0 2147483648
 
 # ==================================================================================
 echo "== boot 2: steady state, messaging, and a power cut during a burst of sends"
@@ -529,6 +581,8 @@ if wait_ready "$serial"; then
     ready3=$ready_ms
     ok "boot 3: imboxd answers /health"
     check "boot 3: the clock was set forward to the time saved on the data disk" clock_restored
+    check "boot 3: the journal of boot 2, cut off by the power cut, is on the data disk and readable" \
+        journal_of_boot_2
     steady_state 3
     if [ "$claimed" = 1 ] && [ -s "$work/acked-a" ]; then
         cli alice --server "$quic" history bob --limit 200 > "$work/history" || fail "boot 3: history"
@@ -563,6 +617,106 @@ check "the boot partition is byte-identical after boot 1 (messaging, two power c
 check "root slot A is byte-identical after boot 1" test "$(part_sum "$sd" "$IMBOX_ROOT_A_PART")" = "$root_sum"
 check "the whole SD image is byte-identical after boot 1" test "$(sha256sum < "$sd" | cut -d' ' -f1)" = "$sd_sum"
 check "the other box's disk is still untouched" test "$(sha256sum < "$work/usb-other.img")" = "$other_sum"
+# What the re-flashed card must find again: boot 1's box id and key.
+box1=$(boot_file "$sd" imbox-box-id | tr -d '\r\n ')
+curl_pin1=$curl_pin
+
+# ==================================================================================
+echo "== the data disk missing at boot: the standby page, then the disk plugged in"
+# Boot 1's card records IMBOXUSB0 as its data disk; its SD data partition
+# holds the empty file system of the image. The box must not serve it.
+serial=$work/boot-missing.log
+start_box "$sd" "$serial"
+if wait_report "$serial"; then
+    check "missing disk: imboxd is not started on other data" test "$(fact "$serial" imboxd)" != active
+    check "missing disk: nothing is mounted at /data" test -z "$(fact "$serial" data-source)"
+    check "missing disk: the storage service reports the disk missing" test "$(fact "$serial" storage-problem)" = missing
+    check "missing disk: the standby page is served" test "$(fact "$serial" standby)" = active
+    check "missing disk: /health answers 503" test "$(health_status)" = 503
+    check "missing disk: the page names the missing disk by its serial" grep -q IMBOXUSB0 <<<"$(page)"
+    check "missing disk: no unit failed" test -z "$(fact "$serial" failed-units | tr -d ' ')"
+    hotplug_usb "$work/usb-blank.img" IMBOXUSB0 || fail "missing disk: hot-plug through QMP"
+    came=0
+    for _ in $(seq 1 150); do health_ok && { came=1; break; }; sleep 1; done
+    check "missing disk: plugged in, the box comes up on it without a reboot (/health answers)" test "$came" = 1
+    if [ "$came" = 1 ] && [ "$claimed" = 1 ]; then
+        check "missing disk: after the hot-plug, boot 1's messages are there" \
+            test "$(cli bob --server "$wss" history alice --limit 200 | jq -r .text | grep -c '^boot1: ')" = 4
+        check "missing disk: after the hot-plug, alice and bob exchange messages" exchange hotplug
+    fi
+    check "missing disk: orderly power-off" power_off
+else
+    fail "missing disk: the box reports"
+fi
+
+echo "== two disks marked for this box: neither is mounted"
+cp --sparse=always "$work/usb-blank.img" "$work/usb-twin.img"
+serial=$work/boot-twins.log
+start_box "$sd" "$serial" "$work/usb-blank.img" "$work/usb-twin.img"
+if wait_report "$serial"; then
+    check "two disks: the storage service reports two disks" test "$(fact "$serial" storage-problem)" = two-disks
+    check "two disks: neither is mounted" test -z "$(fact "$serial" data-source)"
+    check "two disks: imboxd is not started" test "$(fact "$serial" imboxd)" != active
+    check "two disks: the page lists both" grep -q 'IMBOXUSB0' <<<"$(page)"
+    check "two disks: the page lists the second one" grep -q 'IMBOXUSB1' <<<"$(page)"
+    power_cut
+else
+    fail "two disks: the box reports"
+fi
+rm -f "$work/usb-twin.img"
+
+echo "== the data disk fails its file-system check: never mounted read-write"
+# A copy of the data disk whose root directory inode is cleared: e2fsck -p
+# will not repair that without a person.
+cp --sparse=always "$work/usb-blank.img" "$work/usb-broken.img"
+debugfs -w -R "clri <2>" "$work/usb-broken.img?offset=$((2048 * 512))" 2> /dev/null
+broken_sum=$(sha256sum < "$work/usb-broken.img")
+serial=$work/boot-broken.log
+start_box "$sd" "$serial" "$work/usb-broken.img"
+if wait_report "$serial"; then
+    check "check failed: the storage service reports it" test "$(fact "$serial" storage-problem)" = check-failed
+    check "check failed: the disk is not mounted read-write" test -z "$(fact "$serial" data-writable-mounts | tr ' ' '\n' | grep '^/dev/sd' || true)"
+    check "check failed: imboxd is not started" test "$(fact "$serial" imboxd)" != active
+    check "check failed: the page says the check failed" grep -qi 'check' <<<"$(page)"
+    power_cut
+else
+    fail "check failed: the box reports"
+fi
+check "check failed: the disk was not written to" test "$(sha256sum < "$work/usb-broken.img")" = "$broken_sum"
+rm -f "$work/usb-broken.img"
+
+echo "== a re-flashed card, told to restore, with the same USB disk and an unrecognised one"
+# The card is new (a new box id); its preseed says restore_from_usb (the
+# owner's consent) and format_blank_usb. The second disk holds random bytes
+# and no signature blkid knows (as an encrypted volume): not blank.
+sd_reflash=$work/sd-reflash.img
+new_card "$sd_reflash"
+printf '[storage]\nformat_blank_usb = true\nrestore_from_usb = true\n' > "$work/restore.toml"
+mcopy -i "$sd_reflash@@$(boot_offset "$sd_reflash")" "$work/restore.toml" ::imbox.toml
+truncate -s 1G "$work/usb-random.img"
+head -c 4M /dev/urandom | dd of="$work/usb-random.img" conv=notrunc status=none
+random_sum=$(sha256sum < "$work/usb-random.img")
+serial=$work/boot-reflash.log
+start_box "$sd_reflash" "$serial" "$work/usb-blank.img" "$work/usb-random.img"
+if wait_ready "$serial"; then
+    check "re-flashed: /data is the box's own USB disk" test "$(fact "$serial" data-serial)" = IMBOXUSB0
+    check "re-flashed: the card took the box id from the disk" \
+        test "$(boot_file "$sd_reflash" imbox-box-id | tr -d '\r\n ')" = "$box1"
+    check "re-flashed: the same identity key (the pin of boot 1 holds)" \
+        curl -sf -k -m 10 --pinnedpubkey "$curl_pin1" -o /dev/null "https://127.0.0.1:$https_port/health"
+    check "re-flashed: the unrecognised disk is listed as holding data" \
+        grep -q ':IMBOXUSB1:has-data$' <<<"$(facts "$serial" usb-disk)"
+    if [ "$claimed" = 1 ]; then
+        check "re-flashed: the messages are there for the paired clients" \
+            test "$(cli bob --server "$wss" history alice --limit 200 | jq -r .text | grep -c '^boot1: ')" = 4
+    fi
+    power_cut
+else
+    fail "re-flashed: imboxd answers /health"
+fi
+check "re-flashed: the unrecognised disk was not formatted (byte-identical)" \
+    test "$(sha256sum < "$work/usb-random.img")" = "$random_sum"
+rm -f "$work/usb-random.img" "$sd_reflash"
 
 # ==================================================================================
 echo "== boot 4: a new card and a blank USB disk, no preseed: the SD card, then the setup page's storage step"
@@ -596,6 +750,20 @@ if [ -n "$ready4" ] && [ "$claimed" = 1 ]; then
     check "SD only: alice is added and logs in with the imbox CLI over wss://" add_user alice "$alice_pw" "$wss"
     check "SD only: bob is added and logs in with the imbox CLI over quic://" add_user bob "$bob_pw" "$quic"
     check "SD only: alice and bob exchange messages over wss:// and quic://" exchange boot4
+
+    echo "== boot 4, again: a preseed allowing to format, dropped on a card past its first boot"
+    check "SD only: orderly power-off" power_off
+    printf '[storage]\nformat_blank_usb = true\n' > "$work/late.toml"
+    mcopy -i "$sd@@$(boot_offset "$sd")" "$work/late.toml" ::imbox.toml
+    serial=$work/boot4-late-preseed.log
+    start_box "$sd" "$serial" "$usb4"
+    if wait_ready "$serial"; then
+        check "late preseed: /data is still the SD card's data partition" \
+            test "$(fact "$serial" data-source)" = "/dev/vda$IMBOX_DATA_PART"
+        check "late preseed: the blank USB disk is not formatted (not one block written)" test "$(stat -c %b "$usb4")" = 0
+    else
+        fail "late preseed: imboxd answers /health"
+    fi
 
     echo "== boot 4: the storage step: move the data to the USB disk"
     storage=$(api GET /api/admin/storage || true)
@@ -651,6 +819,7 @@ if [ -n "$ready4" ] && [ "$claimed" = 1 ]; then
     check "after the move: the earlier messages are in the history (device tokens kept)" \
         test "$(cli bob history alice | jq -r .text | grep -c '^boot4: ')" = 4
     check "after the move: alice and bob exchange messages over wss:// and quic://" exchange moved
+    check "after the move: the boot partition records the USB disk" record_names "$sd" IMBOXUSB0 1073741824
 fi
 if [ -n "$ready4" ]; then
     power_cut
@@ -668,6 +837,11 @@ if [ -n "$ready4" ]; then
         marker=$(debugfs -R "cat /$IMBOX_MARKER" "$usb4?offset=$usb4_off" 2> /dev/null || true)
         box=$(boot_file "$sd" imbox-box-id | tr -d '\r\n ')
         check "the USB disk's marker names this box" grep -qx "box=$box" <<<"$marker"
+        # The copy the move left on the SD card's data partition is wiped.
+        sd_data="$sd?offset=$(($(part_field "$sd" "$IMBOX_DATA_PART" start) * 512))"
+        check "after the move: the old copy on the SD card is wiped (nothing there but a note)" \
+            test "$(debugfs -R 'ls -p /' "$sd_data" 2> /dev/null | cut -d/ -f6 |
+                grep -vx -e . -e .. -e lost+found -e '' | tr '\n' ' ')" = "MOVED-TO-USB.txt "
     fi
 else
     fail "SD only: imboxd answers /health"

@@ -3,21 +3,37 @@
 # carries out the setup page's storage requests (imbox-storage-request).
 #
 #   storage.sh boot            at every boot
+#   storage.sh wait            while the data disk is missing or unusable
+#                              (imbox-storage-wait.service): looks again
+#                              every few seconds and brings the box up on
+#                              its disk as soon as it can
 #   storage.sh request FILE    adopt a USB disk: format it, copy /data to it
 #                              while imboxd (paused) keeps serving, then
 #                              switch /data to it; FILE holds one line:
-#                              "adopt /dev/sdX" or "adopt /dev/sdX format"
-#                              (format: the owner consented to erase a disk
-#                              that holds data). Progress in
+#                              "adopt DEVICE ID SIZE [format]" (ID the disk's
+#                              /dev/disk/by-id name, SIZE its size in bytes,
+#                              both as the setup page showed them; format:
+#                              the owner consented to erase a disk that
+#                              holds data). Progress in
 #                              /run/imbox/storage-progress (see request()).
 #
-# At boot, in this order:
-#   1. a USB disk with an ext4 file system labelled $IMBOX_USB_LABEL whose
-#      marker names this box: checked, mounted at /data;
-#   2. else a blank USB disk (no partition table, no signature), if the
-#      preseed says [storage] format_blank_usb = true: formatted, marked,
-#      mounted;
-#   3. else the SD card's data partition, grown to the end of the card the
+# The data fails closed. Once it lives on a USB disk, the boot partition
+# holds a record of that disk ($DISK_RECORD: its by-id name, serial, model,
+# size) and the box serves from that disk or from nothing: at boot, in this
+# order,
+#   1. two USB disks marked for this box: neither is mounted; the standby
+#      page lists both and asks the owner to unplug one;
+#   2. one USB disk marked for this box: checked (a file system e2fsck will
+#      not repair without a person is never mounted; the standby page says
+#      so), mounted at /data;
+#   3. the record names a USB disk that is not there: nothing is mounted,
+#      imboxd does not start; the standby page names the missing disk and
+#      imbox-storage-wait brings the box up when it is plugged in;
+#   4. on the first boot of a card only, a blank USB disk (no partition
+#      table, no signature, and nothing but zeros where a file system or a
+#      volume header would be), if the preseed says
+#      [storage] format_blank_usb = true: formatted, marked, mounted;
+#   5. else the SD card's data partition, grown to the end of the card the
 #      first time.
 # A USB disk that belongs to another box, or holds anything else, is never
 # mounted for writing nor formatted here: it is listed in
@@ -29,15 +45,38 @@ set -euo pipefail
 STATUS=$STATE/storage.json
 PROGRESS=$STATE/storage-progress
 
-json_string() {
-    local s=${1//\\/\\\\}
-    s=${s//\"/\\\"}
-    printf '"%s"' "$s"
-}
+# The boot partition's record of the USB disk that holds the data (absent
+# while the data is on the SD card). On the boot partition because it must
+# be read before any data disk is mounted, and it changes only when the data
+# moves.
+DISK_RECORD=$BOOTFS/imbox-data-disk
 
 # The USB disks (whole devices), one per line.
 usb_disks() {
     lsblk -dnpo NAME,TRAN,TYPE | awk '$2 == "usb" && $3 == "disk" { print $1 }'
+}
+
+# disk_id DISK: the disk's name under /dev/disk/by-id (made by udev from its
+# vendor, model and serial, or its WWN), which names the same disk after a
+# replug where /dev/sdX may name another one. Empty if udev gave it none.
+disk_id() {
+    local link best=""
+    for link in /dev/disk/by-id/usb-* /dev/disk/by-id/wwn-* /dev/disk/by-id/ata-*; do
+        [ -e "$link" ] || continue
+        case $link in *-part[0-9]*) continue ;; esac
+        if [ "$(readlink -f "$link")" = "$1" ]; then best=$(basename "$link"); break; fi
+    done
+    echo "$best"
+}
+
+# disk_by_id ID: the device the by-id name points at, if it is a USB disk.
+disk_by_id() {
+    local dev
+    case $1 in "" | */* | .*) return 0 ;; esac
+    [ -e "/dev/disk/by-id/$1" ] || return 0
+    dev=$(readlink -f "/dev/disk/by-id/$1")
+    usb_disks | grep -qx -- "$dev" && echo "$dev"
+    return 0
 }
 
 # The imbox partition of DISK (or the disk itself, if it has no table).
@@ -45,11 +84,24 @@ imbox_partition() {
     lsblk -nrpo NAME,FSTYPE,LABEL "$1" | awk -v l="$IMBOX_USB_LABEL" '$2 == "ext4" && $3 == l { print $1; exit }'
 }
 
+# has_bytes DISK OFFSET_MIB: the MiB at OFFSET_MIB holds something but zeros.
+has_bytes() {
+    [ "$(dd if="$1" bs=1M skip="$2" count=1 iflag=direct status=none 2>/dev/null | tr -d '\0' | head -c 1 | wc -c)" -gt 0 ]
+}
+
+# blank DISK: nothing on it that anyone could want. Not only what wipefs
+# and blkid can name: an encrypted volume, or a file system blkid does not
+# know, has no signature they recognise, but its first and last megabytes
+# are not zeros (a new or fully trimmed disk reads as zeros there).
 is_blank() {
+    local mib
     [ "$(lsblk -nrpo NAME "$1" | wc -l)" -eq 1 ] || return 1
     [ -z "$(wipefs -n -p "$1" 2>/dev/null | grep -v '^#' || true)" ] || return 1
     [ -z "$(blkid -p -o value -s TYPE "$1" 2>/dev/null || true)" ] || return 1
-    [ -z "$(blkid -p -o value -s PTTYPE "$1" 2>/dev/null || true)" ]
+    [ -z "$(blkid -p -o value -s PTTYPE "$1" 2>/dev/null || true)" ] || return 1
+    mib=$(( $(lsblk -dbno SIZE "$1") / 1048576 ))
+    [ "$mib" -ge 2 ] || return 1
+    ! has_bytes "$1" 0 && ! has_bytes "$1" $((mib / 2)) && ! has_bytes "$1" $((mib - 1))
 }
 
 # The box id in the marker of the imbox partition PART, read from a
@@ -131,12 +183,15 @@ check_fs() {
     [ "$rc" -le 1 ] || { log "e2fsck $1 exit $rc: not mounting it" >&2; return 1; }
 }
 
+# mount_data PART: checks PART and mounts it at /data; fails, and mounts
+# nothing, if the check fails. Every step is tested explicitly: callers use
+# it in conditions, where bash ignores set -e inside the function.
 mount_data() {
-    check_fs "$1"
-    mkdir -p "$DATA"
-    mount -o noatime,errors=remount-ro "$1" "$DATA"
-    install -d -m 0700 -o root -g root "$DATA/system"
-    install -d -m 0700 -o imbox -g imbox "$DATA/imbox"
+    check_fs "$1" || return 1
+    mkdir -p "$DATA" || return 1
+    mount -o noatime,errors=remount-ro "$1" "$DATA" || return 1
+    install -d -m 0700 -o root -g root "$DATA/system" || return 1
+    install -d -m 0700 -o imbox -g imbox "$DATA/imbox" || return 1
 }
 
 # Grows the SD card's data partition to the end of the card, once.
@@ -157,28 +212,46 @@ grow_sd_data() {
     fi
 }
 
+# disk_json DISK [STATE]: what the setup page and the standby page show of a
+# disk. jq builds the JSON: model and serial strings come from the disk.
 disk_json() {
-    local disk=$1 state=$2 model size serial
-    model=$(lsblk -dno MODEL "$disk" | sed 's/[[:space:]]*$//')
-    serial=$(lsblk -dno SERIAL "$disk" | sed 's/[[:space:]]*$//')
-    size=$(lsblk -dbno SIZE "$disk")
-    printf '{"device": %s, "model": %s, "serial": %s, "size_bytes": %s, "state": %s}' \
-        "$(json_string "$disk")" "$(json_string "$model")" "$(json_string "$serial")" "${size:-0}" "$(json_string "$state")"
+    local disk=$1 state=${2:-}
+    lsblk -J -d -b -o PATH,MODEL,SERIAL,WWN,SIZE "$disk" 2>/dev/null |
+        jq -c --arg id "$(disk_id "$disk")" --arg state "$state" '.blockdevices[0] // {} | {
+            device: (.path // ""), id: $id, model: ((.model // "") | rtrimstr(" ")),
+            serial: ((.serial // "") | rtrimstr(" ")), wwn: (.wwn // ""), size_bytes: (.size // 0)
+        } + (if $state == "" then {} else {state: $state} end)'
 }
 
+# record_disk DISK: the boot partition's record that the data lives on DISK.
+record_disk() {
+    local tmp=$STATE/imbox-data-disk
+    disk_json "$1" | jq -r '"# The data of this imbox lives on this USB disk: the box serves from it or from nothing.",
+        "id=\(.id)", "serial=\(.serial)", "wwn=\(.wwn)", "model=\(.model)", "size_bytes=\(.size_bytes)"' > "$tmp"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    bootfs_write sh -c 'cp "$1" "$2.tmp" && mv "$2.tmp" "$2"' - "$tmp" "$DISK_RECORD"
+    log "recorded on the boot partition: the data lives on $1 ($(sed -n 's/^id=//p' "$tmp"))"
+}
+
+# record_json: the recorded disk, as the standby page shows it.
+record_json() {
+    jq -Rn '[inputs | select(test("^[a-z_]+=")) | capture("^(?<k>[a-z_]+)=(?<v>.*)$")] | from_entries
+        | {id: (.id // ""), model: (.model // ""), serial: (.serial // ""), wwn: (.wwn // ""),
+           size_bytes: ((.size_bytes // "0") | tonumber? // 0)}' < "$DISK_RECORD"
+}
+
+# write_status KIND DEVICE [PROBLEM_JSON]: /run/imbox/storage.json for the
+# setup page (imboxd) and the standby page (imboxd standby).
 write_status() {
-    local kind=$1 device=$2 tmp=$STATUS.tmp first=1 d
+    local kind=$1 device=$2 problem=${3:-null} tmp=$STATUS.tmp d
     {
-        printf '{\n  "box": %s,\n  "data": {"kind": %s, "device": %s, "sd_wear_warning": %s},\n  "disks": [' \
-            "$(json_string "$BOX")" "$(json_string "$kind")" "$(json_string "$device")" \
-            "$([ "$kind" = sd ] && echo true || echo false)"
-        for d in "${!STATES[@]}"; do
-            [ "$first" = 1 ] || printf ','
-            first=0
-            printf '\n    %s' "$(disk_json "$d" "${STATES[$d]}")"
-        done
-        printf '\n  ]\n}\n'
-    } > "$tmp"
+        for d in "${!STATES[@]}"; do disk_json "$d" "${STATES[$d]}"; done
+    } | jq -s --arg box "$BOX" --arg kind "$kind" --arg device "$device" --argjson problem "$problem" '{
+            box: $box,
+            data: {kind: $kind, device: $device, sd_wear_warning: ($kind == "sd")},
+            disks: sort_by(.device),
+            problem: $problem
+        }' > "$tmp"
     chmod 0644 "$tmp"
     mv "$tmp" "$STATUS"
 }
@@ -216,62 +289,167 @@ data_disk() {
 }
 
 # Classifies every USB disk into STATES (device -> state); the disk that
-# holds /data is in-use.
+# holds /data is in-use. OURS lists the disks marked for this box.
 scan_usb() {
     declare -gA STATES=()
+    OURS=()
     local disk in_use
     in_use=$(data_disk)
     for disk in $(usb_disks); do
         if [ "$disk" = "$in_use" ]; then STATES[$disk]=in-use; else STATES[$disk]=$(classify "$disk"); fi
+        [ "${STATES[$disk]}" != ours ] || OURS+=("$disk")
         log "USB disk $disk: ${STATES[$disk]}"
     done
 }
 
+# use_ours: the data disk, when exactly one USB disk is marked for this box
+# and the file system on it passes its check. Otherwise writes the problem
+# for the standby page and fails.
+use_ours() {
+    local part problem
+    if [ "${#OURS[@]}" -gt 1 ]; then
+        problem=$(for d in "${OURS[@]}"; do disk_json "$d"; done | jq -sc '{kind: "two-disks", disks: .}')
+        write_status none "" "$problem"
+        log "${#OURS[@]} USB disks are marked as this box's (${OURS[*]}): mounting none of them; unplug the one that should not be used"
+        return 1
+    fi
+    part=$(imbox_partition "${OURS[0]}")
+    if ! mount_data "$part"; then
+        problem=$(disk_json "${OURS[0]}" | jq -c --arg p "$part" '{kind: "check-failed", disk: ., device: $p}')
+        write_status none "" "$problem"
+        log "the file system on $part failed its check: not mounted; the standby page says so"
+        return 1
+    fi
+    STATES[${OURS[0]}]=in-use
+    # A disk of this box without a record (adopted before records were
+    # kept, or the record lost): from now on the box serves from it only.
+    [ -f "$DISK_RECORD" ] || record_disk "${OURS[0]}"
+    write_status usb "$part"
+    log "data disk: $part (USB) at $DATA"
+}
+
+# standby: the data cannot be mounted (use_ours wrote why): the standby page
+# instead of imboxd, and imbox-storage-wait looks for the disk again.
+standby() {
+    systemctl --no-block start imboxd-standby.service imbox-storage-wait.service || true
+}
+
+# preseed_says KEY: the first boot's preseed sets [storage] KEY = true.
+# Only a preseed on the boot partition counts (the copy provision.sh keeps
+# on the data disk never does), and only on a card's first boot.
+preseed_says() {
+    [ "$first_boot" = 1 ] && [ -f "$BOOTFS/imbox.toml" ] &&
+        [ "$(toml_get "$BOOTFS/imbox.toml" storage "$1")" = true ]
+}
+
+# restore_box: a re-flashed card whose preseed says
+# [storage] restore_from_usb = true (`make flash ... RESTORE=1`) becomes the
+# box whose data is on the one USB disk of an imbox plugged in: it takes
+# that box's id from the disk's marker, and with the data its identity key,
+# so paired clients keep their pins. The preseed is the owner's consent: a
+# disk of another box is otherwise never mounted.
+restore_box() {
+    preseed_says restore_from_usb || return 0
+    local others=() d part old
+    for d in "${!STATES[@]}"; do [ "${STATES[$d]}" != other-box ] || others+=("$d"); done
+    if [ "${#others[@]}" -ne 1 ]; then
+        log "restore_from_usb: ${#others[@]} USB disks hold an imbox's data; restoring none (plug in only the disk to restore)"
+        return 0
+    fi
+    part=$(imbox_partition "${others[0]}")
+    old=$(marker_box "$part")
+    [[ $old =~ ^[A-Za-z0-9-]{1,64}$ ]] || { log "restore_from_usb: the marker on $part names no box"; return 0; }
+    bootfs_write sh -c "echo '$old' > '$BOOTFS/imbox-box-id.tmp' && mv '$BOOTFS/imbox-box-id.tmp' '$BOOTFS/imbox-box-id'"
+    log "restore_from_usb: this card is now box $old, whose data is on ${others[0]}"
+    BOX=$old
+    scan_usb
+}
+
 boot() {
     mkdir -p "$STATE"
+    local first_boot=0
+    bootfs_mounted
+    # The first boot of a card: it has no box id yet. Only then may a
+    # preseed format a disk, so that a preseed left on the card (or its copy
+    # on the data disk) can never format a disk plugged in later.
+    [ -s "$BOOTFS/imbox-box-id" ] || first_boot=1
     BOX=$(box_id)
     wait_for_usb
     scan_usb
-    local disk ours="" blank=""
+    [ "$first_boot" = 0 ] || restore_box
+    local disk blank="" part
     for disk in $(usb_disks); do
-        case ${STATES[$disk]:-} in
-            ours) [ -n "$ours" ] || ours=$disk ;;
-            blank) [ -n "$blank" ] || blank=$disk ;;
-        esac
+        [ "${STATES[$disk]}" != blank ] || [ -n "$blank" ] || blank=$disk
     done
 
-    local part
-    if [ -n "$ours" ]; then
-        part=$(imbox_partition "$ours")
-        if mount_data "$part"; then
-            STATES[$ours]=in-use
-            write_status usb "$part"
-            log "data disk: $part (USB) at $DATA"
-            return 0
-        fi
+    if [ "${#OURS[@]}" -gt 0 ]; then
+        use_ours || standby
+        return 0
+    fi
+    if [ -f "$DISK_RECORD" ]; then
+        write_status none "" "$(record_json | jq -c '{kind: "missing", disk: .}')"
+        log "the data disk $(sed -n 's/^id=//p' "$DISK_RECORD") is missing: imboxd does not start on other data; waiting for it"
+        standby
+        return 0
     fi
     if [ -n "$blank" ]; then
-        local preseed policy
-        preseed=$(preseed_file)
-        policy=$(toml_get "$preseed" storage format_blank_usb)
-        if [ "$policy" = true ]; then
+        if preseed_says format_blank_usb; then
             part=$(format_usb "$blank")
             mark_partition "$part"
-            mount_data "$part"
+            record_disk "$blank"
+            mount_data "$part" || die "the file system just made on $part does not pass its check"
             STATES[$blank]=in-use
             write_status usb "$part"
-            log "data disk: $part (USB, formatted: the preseed allows it) at $DATA"
+            log "data disk: $part (USB, formatted on the first boot: the preseed allows it) at $DATA"
             return 0
         fi
-        log "blank USB disk $blank: not formatted without the owner's consent (setup page, or [storage] format_blank_usb = true in the preseed)"
+        log "blank USB disk $blank: not formatted without the owner's consent (setup page; a preseed's format_blank_usb = true applies to a card's first boot only)"
     fi
     part=$(readlink -f "$(sd_partition "$IMBOX_DATA_PART")")
     local grew
     grew=$(grow_sd_data)
-    mount_data "$part"
+    if ! mount_data "$part"; then
+        write_status none "" "$(jq -nc --arg p "$part" '{kind: "check-failed", disk: {model: "SD card", serial: "", size_bytes: 0}, device: $p}')"
+        log "the file system on the SD card's data partition $part failed its check: not mounted"
+        standby
+        return 0
+    fi
     [ -z "$grew" ] || resize2fs "$part" >/dev/null 2>&1 || log "resize2fs $part failed"
     write_status sd "$part"
     log "data disk: $part (the SD card's data partition; the status page warns about SD wear)"
+}
+
+# storage.sh wait: while the data disk is missing, doubled or unusable, look
+# again every few seconds; once use_ours mounts it, the box comes up as at
+# boot: the standby page gives way to imboxd.
+wait_for_data() {
+    mkdir -p "$STATE"
+    BOX=$(box_id)
+    local last=""
+    while ! mountpoint -q "$DATA"; do
+        sleep "${IMBOX_STORAGE_POLL:-3}"
+        udevadm settle -t 10 || true
+        # Only rescan when the set of USB disks changed: probing mounts
+        # each disk read-only.
+        local now
+        now=$(usb_disks | tr '\n' ' ')
+        [ "$now" != "$last" ] || continue
+        last=$now
+        scan_usb
+        if [ "${#OURS[@]}" -gt 0 ]; then
+            use_ours || continue
+        elif [ -f "$DISK_RECORD" ]; then
+            write_status none "" "$(record_json | jq -c '{kind: "missing", disk: .}')"
+            continue
+        else
+            continue
+        fi
+    done
+    log "the data disk is back: starting imboxd"
+    systemctl stop imboxd-standby.service || true
+    systemctl start imbox-provision.service imbox-clock.service || true
+    systemctl --no-block start imbox-journal.service imboxd.service ssh.service \
+        imbox-storage-request.path imbox-bootfs-sync.path || true
 }
 
 # --- storage.sh request FILE: move the data to a USB disk the owner chose ---
@@ -367,6 +545,7 @@ undo_request() {
             undo_new
             if ! mountpoint -q "$DATA"; then
                 mount_data "$R_OLD" || log "cannot mount $R_OLD at $DATA again" >&2
+                /usr/lib/imbox/journal.sh attach || true
             fi
             if [ "$R_RETIRED" = 1 ] && [ -f "$DATA/$IMBOX_MARKER.left" ]; then
                 mv "$DATA/$IMBOX_MARKER.left" "$DATA/$IMBOX_MARKER"
@@ -425,6 +604,31 @@ copy_changed() {
     done
 }
 
+# same_disk DEVICE ID SIZE: DEVICE is the USB disk with that by-id name and
+# that size in bytes.
+same_disk() {
+    [ -n "$2" ] && [ "$(disk_by_id "$2")" = "$1" ] && [ "$(lsblk -dbno SIZE "$1" 2>/dev/null)" = "$3" ]
+}
+
+# retire_old PART: after a move, the data left at PART is not this box's
+# any more. The SD card's data partition is emptied (the USB disk is the
+# only copy the box may serve; the record on the boot partition already
+# keeps the box from mounting it); an old USB disk keeps its copy under a
+# retired marker ($IMBOX_MARKER.left, classified has-data).
+retire_old() {
+    local sd old=$STATE/old
+    sd=$(readlink -f "$(sd_partition "$IMBOX_DATA_PART")")
+    [ "$(readlink -f "$1")" = "$sd" ] || return 0
+    mkdir -p "$old"
+    mount -o noatime "$sd" "$old" || { log "cannot mount $sd to wipe the old copy" >&2; return 0; }
+    find "$old" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf -- {} +
+    printf 'The data of this imbox moved to a USB disk on %s. Nothing here is used.\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$old/MOVED-TO-USB.txt"
+    sync -f "$old" || true
+    umount "$old" || true
+    log "the old copy on the SD card's data partition $sd is wiped"
+}
+
 kib_used() { du -sk --exclude=lost+found --exclude='.imbox-previous-*' "$1" | cut -f1; }
 
 too_small() {
@@ -432,7 +636,7 @@ too_small() {
 }
 
 request() {
-    local file=$1 action="" disk="" consent="" extra=""
+    local file=$1 action="" disk="" id="" size="" consent="" extra=""
     [ -f "$file" ] || return 0
     # First thing: imboxd gives up if no progress line comes within 30 s.
     progress preparing 0
@@ -440,9 +644,9 @@ request() {
     trap 'exit 143' TERM INT HUP
     # imboxd writes FILE; a link could point at a file it may not read.
     [ ! -L "$file" ] || { rm -f "$file"; refuse "The box did not understand the request. Update the box and try again."; }
-    read -r action disk consent extra < "$file" || true
+    read -r action disk id size consent extra < "$file" || true
     rm -f "$file"
-    log "storage request: $action $disk $consent"
+    log "storage request: $action $disk $id $size $consent"
     BOX=$(box_id)
 
     # Validate.
@@ -453,6 +657,10 @@ request() {
         refuse "The box has no data disk mounted. Restart the box and try again."
     usb_disks | grep -qx -- "$disk" ||
         refuse "$disk is not a USB disk connected to the box. Plug the disk in, reload the page and try again."
+    # The owner's consent names the disk by its by-id name and size, as the
+    # page showed it: /dev/sdX may name another disk after a replug.
+    same_disk "$disk" "$id" "$size" ||
+        refuse "The disks changed since the page was loaded ($disk is not the disk you chose). Reload the page and choose again."
     if [ "$disk" = "$(data_disk)" ] || [ -n "$(lsblk -nro MOUNTPOINT "$disk" | tr -d '[:space:]')" ]; then
         refuse "$disk is already in use. Choose another disk."
     fi
@@ -481,6 +689,10 @@ request() {
     step "Preparing the disk $disk failed. Try another USB port or another disk."
     R_PHASE=prepared
     if [ "$R_FORMAT" = 1 ]; then
+        # Again right before erasing: the disk must still be the one the
+        # owner chose.
+        same_disk "$disk" "$id" "$size" ||
+            refuse "The disk $disk changed while it was being prepared. Nothing was erased. Reload the page and choose again."
         R_PART=$(format_usb "$disk")
     else
         R_PART=$(imbox_partition "$disk")
@@ -546,9 +758,15 @@ request() {
     fi
     sync
     umount "$R_NEW"
+    /usr/lib/imbox/journal.sh relinquish || true
     umount "$DATA"
     mount_data "$R_PART"
     R_PHASE=switched
+    /usr/lib/imbox/journal.sh attach || true
+    # From now on the box serves from this disk or from nothing; the copy
+    # left on the SD card is wiped so it can never be served again.
+    record_disk "$R_DISK"
+    retire_old "$R_OLD"
     step "The data is on $disk now, but the box could not update its list of disks. Restart the box."
     scan_usb
     write_status usb "$R_PART"
@@ -561,6 +779,7 @@ request() {
 
 case ${1:-} in
     boot) boot ;;
+    wait) wait_for_data ;;
     request) request "${2:?request FILE}" ;;
-    *) die "usage: storage.sh boot | request FILE" ;;
+    *) die "usage: storage.sh boot | wait | request FILE" ;;
 esac

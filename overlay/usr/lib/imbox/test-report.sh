@@ -45,4 +45,11 @@ done < <(sed -n 's/.*"device": "\([^"]*\)".*"serial": "\([^"]*\)".*"state": "\([
 # Every block device mounted, and those mounted read-write.
 report block-mounts "$(findmnt -rno SOURCE | awk '$1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
 report data-writable-mounts "$(findmnt -rno SOURCE,OPTIONS | awk '$2 ~ /(^|,)rw(,|$)/ && $1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
+# The SD controllers bound to their driver, and what is still waiting for a
+# supplier (the emulated Pi 4 boot checks that emmc2 is not).
+report sd-controllers "$(find /sys/bus/platform/drivers/sdhci-iproc/ -maxdepth 1 -name '*.mmc' -printf '%f ' 2>/dev/null)"
+report devices-deferred "$(cut -f1 /sys/kernel/debug/devices_deferred 2>/dev/null | tr '\n' ' ')"
+# What the storage service found wrong, if anything (the standby page's).
+report storage-problem "$(jq -r '.problem.kind // ""' "$STATE/storage.json" 2>/dev/null)"
+report standby "$(systemctl is-active imboxd-standby.service)"
 echo "IMBOX-TEST end"
