@@ -4,7 +4,9 @@
 #   - every shell script passes shellcheck;
 #   - every file the Buildroot defconfig names exists;
 #   - the imboxd package's version is the workspace's;
-#   - the overlay's units parse (systemd-analyze verify, when available).
+#   - the overlay's units parse (systemd-analyze verify, when available);
+#   - the initramfs of out/imbox-rpi4.img, when it has been built, holds what
+#     the Pi 4's root devices need (image/check-initramfs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -45,5 +47,16 @@ if command -v systemd-analyze >/dev/null; then
     else
         echo "$out"; echo "note: systemd-analyze verify printed the lines above"
     fi
+fi
+# The initramfs against the Pi 4's device tree (image/check-initramfs.sh):
+# it needs a built image, whose own kernel, DTB and modules it reads.
+if [ -f out/imbox-rpi4.img ]; then
+    if image/check-initramfs.sh out/imbox-rpi4.img; then
+        echo "ok: the initramfs of out/imbox-rpi4.img has every driver the Pi 4's root devices need"
+    else
+        echo "FAILED: image/check-initramfs.sh out/imbox-rpi4.img (above)"; status=1
+    fi
+else
+    echo "skipped: the initramfs check: there is no out/imbox-rpi4.img (make image builds it; make test-image checks it)"
 fi
 exit "$status"

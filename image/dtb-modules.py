@@ -762,11 +762,13 @@ def report(kernel, all_walks, present, source_problems, source):
                 print(f"  {path} → {kernel.display(mod)}: {state(mod)}")
                 if state(mod) == "MISSING":
                     missing.setdefault(mod, path)
-                for dep in sorted(kernel.closure([mod]) - {mod} - explained):
+                if mod in explained:
+                    continue
+                explained.add(mod)
+                for dep in sorted(kernel.closure([mod]) - {mod}):
                     if state(dep) == "MISSING":
                         print(f"      {kernel.display(mod)} needs {kernel.display(dep)} (modules.dep): MISSING")
                         missing.setdefault(dep, path)
-                explained.add(mod)
         for d in w.disabled:
             print(f"  skipped: {d}: disabled in the DTB (no device, and fw_devlink does not wait for it)")
     extra = [(ROOT_FILESYSTEM, "the root file system (rootfstype)")] + [
