@@ -32,7 +32,7 @@ systemctl --root="$root" set-default multi-user.target
 systemctl --root="$root" enable \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
     avahi-daemon.service ssh.service \
-    imbox-storage.service imbox-provision.service imbox-clock.service imbox-clock.timer imbox-health.timer \
+    imbox-storage.service imbox-provision.service imbox-journal.service imbox-health.timer \
     imbox-bootfs-sync.path imbox-storage-request.path imboxd.service imbox-test-report.service imbox-debug-shell.service
 # Units that want a writable root, a package database or an SD card that is
 # written to; none of them has work to do on the appliance.
