@@ -132,6 +132,11 @@ pub struct SetupConfig {
     /// Where the claim code is written while the box has no owner; empty means
     /// `<data_dir>/imbox-claim.txt`.
     pub claim_file: PathBuf,
+    /// A file holding a claim code chosen before the first boot (on the
+    /// appliance, from the preseed `make flash` wrote); empty means none.
+    /// While the box is unclaimed, a valid code there is used instead of a
+    /// random one.
+    pub preseeded_claim_file: PathBuf,
     /// The USB disks the appliance found at boot, for the storage step
     /// (written by the image's storage.sh; absent elsewhere).
     pub storage_status: PathBuf,
@@ -718,6 +723,19 @@ impl Config {
                 figment,
                 "setup.claim_file",
                 &format_args!("{:?}", claim_file.display().to_string()),
+                reason,
+            ));
+        }
+
+        let preseeded = &self.setup.preseeded_claim_file;
+        if !preseeded.as_os_str().is_empty() && (!preseeded.is_absolute() || preseeded.file_name().is_none())
+        {
+            let reason =
+                "it must be empty (no preseeded claim code) or an absolute path to a file".to_owned();
+            return Err(invalid(
+                figment,
+                "setup.preseeded_claim_file",
+                &format_args!("{:?}", preseeded.display().to_string()),
                 reason,
             ));
         }

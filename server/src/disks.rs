@@ -98,10 +98,12 @@ pub struct Disk {
 /// Where /data is now.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataDisk {
-    /// `usb` or `sd`.
+    /// `usb` or `sd`, or `none` when the storage service mounted nothing
+    /// (see [`Problem`]).
     pub kind: String,
     pub device: String,
     /// The data is on the SD card, which wears out under steady writes.
+    #[serde(default)]
     pub sd_wear_warning: bool,
 }
 
@@ -110,6 +112,184 @@ pub struct DataDisk {
 pub struct DiskReport {
     pub data: DataDisk,
     pub disks: Vec<Disk>,
+    /// Why the storage service did not start imboxd on the box's data
+    /// (`null` when nothing is wrong). With a problem, the service runs
+    /// `imboxd standby` instead, which shows it; a normally running imboxd
+    /// shows only [`Problem::CheckFailed`] (of a disk that is not its data
+    /// disk) and ignores the rest, which cannot hold while it runs.
+    #[serde(default)]
+    pub problem: Option<Problem>,
+}
+
+/// A disk as the storage service names it to people: what is printed on it
+/// and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskIdentity {
+    pub model: String,
+    pub serial: String,
+    pub size_bytes: u64,
+}
+
+/// A disk that is plugged in, with its device name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresentDisk {
+    pub device: String,
+    #[serde(flatten)]
+    pub disk: DiskIdentity,
+}
+
+/// Why the box does not serve its data: the `problem` member of the
+/// storage service's status file. docs/IMAGE.md, "When the data disk is
+/// missing".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Problem {
+    /// The USB disk the data lives on is not plugged in (or not yet seen).
+    Missing { disk: DiskIdentity },
+    /// The data disk's file system failed `e2fsck`; it was not mounted.
+    CheckFailed { disk: DiskIdentity, device: String },
+    /// More than one disk is marked as this box's data disk; none was
+    /// mounted.
+    TwoDisks { disks: Vec<PresentDisk> },
+}
+
+impl Problem {
+    /// The name `/health` and the docs use for this kind of problem.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Missing { .. } => "missing",
+            Problem::CheckFailed { .. } => "check-failed",
+            Problem::TwoDisks { .. } => "two-disks",
+        }
+    }
+
+    /// A title and what a person should read: what is wrong and what to do.
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            Problem::Missing { disk } => (
+                "The data disk is missing",
+                format!(
+                    "The data disk of this box is missing: {}. Plug it in; the box starts by itself \
+                     when it appears. The box does not serve anything else meanwhile, so that nobody \
+                     reads or writes an old copy of the data.",
+                    disk.describe()
+                ),
+            ),
+            Problem::CheckFailed { disk, device } => (
+                "The data disk failed its check",
+                format!(
+                    "The file system on the data disk, {} at {device}, failed its check; it was not \
+                     mounted, so nothing on it was changed. Unplug the disk, repair its file system on \
+                     a Linux computer (e2fsck -f on the partition labelled imbox-data) or restore a \
+                     backup onto it, and plug it in again: the box checks it again when it appears.",
+                    disk.describe()
+                ),
+            ),
+            Problem::TwoDisks { disks } => {
+                let names: Vec<String> =
+                    disks.iter().map(|d| format!("{} at {}", d.disk.describe(), d.device)).collect();
+                let listed = match names.as_slice() {
+                    [] => "(the storage service named none)".to_owned(),
+                    [one] => one.clone(),
+                    [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+                };
+                let count = match disks.len() {
+                    2 => "Two disks both".to_owned(),
+                    n => format!("{n} disks all"),
+                };
+                (
+                    "Two disks hold this box's data",
+                    format!(
+                        "{count} hold this box's data: {listed}. Neither was mounted, so neither was \
+                         changed. Unplug the one you do not want to use; the box starts with the other \
+                         by itself."
+                    ),
+                )
+            }
+        }
+    }
+}
+
+impl DiskIdentity {
+    /// "Samsung T7 (serial S5XX…, 500 GB)", leaving out what is unknown.
+    pub fn describe(&self) -> String {
+        let model = if self.model.trim().is_empty() { "a USB disk" } else { self.model.trim() };
+        let mut details = Vec::new();
+        if !self.serial.trim().is_empty() {
+            details.push(format!("serial {}", self.serial.trim()));
+        }
+        if self.size_bytes > 0 {
+            details.push(decimal_size(self.size_bytes));
+        }
+        if details.is_empty() {
+            model.to_owned()
+        } else {
+            format!("{model} ({})", details.join(", "))
+        }
+    }
+}
+
+/// A size as disk makers print it on the label: decimal units, so a
+/// 500,107,862,016-byte disk is "500 GB".
+pub fn decimal_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        // One decimal where it tells disks apart: 1.5 TB, 64.0 GB.
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What the storage service's status file says, read for a page that must
+/// always answer: the file is read afresh each time, at most
+/// [`MAX_STATUS_BYTES`], and a missing, oversized or malformed file is a
+/// state of its own rather than an error.
+#[derive(Debug, Clone)]
+pub enum StatusFile {
+    /// The file holds a disk report.
+    Report(DiskReport),
+    /// There is no file yet: the storage service has not reported.
+    Absent,
+    /// The file cannot be read or is not what the storage service writes.
+    Unreadable(String),
+}
+
+/// The most of the status file [`read_status`] reads.
+pub const MAX_STATUS_BYTES: u64 = 64 * 1024;
+
+/// Reads the storage service's status file (see [`StatusFile`]).
+pub fn read_status(path: &Path) -> StatusFile {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StatusFile::Absent,
+        Err(e) => return StatusFile::Unreadable(format!("cannot read {}: {e}", path.display())),
+    };
+    // Read one byte more than allowed, to tell a full file from a cut one.
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(MAX_STATUS_BYTES + 1).read_to_end(&mut bytes) {
+        return StatusFile::Unreadable(format!("cannot read {}: {e}", path.display()));
+    }
+    if bytes.len() as u64 > MAX_STATUS_BYTES {
+        return StatusFile::Unreadable(format!(
+            "{} is larger than {MAX_STATUS_BYTES} bytes, more than the storage service ever writes",
+            path.display()
+        ));
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(report) => StatusFile::Report(report),
+        Err(e) => StatusFile::Unreadable(format!(
+            "{} is not the status the storage service writes: {e}",
+            path.display()
+        )),
+    }
 }
 
 /// Where a move is.
@@ -398,6 +578,113 @@ mod tests {
         assert_eq!(report.disks[0].state, DiskState::Blank);
         assert_eq!(report.disks[1].state, DiskState::OtherBox);
         assert!(serde_json::from_str::<DiskReport>(&text.replace("other-box", "mystery")).is_err());
+    }
+
+    /// A status file of the storage service in standby, with `problem`.
+    fn standby_status(problem: &str) -> String {
+        format!(
+            r#"{{"box": "5d0c", "data": {{"kind": "none", "device": ""}},
+  "disks": [{{"device": "/dev/sdb", "model": "Kingston", "serial": "K9", "size_bytes": 64000000000, "state": "has-data"}}],
+  "problem": {problem}}}"#
+        )
+    }
+
+    fn problem_of(text: &str) -> Option<Problem> {
+        serde_json::from_str::<DiskReport>(text).unwrap().problem
+    }
+
+    #[test]
+    fn each_kind_of_problem_is_read_and_told_with_the_disks_names() {
+        assert_eq!(problem_of(DISKS), None, "a file without the member has no problem");
+        assert_eq!(problem_of(&standby_status("null")), None);
+
+        let t7 = DiskIdentity {
+            model: "Samsung T7".into(),
+            serial: "S5XXNJ0R".into(),
+            size_bytes: 500_107_862_016,
+        };
+        let missing = problem_of(&standby_status(
+            r#"{"kind": "missing", "disk": {"model": "Samsung T7", "serial": "S5XXNJ0R", "size_bytes": 500107862016}}"#,
+        ))
+        .unwrap();
+        assert_eq!(missing, Problem::Missing { disk: t7.clone() });
+        assert_eq!(missing.kind(), "missing");
+        let (title, text) = missing.describe();
+        assert_eq!(title, "The data disk is missing");
+        assert!(
+            text.starts_with(
+                "The data disk of this box is missing: Samsung T7 (serial S5XXNJ0R, 500 GB). Plug it in;"
+            ),
+            "{text}"
+        );
+
+        let failed = problem_of(&standby_status(
+            r#"{"kind": "check-failed", "device": "/dev/sda1",
+                "disk": {"model": "Samsung T7", "serial": "S5XXNJ0R", "size_bytes": 500107862016}}"#,
+        ))
+        .unwrap();
+        assert_eq!(failed, Problem::CheckFailed { disk: t7, device: "/dev/sda1".into() });
+        assert_eq!(failed.kind(), "check-failed");
+        let (_, text) = failed.describe();
+        assert!(
+            text.contains("Samsung T7 (serial S5XXNJ0R, 500 GB) at /dev/sda1, failed its check"),
+            "{text}"
+        );
+        assert!(text.contains("it was not mounted"), "{text}");
+
+        let two = problem_of(&standby_status(
+            r#"{"kind": "two-disks", "disks": [
+                {"device": "/dev/sda", "model": "Samsung T7", "serial": "S5XXNJ0R", "size_bytes": 500107862016},
+                {"device": "/dev/sdb", "model": "", "serial": "", "size_bytes": 1500000000000}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(two.kind(), "two-disks");
+        let (_, text) = two.describe();
+        assert!(
+            text.starts_with(
+                "Two disks both hold this box's data: Samsung T7 (serial S5XXNJ0R, 500 GB) at /dev/sda \
+                 and a USB disk (1.5 TB) at /dev/sdb. Neither was mounted"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Unplug the one you do not want to use"), "{text}");
+
+        for bad in
+            [r#"{"kind": "melted"}"#, r#"{"kind": "missing"}"#, r#"{"kind": "two-disks", "disks": 2}"#, "7"]
+        {
+            assert!(serde_json::from_str::<DiskReport>(&standby_status(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_on_the_label() {
+        assert_eq!(decimal_size(0), "0 bytes");
+        assert_eq!(decimal_size(999), "999 bytes");
+        assert_eq!(decimal_size(64_000_000_000), "64.0 GB");
+        assert_eq!(decimal_size(256_060_514_304), "256 GB");
+        assert_eq!(decimal_size(4_000_787_030_016), "4.0 TB");
+    }
+
+    #[test]
+    fn the_status_file_is_read_bounded_and_a_bad_one_is_a_state_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage.json");
+        assert!(matches!(read_status(&path), StatusFile::Absent));
+        std::fs::write(
+            &path,
+            standby_status(r#"{"kind": "missing", "disk": {"model": "", "serial": "", "size_bytes": 0}}"#),
+        )
+        .unwrap();
+        let StatusFile::Report(report) = read_status(&path) else { panic!("not read") };
+        assert_eq!(report.problem.map(|p| p.kind()), Some("missing"));
+        std::fs::write(&path, "{\"data\": ").unwrap();
+        assert!(matches!(read_status(&path), StatusFile::Unreadable(e) if e.contains("not the status")));
+        let mut huge = standby_status("null");
+        huge.push_str(&" ".repeat(MAX_STATUS_BYTES as usize));
+        std::fs::write(&path, huge).unwrap();
+        assert!(
+            matches!(read_status(&path), StatusFile::Unreadable(e) if e.contains("larger than 65536 bytes"))
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`web`]: the plain-HTTP landing page, first-run setup (the claim code),
 //!   the admin pages and their JSON API, and Prometheus metrics.
 //! - [`server`]: start everything, and shut it down in order.
+//! - [`standby`]: `imboxd standby`, the page the box serves instead when its
+//!   data disk is missing, fails its check or is there twice.
 //!
 //! docs/ARCHITECTURE.md follows a message through these parts.
 
@@ -33,6 +35,7 @@ pub mod pairing;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod standby;
 pub mod store;
 pub mod tls;
 pub mod transport;

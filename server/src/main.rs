@@ -46,6 +46,16 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Vec<SocketAddr>,
     },
+    /// Serve only a page that says why the box's data is not available
+    /// (the data disk is missing, failed its check, or is there twice), over
+    /// http.listen and https.listen, until stopped. Opens no database and
+    /// writes nothing; the image's storage service starts it.
+    Standby {
+        /// The storage service's status file, read for every request;
+        /// setup.storage_status when absent.
+        #[arg(long, value_name = "FILE")]
+        status: Option<PathBuf>,
+    },
     /// Print the effective configuration as TOML.
     Config,
     /// Print the box identity (the key fingerprint clients pin), making the
@@ -120,6 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             imboxd::logging::init(&config.log.level)?;
             runtime.block_on(serve(config))
         }
+        Command::Standby { status } => {
+            imboxd::logging::init(&config.log.level)?;
+            let status = status.unwrap_or_else(|| config.setup.storage_status.clone());
+            runtime.block_on(standby(config, status))
+        }
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(())
@@ -176,7 +191,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// A cancellation token cancelled by SIGTERM or Ctrl-C.
+fn stop_on_signal() -> CancellationToken {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -194,8 +210,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         signal.cancel();
     });
+    shutdown
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = stop_on_signal();
     tracing::info!(data_dir = %config.data_dir.display(), "starting imboxd {}", env!("CARGO_PKG_VERSION"));
     imboxd::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn standby(config: Config, status: PathBuf) -> anyhow::Result<()> {
+    let shutdown = stop_on_signal();
+    tracing::info!(status = %status.display(), "starting imboxd {} in standby", env!("CARGO_PKG_VERSION"));
+    imboxd::standby::run(&config, status, shutdown).await?;
     Ok(())
 }
 

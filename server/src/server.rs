@@ -191,7 +191,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             listeners: Listeners { http: http_bound, https: https_bound.clone(), quic: quic_bound.clone() },
         },
     ));
-    if let Some(code) = crate::web::claim::prepare(&store, web.claim_file()).await? {
+    if let Some(code) =
+        crate::web::claim::prepare(&store, web.claim_file(), &config.setup.preseeded_claim_file).await?
+    {
         let setup = https_bound.first().map_or_else(
             || "(HTTPS is off: set https.listen to claim it)".to_owned(),
             |a| format!("https://{a}/setup"),

@@ -386,6 +386,8 @@
         say('st-db', bytes(s.storage.database_bytes));
         const disks = s.storage.appliance;
         byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
+        byId('st-disk-problem').hidden = !s.storage.disk_problem;
+        say('st-disk-problem', s.storage.disk_problem || '');
         say('st-fingerprint', s.identity.fingerprint);
         say('st-certificate', s.identity.certificate_sha256 || 'unknown');
         say('st-listeners', [].concat(

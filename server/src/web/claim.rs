@@ -8,7 +8,10 @@
 //! it. The database keeps only the code's SHA-256: the claim file is where
 //! the code lives. At start, a claim file whose code matches the stored hash
 //! is kept (the code survives restarts); if the file is gone or does not
-//! match, a new code replaces the old one. The claim voids the code in the
+//! match, a new code replaces the old one. A code chosen before the first
+//! start (`setup.preseeded_claim_file`: on the appliance, the one `make
+//! flash` printed and put in the preseed) wins over both while the box is
+//! unclaimed. The claim voids the code in the
 //! same write that creates the owner, and the file is then deleted.
 //!
 //! Wrong codes are rate-limited per address and for the whole box, so even
@@ -147,24 +150,89 @@ pub fn remove_file(path: &Path) {
     }
 }
 
-/// Makes sure an unclaimed box has a claim code: keeps the one in the claim
-/// file if it matches the stored hash, else makes, stores and writes a new
-/// one. Returns the code while the box is unclaimed. A claim file that
-/// cannot be written is logged, not fatal: the code is still logged.
-pub async fn prepare(store: &Store, file: &Path) -> Result<Option<ClaimCode>, StoreError> {
+/// The most of a preseeded claim file that is read: a code and a newline,
+/// with room for comments.
+const MAX_PRESEEDED_BYTES: u64 = 4096;
+
+/// Why a preseeded claim code is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum PreseededError {
+    /// The file exists but cannot be read.
+    #[error("cannot read the preseeded claim code {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// The file holds something that is not a claim code.
+    #[error(
+        "{path} does not hold a claim code (16 characters of Crockford base32, as XXXX-XXXX-XXXX-XXXX, \
+         which `make flash` writes): a random code is used instead; write the card again with \
+         `make flash` or image/flash.sh, or read the code in imbox-claim.txt"
+    )]
+    Malformed { path: PathBuf },
+}
+
+/// The code in the preseeded claim file: `Ok(None)` when the path is empty
+/// or the file does not exist. The file holds the code on its first line
+/// that is not empty or a `#` comment.
+pub fn read_preseeded(path: &Path) -> Result<Option<ClaimCode>, PreseededError> {
+    use std::io::Read;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let unreadable = |source| PreseededError::Unreadable { path: path.to_owned(), source };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_PRESEEDED_BYTES).read_to_end(&mut bytes).map_err(unreadable)?;
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .and_then(ClaimCode::parse)
+        .map(Some)
+        .ok_or_else(|| PreseededError::Malformed { path: path.to_owned() })
+}
+
+/// Makes sure an unclaimed box has a claim code and returns it; `None` once
+/// the box is claimed. The code is, in this order: a valid code in the
+/// preseeded file `preseeded` (`setup.preseeded_claim_file`; an invalid one
+/// is logged and ignored), else the one in the claim file if it matches the
+/// stored hash, else a new random one. A new code is stored (as its hash)
+/// and written to the claim file. A claim file that cannot be written is
+/// logged, not fatal: the code is still logged.
+pub async fn prepare(store: &Store, file: &Path, preseeded: &Path) -> Result<Option<ClaimCode>, StoreError> {
     let settings = store.box_settings()?;
     if settings.claimed_at.is_some() {
         remove_file(file);
         return Ok(None);
     }
     let existing = std::fs::read_to_string(file).ok().and_then(|text| ClaimCode::from_file_text(&text));
-    if let Some(code) = existing.filter(|c| settings.claim_hash == Some(c.hash())) {
-        return Ok(Some(code));
+    let chosen = match read_preseeded(preseeded) {
+        Ok(Some(code)) => {
+            tracing::info!(path = %preseeded.display(), "using the claim code preseeded when the card was written");
+            Some(code)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!("{e}");
+            None
+        }
+    };
+    let code = match chosen {
+        Some(code) => code,
+        None => match existing.clone().filter(|c| settings.claim_hash == Some(c.hash())) {
+            Some(kept) => return Ok(Some(kept)),
+            None => ClaimCode::generate()?,
+        },
+    };
+    if settings.claim_hash != Some(code.hash()) {
+        store.set_claim_code(code.hash()).await?;
     }
-    let code = ClaimCode::generate()?;
-    store.set_claim_code(code.hash()).await?;
-    if let Err(e) = write_file(file, &code) {
-        tracing::warn!(path = %file.display(), error = %e, "cannot write the claim file; the code is only in this log");
+    if existing.as_ref() != Some(&code) {
+        if let Err(e) = write_file(file, &code) {
+            tracing::warn!(path = %file.display(), error = %e, "cannot write the claim file; the code is only in this log");
+        }
     }
     Ok(Some(code))
 }
@@ -263,14 +331,63 @@ mod tests {
             .unwrap()
         };
         let store = open();
-        let first = prepare(&store, &file).await.unwrap().unwrap();
-        assert_eq!(prepare(&store, &file).await.unwrap(), Some(first.clone()), "kept across starts");
+        let none = Path::new("");
+        let first = prepare(&store, &file, none).await.unwrap().unwrap();
+        assert_eq!(prepare(&store, &file, none).await.unwrap(), Some(first.clone()), "kept across starts");
         std::fs::remove_file(&file).unwrap();
-        let second = prepare(&store, &file).await.unwrap().unwrap();
+        let second = prepare(&store, &file, none).await.unwrap().unwrap();
         assert_ne!(first, second, "a lost file gets a new code");
         assert_eq!(store.box_settings().unwrap().claim_hash, Some(second.hash()));
         store.claim(second.hash(), "olivia", "h".into()).await.unwrap();
-        assert_eq!(prepare(&store, &file).await.unwrap(), None);
+        assert_eq!(prepare(&store, &file, none).await.unwrap(), None);
         assert!(!file.exists(), "a claimed box leaves no claim file");
+    }
+
+    fn open_store(dir: &Path) -> Store {
+        Store::open(
+            &dir.join("db.redb"),
+            crate::store::StoreOptions::default(),
+            std::sync::Arc::new(crate::store::NoListener),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_preseeded_code_is_used_until_the_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, preseeded) = (dir.path().join("claim.txt"), dir.path().join("claim-code"));
+        let store = open_store(dir.path());
+        // A code made before the preseed existed (the box started once
+        // without it) gives way to the preseeded one.
+        let random = prepare(&store, &file, &preseeded).await.unwrap().unwrap();
+        std::fs::write(&preseeded, "# from the preseed\nk7mq-4xzt-0hjb-w9ne\n").unwrap();
+        let code = prepare(&store, &file, &preseeded).await.unwrap().unwrap();
+        assert_eq!(code.grouped(), "K7MQ-4XZT-0HJB-W9NE");
+        assert_ne!(code, random);
+        assert_eq!(store.box_settings().unwrap().claim_hash, Some(code.hash()), "stored as its hash");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(ClaimCode::from_file_text(&text), Some(code.clone()), "the claim file shows it");
+        assert_eq!(prepare(&store, &file, &preseeded).await.unwrap(), Some(code.clone()), "kept");
+
+        store.claim(code.hash(), "olivia", "h".into()).await.unwrap();
+        assert_eq!(prepare(&store, &file, &preseeded).await.unwrap(), None, "a claimed box ignores it");
+        assert!(!file.exists());
+        assert!(store.box_settings().unwrap().claim_hash.is_none(), "the claim voided the code");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_preseeded_code_is_ignored_for_a_random_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, preseeded) = (dir.path().join("claim.txt"), dir.path().join("claim-code"));
+        let store = open_store(dir.path());
+        for bad in ["K7MQ-4XZT-0HJB", "K7MQ-4XZT-0HJB-W9NE-AAAA", "K7MQ-4XZT-0HJB-W9NU", "", "\u{1F511}"] {
+            std::fs::write(&preseeded, bad).unwrap();
+            assert!(matches!(read_preseeded(&preseeded), Err(PreseededError::Malformed { .. })), "{bad:?}");
+            let code = prepare(&store, &file, &preseeded).await.unwrap().unwrap();
+            assert_eq!(code.0.len(), LENGTH);
+            assert_eq!(store.box_settings().unwrap().claim_hash, Some(code.hash()));
+        }
+        assert!(read_preseeded(&dir.path().join("absent")).unwrap().is_none());
+        assert!(read_preseeded(Path::new("")).unwrap().is_none());
     }
 }

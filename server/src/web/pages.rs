@@ -72,6 +72,18 @@ enum Nav {
 }
 
 fn layout(box_name: &str, id: &str, title: &str, nav: Nav, content: &str) -> String {
+    layout_with_head(box_name, id, title, nav, content, "")
+}
+
+/// A page of `imboxd standby` ([`crate::standby`]): the same look, no
+/// navigation, and it reloads itself every `refresh_seconds` (a meta refresh:
+/// the page has no script to do it, and the CSP allows none inline).
+pub fn standby_page(box_name: &str, title: &str, content: &str, refresh_seconds: u32) -> String {
+    let head = format!("<meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\n");
+    layout_with_head(box_name, "standby", title, Nav::None, content, &head)
+}
+
+fn layout_with_head(box_name: &str, id: &str, title: &str, nav: Nav, content: &str, head: &str) -> String {
     let links = match nav {
         Nav::None => String::new(),
         Nav::Admin | Nav::Member => {
@@ -91,7 +103,7 @@ fn layout(box_name: &str, id: &str, title: &str, nav: Nav, content: &str) -> Str
     };
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n{head}\
          <title>{title} · {name}</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
          <script src=\"/assets/app.js\" defer></script>\n</head>\n<body data-page=\"{id}\">\n\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\n\
@@ -128,8 +140,11 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
         None => (String::new(), "HTTPS is turned off on this box (https.listen = [])".to_owned()),
     };
     let certificate = super::status::certificate_sha256(web).unwrap_or_else(|| "unavailable".to_owned());
+    // Where the claim code is, for a visitor of a new box; a claimed box (or
+    // one whose database cannot say) leaves it out.
+    let landing = if web.claimed().unwrap_or(true) { without_unclaimed(LANDING) } else { LANDING.to_owned() };
     let content = fill(
-        LANDING,
+        &landing,
         &[
             ("https_link", &link),
             ("https_text", &https_text),
@@ -139,6 +154,16 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
         ],
     );
     reply::html(StatusCode::OK, layout(&web.box_name(), "landing", "Welcome", Nav::None, &content))
+}
+
+/// A page without its `<!--unclaimed-->…<!--/unclaimed-->` part.
+fn without_unclaimed(page: &str) -> String {
+    match (page.find("<!--unclaimed-->"), page.find("<!--/unclaimed-->")) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{}", &page[..start], &page[end + "<!--/unclaimed-->".len()..])
+        }
+        _ => page.to_owned(),
+    }
 }
 
 fn message(web: &Web, status: StatusCode, title: &str, text: &str, link: (&str, &str)) -> Reply {
@@ -237,5 +262,13 @@ mod tests {
         assert!(page.contains("Kitchen &lt;box&gt;") && page.contains("data-page=\"users\""));
         assert!(page.contains("href=\"/admin/users\" aria-current=\"page\""));
         assert_eq!(host_name(Some("imbox.local")).as_deref(), Some("imbox.local"));
+    }
+
+    #[test]
+    fn a_claimed_box_does_not_say_where_the_claim_code_is() {
+        assert!(LANDING.contains("imbox-claim.txt") && LANDING.contains("make flash"));
+        let claimed = without_unclaimed(LANDING);
+        assert!(!claimed.contains("imbox-claim.txt") && !claimed.contains("claim-code-where"));
+        assert!(claimed.contains("{{certificate}}"), "the rest of the page stays");
     }
 }

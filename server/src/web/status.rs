@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::ApiError;
 use super::reply::{body, Reply};
 use super::Web;
-use crate::disks::{DiskReport, Progress};
+use crate::disks::{DiskReport, Problem, Progress};
 use crate::transport::Kind;
 
 /// How often the stored-message count is sampled for the rate.
@@ -83,6 +83,10 @@ pub struct Storage {
     pub appliance: Option<DiskReport>,
     /// Why the disk list cannot be read, if it cannot.
     pub disks_error: Option<String>,
+    /// What the status page warns about the disks: a file system that
+    /// failed its check (the storage service's other problems stop imboxd,
+    /// so a running imboxd never shows them).
+    pub disk_problem: Option<String>,
     /// The move to another disk this imboxd asked for, if any.
     #[serde(rename = "move")]
     pub moving: Option<Progress>,
@@ -96,6 +100,11 @@ pub fn storage(web: &Web) -> Storage {
         Ok(report) => (report, None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let disk_problem = appliance
+        .as_ref()
+        .and_then(|a| a.problem.as_ref())
+        .filter(|p| matches!(p, Problem::CheckFailed { .. }))
+        .map(|p| p.describe().1);
     let (sizes, error) = match fs4::statvfs(&web.data_dir) {
         Ok(stats) => (Some(stats), None),
         Err(e) => (None, Some(format!("cannot measure the data disk: {e}"))),
@@ -110,6 +119,7 @@ pub fn storage(web: &Web) -> Storage {
         error,
         appliance,
         disks_error,
+        disk_problem,
         moving: web.disks.progress(),
     }
 }
