@@ -447,9 +447,11 @@ wait_for_data() {
     done
     log "the data disk is back: starting imboxd"
     systemctl stop imboxd-standby.service || true
-    systemctl start imbox-provision.service imbox-clock.service || true
-    systemctl --no-block start imbox-journal.service imboxd.service ssh.service \
-        imbox-storage-request.path imbox-bootfs-sync.path || true
+    systemctl start imbox-provision.service || true
+    systemctl --no-block start imbox-journal.service imboxd.service ssh.service || true
+    # The path units watch directories on /data: their watches were set on
+    # the empty directory underneath.
+    systemctl --no-block restart imbox-storage-request.path imbox-bootfs-sync.path || true
 }
 
 # --- storage.sh request FILE: move the data to a USB disk the owner chose ---
@@ -545,8 +547,8 @@ undo_request() {
             undo_new
             if ! mountpoint -q "$DATA"; then
                 mount_data "$R_OLD" || log "cannot mount $R_OLD at $DATA again" >&2
-                /usr/lib/imbox/journal.sh attach || true
             fi
+            /usr/lib/imbox/journal.sh attach || true
             if [ "$R_RETIRED" = 1 ] && [ -f "$DATA/$IMBOX_MARKER.left" ]; then
                 mv "$DATA/$IMBOX_MARKER.left" "$DATA/$IMBOX_MARKER"
                 sync -f "$DATA" || true
@@ -743,6 +745,9 @@ request() {
     step "Switching to $disk failed. The box keeps its data where it was; try again, or try another disk."
     R_PHASE=stopped
     systemctl stop imboxd.service
+    # The journal and timesyncd's clock file leave the data disk too (they
+    # change it, and hold it mounted); they come back at the new /data.
+    /usr/lib/imbox/journal.sh relinquish || true
     listing "$DATA" > "$after"
     copy_changed "$before" "$after"
     listing "$R_NEW" > "$before"
@@ -758,7 +763,6 @@ request() {
     fi
     sync
     umount "$R_NEW"
-    /usr/lib/imbox/journal.sh relinquish || true
     umount "$DATA"
     mount_data "$R_PART"
     R_PHASE=switched
