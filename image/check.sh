@@ -5,13 +5,15 @@
 #   - every file the Buildroot defconfig names exists;
 #   - the imboxd package's version is the workspace's;
 #   - the overlay's units parse (systemd-analyze verify, when available);
+#   - image/dtb-modules.py walks a made-up Pi 4 tree as it should
+#     (image/tests/dtb-modules-test.sh);
 #   - the initramfs of out/imbox-rpi4.img, when it has been built, holds what
 #     the Pi 4's root devices need (image/check-initramfs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
 
-scripts=(image/*.sh buildroot/board/raspberrypi4/*.sh overlay/usr/lib/imbox/*.sh)
+scripts=(image/*.sh image/tests/*.sh buildroot/board/raspberrypi4/*.sh overlay/usr/lib/imbox/*.sh)
 if shellcheck -x -e SC1091 "${scripts[@]}"; then
     echo "ok: shellcheck (${#scripts[@]} scripts)"
 else
@@ -47,6 +49,10 @@ if command -v systemd-analyze >/dev/null; then
     else
         echo "$out"; echo "note: systemd-analyze verify printed the lines above"
     fi
+fi
+# dtb-modules.py's walk and check, on a made-up tree, kernel and initramfs.
+if ! image/tests/dtb-modules-test.sh; then
+    echo "FAILED: image/tests/dtb-modules-test.sh (above)"; status=1
 fi
 # The initramfs against the Pi 4's device tree (image/check-initramfs.sh):
 # it needs a built image, whose own kernel, DTB and modules it reads.
