@@ -130,6 +130,7 @@ test-image:
 	@[ "$$(id -u)" = 0 ] || { echo "make test-image needs root (mmdebstrap, genimage); SKIP_IMAGE_TESTS=1 make test leaves it out" >&2; exit 1; }
 	$(CARGO) build --bin imbox
 	IMBOX_XZ=0 IMBOX_ROOTFS_CACHE=$(IMAGE_ROOTFS_CACHE) $(MAKE) image
+	$(MAKE) check-initramfs IMAGE=$(IMAGE)
 	image/test-raspi4b.sh $(IMAGE)
 	image/test-boot.sh $(IMAGE) $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/imbox
 
