@@ -31,7 +31,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -80,8 +80,9 @@ pub struct Standby {
     pub http: Vec<SocketAddr>,
     /// The HTTPS addresses bound.
     pub https: Vec<SocketAddr>,
-    /// The temporary certificate HTTPS serves (DER).
-    pub certificate: CertificateDer<'static>,
+    /// The temporary certificate HTTPS serves, as PEM (empty without
+    /// HTTPS), for a client that is to trust it.
+    pub certificate_pem: String,
     /// Cancel to stop.
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -124,13 +125,13 @@ pub async fn start(config: &Config, status: PathBuf) -> Result<Standby, StandbyE
     for &addr in &config.https.listen {
         https.push(bind(addr).await?);
     }
-    let (certificate, acceptor) = if https.is_empty() {
-        (CertificateDer::from(Vec::new()), None)
+    let (certificate_pem, acceptor) = if https.is_empty() {
+        (String::new(), None)
     } else {
-        let (certificate, key) = temporary_certificate()?;
+        let (pem, key) = temporary_certificate()?;
         let resolver = Arc::new(CertResolver::new(key));
         let tls = crate::tls::server_config(resolver, &[b"http/1.1"], false)?;
-        (certificate, Some(TlsAcceptor::from(Arc::new(tls))))
+        (pem, Some(TlsAcceptor::from(Arc::new(tls))))
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -158,7 +159,7 @@ pub async fn start(config: &Config, status: PathBuf) -> Result<Standby, StandbyE
         "standby: the box's data is not available; serving a page that says why until the storage \
          service starts imboxd"
     );
-    Ok(Standby { http: http_bound, https: https_bound, certificate, shutdown, tasks })
+    Ok(Standby { http: http_bound, https: https_bound, certificate_pem, shutdown, tasks })
 }
 
 /// Starts standby and serves until `shutdown` is cancelled.
@@ -183,8 +184,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StandbyErro
 
 /// A self-signed P-256 certificate for imbox.local, made now and kept only
 /// in memory.
-fn temporary_certificate() -> Result<(CertificateDer<'static>, Arc<rustls::sign::CertifiedKey>), StandbyError>
-{
+fn temporary_certificate() -> Result<(String, Arc<rustls::sign::CertifiedKey>), StandbyError> {
     let fail = |e: &dyn std::fmt::Display| StandbyError::Certificate(e.to_string());
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))?;
     let mut params = rcgen::CertificateParams::new(vec!["imbox.local".to_owned(), "imbox".to_owned()])
@@ -200,8 +200,7 @@ fn temporary_certificate() -> Result<(CertificateDer<'static>, Arc<rustls::sign:
     let cert = params.self_signed(&key).map_err(|e| fail(&e))?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let signer = rustls::crypto::ring::sign::any_ecdsa_type(&der).map_err(|e| fail(&e))?;
-    let certificate = cert.der().clone();
-    Ok((certificate.clone(), Arc::new(rustls::sign::CertifiedKey::new(vec![certificate], signer))))
+    Ok((cert.pem(), Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signer))))
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcceptor>) {
