@@ -58,6 +58,15 @@ pub enum DiskError {
     /// to erase it.
     #[error("{device} ({what}) is not empty: adopting it erases everything on it, so confirm that first")]
     ConsentRequired { device: String, what: String },
+    /// The storage service found no stable name for the disk (its
+    /// /dev/disk/by-id name, from the serial number or WWN), so consent
+    /// could name it only by /dev/sdX, which a replug can give to another
+    /// disk.
+    #[error(
+        "{0} has no serial number or WWN the box can name it by, so the box will not erase or adopt it: \
+         use another disk, or plug it into another USB port and reload the page"
+    )]
+    Unnamed(String),
     /// A move is under way already.
     #[error("the data is being moved to {0} already: wait until that is done")]
     Busy(String),
@@ -89,6 +98,12 @@ pub enum DiskState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Disk {
     pub device: String,
+    /// The disk's /dev/disk/by-id name (vendor, model and serial, or WWN):
+    /// the request names the disk by it and its size, so that consent given
+    /// for one disk cannot erase another that took its /dev/sdX after a
+    /// replug. Empty when udev found no serial.
+    #[serde(default)]
+    pub id: String,
     pub model: String,
     pub serial: String,
     pub size_bytes: u64,
@@ -449,6 +464,19 @@ impl Disks {
             }
             DiskState::OtherBox | DiskState::HasData => true,
         };
+        // By-id names are made of [A-Za-z0-9._:-] by udev; anything else
+        // (or nothing) cannot be passed on the request line unambiguously.
+        let named = !disk.id.is_empty()
+            && disk.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-+".contains(&b));
+        if !named {
+            return Err(DiskError::Unnamed(device.to_owned()));
+        }
+        let request = format!(
+            "adopt {device} {} {}{}\n",
+            disk.id,
+            disk.size_bytes,
+            if format { " format" } else { "" }
+        );
         {
             let mut current = self.current();
             if let Some(busy) = current.as_ref().filter(|p| p.state != MoveState::Failed) {
@@ -456,7 +484,7 @@ impl Disks {
             }
             *current = Some(Progress::new(device, MoveState::Waiting, "waiting for the storage service"));
         }
-        let started = self.start(store, device, format).await;
+        let started = self.start(store, &request).await;
         match started {
             Ok(earlier) => {
                 tokio::spawn(self.clone().follow(store.clone(), earlier));
@@ -471,10 +499,9 @@ impl Disks {
 
     /// Pauses the database and writes the request; returns the progress
     /// file's stamp before the request (a line left by an earlier move).
-    async fn start(&self, store: &Store, device: &str, format: bool) -> Result<Option<Stamp>, DiskError> {
+    async fn start(&self, store: &Store, line: &str) -> Result<Option<Stamp>, DiskError> {
         store.pause().await.map_err(DiskError::Pause)?;
         let earlier = read_small(&self.progress).ok().flatten().map(|(_, stamp)| stamp);
-        let line = if format { format!("adopt {device} format\n") } else { format!("adopt {device}\n") };
         // Written whole and then renamed: the script starts as soon as the
         // name appears.
         let tmp = self.request.with_extension("tmp");
@@ -487,7 +514,7 @@ impl Disks {
                 reason: e.to_string(),
             });
         }
-        tracing::info!(device, format, "the data is to move to another disk; writes are paused");
+        tracing::info!(request = line.trim_end(), "the data is to move to another disk; writes are paused");
         Ok(earlier)
     }
 
@@ -565,7 +592,7 @@ mod tests {
   "box": "5d0c",
   "data": {"kind": "sd", "device": "/dev/mmcblk0p4", "sd_wear_warning": true},
   "disks": [
-    {"device": "/dev/sda", "model": "Samsung SSD", "serial": "S1", "size_bytes": 500107862016, "state": "blank"},
+    {"device": "/dev/sda", "id": "usb-Samsung_SSD_S1-0:0", "model": "Samsung SSD", "serial": "S1", "size_bytes": 500107862016, "state": "blank"},
     {"device": "/dev/sdb", "model": "", "serial": "", "size_bytes": 0, "state": "other-box"}
   ]
 }"#;

@@ -285,15 +285,17 @@ async fn websocket_over_plain_http_can_be_turned_off() {
 }
 
 /// What the appliance's storage.sh would have found at boot: the data on the
-/// SD card, a blank USB disk and one of another box.
+/// SD card, a blank USB disk, one of another box, and a blank one udev
+/// found no serial for (so no /dev/disk/by-id name).
 fn disk_list() -> String {
-    let disk = |device: &str, model: &str, size_bytes: u64, state: &str| json!({ "device": device, "model": model, "serial": "", "size_bytes": size_bytes, "state": state });
+    let disk = |device: &str, id: &str, model: &str, size_bytes: u64, state: &str| json!({ "device": device, "id": id, "model": model, "serial": "", "size_bytes": size_bytes, "state": state });
     json!({
         "box": "b0c5",
         "data": { "kind": "sd", "device": "/dev/mmcblk0p4", "sd_wear_warning": true },
         "disks": [
-            disk("/dev/sda", "Samsung SSD 870", 500_107_862_016, "blank"),
-            disk("/dev/sdb", "Extreme", 1_000_204_886_016, "other-box"),
+            disk("/dev/sda", "usb-Samsung_SSD_870_S1-0:0", "Samsung SSD 870", 500_107_862_016, "blank"),
+            disk("/dev/sdb", "usb-SanDisk_Extreme_X9-0:0", "Extreme", 1_000_204_886_016, "other-box"),
+            disk("/dev/sdc", "", "USB Flash", 16_000_000_000, "blank"),
         ],
     })
     .to_string()
@@ -347,6 +349,11 @@ async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress(
     let unconsented = adopt("/dev/sdb", false).await;
     assert_error(&unconsented, 409, "refused");
     assert!(unconsented.body.contains("another imbox"), "{}", unconsented.body);
+    // Consent names a disk by its by-id name and size, never by /dev/sdX
+    // alone: a disk without one is refused.
+    let unnamed = adopt("/dev/sdc", false).await;
+    assert_error(&unnamed, 409, "refused");
+    assert!(unnamed.body.contains("no serial number"), "{}", unnamed.body);
     let request = server.dir.join("storage-request");
     assert!(!request.exists(), "a refused adoption asked for a move");
 
@@ -365,7 +372,10 @@ async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress(
     let started = adopt("/dev/sda", false).await;
     assert_eq!(started.status, 202, "{}", started.body);
     assert_eq!(started.json()["move"]["state"], json!("waiting"));
-    assert_eq!(std::fs::read_to_string(&request).unwrap(), "adopt /dev/sda\n");
+    assert_eq!(
+        std::fs::read_to_string(&request).unwrap(),
+        "adopt /dev/sda usb-Samsung_SSD_870_S1-0:0 500107862016\n"
+    );
     let refused = send("during").await.unwrap_err();
     assert_eq!(refused.code(), Some(imbox_protocol::ErrorCode::Unavailable), "{refused}");
     assert!(refused.to_string().contains("moving its data"), "{refused}");
@@ -393,7 +403,10 @@ async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress(
     // Another box's disk, with the owner's consent to erase it.
     let started = adopt("/dev/sdb", true).await;
     assert_eq!(started.status, 202, "{}", started.body);
-    assert_eq!(std::fs::read_to_string(&request).unwrap(), "adopt /dev/sdb format\n");
+    assert_eq!(
+        std::fs::read_to_string(&request).unwrap(),
+        "adopt /dev/sdb usb-SanDisk_Extreme_X9-0:0 1000204886016 format\n"
+    );
     std::fs::write(&progress, "done 100\n").unwrap();
     move_reaches(&web, owner, "done").await;
     // storage.sh restarts imboxd on the new disk; until then nothing changes.

@@ -194,6 +194,7 @@ impl From<crate::disks::DiskError> for ApiError {
             DiskError::NotAppliance(_)
             | DiskError::InUse(_)
             | DiskError::ConsentRequired { .. }
+            | DiskError::Unnamed(_)
             | DiskError::Busy(_) => ApiError::Refused(e.to_string()),
             DiskError::Pause(StoreError::Paused) => ApiError::Moving,
             DiskError::Unreadable { .. } | DiskError::Pause(_) | DiskError::Request { .. } => {
