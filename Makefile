@@ -134,6 +134,20 @@ test-image:
 	image/test-raspi4b.sh $(IMAGE)
 	image/test-boot.sh $(IMAGE) $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/imbox
 
+# Writes the image onto an SD card and prints the box's claim code with a QR
+# code of its setup page (image/flash.sh: it refuses a mounted disk, a
+# partition, or the disk of the running system, and asks first).
+#   sudo make flash DEVICE=/dev/sdX [IMAGE=imbox-rpi4-<version>.img.xz] [PRESEED=imbox.toml]
+# DEVICE may be a file acting as a card; FLASH_YES=1 does not ask.
+DEVICE ?=
+PRESEED ?=
+FLASH_YES ?=
+.PHONY: flash
+flash:
+	@[ -n "$(DEVICE)" ] || { echo "make flash needs the SD card's disk: make flash DEVICE=/dev/sdX (lsblk lists the disks)" >&2; exit 1; }
+	@[ -f "$(IMAGE)" ] || { echo "no $(IMAGE): run make image first, or give a downloaded one with IMAGE=imbox-rpi4-<version>.img.xz" >&2; exit 1; }
+	image/flash.sh "$(IMAGE)" "$(DEVICE)" $(if $(PRESEED),--preseed "$(PRESEED)") $(if $(FLASH_YES),--yes)
+
 # Checks of image/, overlay/ and buildroot/ that need neither root nor
 # Buildroot's sources: shellcheck, the files the defconfig names, the
 # imboxd package's version, systemd-analyze verify.

@@ -5,6 +5,8 @@
 //! code, and a claimed box ignores it. Also what the plain-HTTP landing
 //! page says about where the code is.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,8 @@
 //! what to do, `/health` answers 503 with the problem's kind, and nothing
 //! is written.
 
+#![allow(clippy::unwrap_used)]
+
 use imbox_tests::test_config;
 use imbox_tests::web::{Answer, Http};
 

@@ -11,6 +11,8 @@
 #   psk = "passphrase"
 #   [storage]
 #   format_blank_usb = true             read by storage.sh
+#   [setup]
+#   claim_code = "XXXX-XXXX-XXXX-XXXX"  written by image/flash.sh (make flash)
 #
 # The preseed on the boot partition holds secrets (the Wi-Fi passphrase), so
 # it is moved to /data/system/preseed.toml (mode 0600) and deleted from the
@@ -81,6 +83,19 @@ if [ -n "$ssid" ]; then
     umask 022
     systemctl --no-block start wpa_supplicant@wlan0.service
     log "Wi-Fi: $ssid"
+fi
+
+# The claim code image/flash.sh put in the preseed and printed: imboxd
+# (setup.preseeded_claim_file) uses it instead of making one while the box
+# has no owner, so the code printed when the card was written is the one
+# that works. /run is gone at the next boot; the saved preseed writes it
+# again, and a claimed box ignores it. imboxd checks the code itself.
+claim_code=$(toml_get "$preseed" setup claim_code)
+if [ -n "$claim_code" ]; then
+    install -m 0640 -g imbox /dev/null "$STATE/claim-code.tmp"
+    printf '%s\n' "$claim_code" > "$STATE/claim-code.tmp"
+    mv "$STATE/claim-code.tmp" "$STATE/claim-code"
+    log "claim code from the preseed handed to imboxd ($STATE/claim-code)"
 fi
 
 # Secrets off the boot partition.
