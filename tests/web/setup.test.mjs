@@ -58,6 +58,11 @@ describe('imbox setup and admin pages', () => {
     assert.equal((await owner.textContent('#certificate-sha256')).trim(), certificateDigest(box.data));
     assert.match(await owner.textContent('#fingerprint'), /^sha256:/);
     assert.equal(await owner.getAttribute('a.button', 'href'), `${box.https}/`);
+    // A new box tells its visitor where the claim code is.
+    const where = await owner.textContent('#claim-code-where');
+    for (const place of ['make flash', 'imbox-claim.txt', 'HDMI']) {
+      assert.ok(where.includes(place), `the landing page does not mention ${place}: ${where}`);
+    }
     await check360(owner, 'landing');
     const setup = await owner.goto(`${box.http}/setup`);
     assert.equal(new URL(setup.url()).protocol, 'https:', 'plain HTTP sends the setup page to HTTPS');
