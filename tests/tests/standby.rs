@@ -117,3 +117,55 @@ async fn standby_says_what_is_wrong_with_the_data_disk_and_what_to_do() {
     standby.wait().await;
     assert!(!data.exists(), "standby wrote to the data directory");
 }
+
+/// The real binary: `imboxd standby` starts from its command line, answers,
+/// and stops cleanly on SIGTERM (what systemd sends when imboxd takes over).
+#[tokio::test]
+async fn the_standby_command_serves_and_stops_on_sigterm() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imbox.toml");
+    std::fs::write(&config, "").unwrap();
+    let file = dir.path().join("storage.json");
+    std::fs::write(&file, status(MISSING)).unwrap();
+    // Ports found by the harness, as for the other child processes: the
+    // log that names the bound ports goes to journald where there is one.
+    let (http, https) = (imbox_tests::free_port(), imbox_tests::free_port());
+    let mut child = Command::new(imbox_tests::bin("imboxd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["standby", "--status"])
+        .arg(&file)
+        .env("IMBOX_HTTP__LISTEN", http.to_string())
+        .env("IMBOX_HTTPS__LISTEN", https.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(http).await.is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "imboxd standby exited");
+        assert!(Instant::now() < deadline, "imboxd standby did not start listening on {http}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let plain = Http::plain(http);
+    assert_page(&plain.get("/", None).await, "The data disk of this box is missing: Samsung T7");
+    assert_health(&plain, "missing").await;
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "imboxd standby did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(!dir.path().join("data").exists(), "standby wrote to the data directory");
+}
