@@ -54,9 +54,9 @@ for f in vmlinuz initrd.img bcm2711-rpi-4-b.dtb cmdline.txt; do
 done
 "$here/raspi4b-dtb.sh" "$work/bcm2711-rpi-4-b.dtb" "$work/test.dtb"
 # The image's command line, its consoles moved to the PL011 UART QEMU's
-# first serial port is (ttyAMA1 under the Pi 4 device tree's aliases).
+# first serial port is (ttyAMA0).
 cmdline=$(tr -s ' \n' ' ' < "$work/cmdline.txt" | sed -e 's/console=[^ ]*//g' -e 's/  */ /g')
-cmdline="console=ttyAMA1,115200 $cmdline imbox.test"
+cmdline="console=ttyAMA0,115200 $cmdline imbox.test"
 
 serial=$work/serial.log
 start=$(date +%s)

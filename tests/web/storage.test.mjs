@@ -19,8 +19,8 @@ const DISKS = {
   box: 'b0c5',
   data: { kind: 'sd', device: '/dev/mmcblk0p4', sd_wear_warning: true },
   disks: [
-    { device: '/dev/sda', model: 'Samsung SSD 870', serial: 'S6', size_bytes: 500107862016, state: 'blank' },
-    { device: '/dev/sdb', model: 'Extreme Pro', serial: 'X1', size_bytes: 1000204886016, state: 'has-data' },
+    { device: '/dev/sda', id: 'usb-Samsung_SSD_870_S6-0:0', model: 'Samsung SSD 870', serial: 'S6', size_bytes: 500107862016, state: 'blank' },
+    { device: '/dev/sdb', id: 'usb-SanDisk_Extreme_Pro_X1-0:0', model: 'Extreme Pro', serial: 'X1', size_bytes: 1000204886016, state: 'has-data' },
   ],
 };
 
@@ -103,7 +103,7 @@ describe('the storage step', () => {
     await page.check('#erase');
     await page.click('#adopt-submit');
     await page.waitForSelector('#move', { state: 'visible' });
-    assert.equal(fs.readFileSync(request, 'utf8'), 'adopt /dev/sdb format\n');
+    assert.equal(fs.readFileSync(request, 'utf8'), 'adopt /dev/sdb usb-SanDisk_Extreme_Pro_X1-0:0 1000204886016 format\n');
     assert.equal(await page.isVisible('#disk-list'), false, 'no second move while one runs');
   });
 
@@ -126,7 +126,7 @@ describe('the storage step', () => {
     assert.match(await page.textContent('#adopt-summary'), /empty/);
     await page.click('#adopt-submit');
     await eventually('the request', () => fs.existsSync(request));
-    assert.equal(fs.readFileSync(request, 'utf8'), 'adopt /dev/sda\n');
+    assert.equal(fs.readFileSync(request, 'utf8'), 'adopt /dev/sda usb-Samsung_SSD_870_S6-0:0 500107862016\n');
     fs.rmSync(request);
     writeProgress('preparing 0');
     await page.waitForFunction(() => /Preparing/.test(document.getElementById('move-text').textContent));
