@@ -62,7 +62,11 @@ toml_get() {
                 n = split(v, items, /"[ \t]*,[ \t]*"/)
                 for (i = 1; i <= n; i++) { it = items[i]; gsub(/^[ \t]*"|"[ \t]*,?[ \t]*$/, "", it); if (it != "") print it }
             } else {
-                if (v !~ /^["\x27]/) sub(/[ \t]*#.*$/, "", v)
+                # A quoted value ends at its closing quote: what follows
+                # (a comment) is not part of it.
+                if (v ~ /^"/) { if (match(v, /^"([^"\\]|\\.)*"/)) v = substr(v, 1, RLENGTH) }
+                else if (v ~ /^\x27/) { if (match(v, /^\x27[^\x27]*\x27/)) v = substr(v, 1, RLENGTH) }
+                else sub(/[ \t]*#.*$/, "", v)
                 print unquote(v)
             }
             exit
