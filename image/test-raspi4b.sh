@@ -56,7 +56,11 @@ done
 # The image's command line, its consoles moved to the PL011 UART QEMU's
 # first serial port is (ttyAMA0).
 cmdline=$(tr -s ' \n' ' ' < "$work/cmdline.txt" | sed -e 's/console=[^ ]*//g' -e 's/  */ /g')
-cmdline="console=ttyAMA0,115200 $cmdline imbox.test"
+# QEMU's model of the Pi's watchdog (bcm2835_powermgt) resets the machine as
+# soon as the driver arms it, instead of when it runs out: systemd's hardware
+# watchdog (RuntimeWatchdogSec) would reboot it about 100 s in. The -M virt
+# boots test the watchdog.
+cmdline="console=ttyAMA0,115200 $cmdline imbox.test modprobe.blacklist=bcm2835_wdt"
 
 serial=$work/serial.log
 start=$(date +%s)
@@ -76,11 +80,13 @@ until grep -q "IMBOX-TEST end" "$serial" 2>/dev/null; do
 done
 echo "raspi4b: the box reported $(($(date +%s) - start)) s after QEMU started"
 check "the kernel booted the image's initramfs and mounted the squashfs root" test "$(fact root-fstype)" = squashfs
-check "the root came from the SD card (mmcblk0)" grep -q '^/dev/mmcblk0p' <<<"$(fact root-source)"
+# mmcblk0 or mmcblk1: the card's number depends on which controller probes
+# first.
+check "the root came from the SD card" grep -Eq "^/dev/mmcblk[0-9]p$IMBOX_ROOT_A_PART$" <<<"$(fact root-source)"
 check "the Pi's own SD controller (emmc2, fe340000.mmc) probed" has_word "$(fact sd-controllers)" fe340000.mmc
 check "the Arasan SD controller (fe300000.mmc) probed" has_word "$(fact sd-controllers)" fe300000.mmc
 check "no SD controller is left deferred" test -z "$(fact devices-deferred | tr ' ' '\n' | grep '\.mmc' || true)"
-check "the SD card's data partition is /data" grep -q "^/dev/mmcblk0p$IMBOX_DATA_PART$" <<<"$(fact data-source)"
+check "the SD card's data partition is /data" grep -Eq "^/dev/mmcblk[0-9]p$IMBOX_DATA_PART$" <<<"$(fact data-source)"
 check "systemd started imboxd" test "$(fact imboxd)" = active
 echo "raspi4b: still deferred: $(fact devices-deferred)"
 echo "raspi4b: $passed passed, $failed failed"
