@@ -39,9 +39,7 @@ report avahi "$(systemctl is-active avahi-daemon.service)"
 report ssh "$(systemctl is-active ssh.service)"
 report journal "$(journalctl --header 2>/dev/null | sed -n 's/^File path: //p' | head -n1)"
 # What imbox-storage found (the setup page's list): device:serial:state.
-while read -r dev serial state; do
-    report "usb-disk" "$dev:$serial:$state"
-done < <(sed -n 's/.*"device": "\([^"]*\)".*"serial": "\([^"]*\)".*"state": "\([^"]*\)".*/\1 \2 \3/p' "$STATE/storage.json" 2>/dev/null | grep -v '^$')
+jq -r '.disks[] | "IMBOX-TEST usb-disk=\(.device):\(.serial):\(.state)"' "$STATE/storage.json" 2>/dev/null
 # Every block device mounted, and those mounted read-write.
 report block-mounts "$(findmnt -rno SOURCE | awk '$1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
 report data-writable-mounts "$(findmnt -rno SOURCE,OPTIONS | awk '$2 ~ /(^|,)rw(,|$)/ && $1 ~ /^\/dev\// {print $1}' | sort -u | tr '\n' ' ')"
