@@ -36,9 +36,13 @@ pub enum ServerFrame {
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    /// Not MessagePack, or not a frame at all: the connection must close.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
+    /// Not MessagePack, or not a frame of the shape docs/PROTOCOL.md gives
+    /// (a map with string keys, nothing after it, no `bin` or `ext` values,
+    /// `req` a map whose `type` is a string): the connection must close. `id`
+    /// is the frame's id when the frame is a map whose `id` could be read,
+    /// else 0, so that a client can tell which of its requests was refused.
+    #[error("malformed frame: {reason}")]
+    Malformed { id: u32, reason: String },
     /// A frame whose request type is unknown; the connection stays open and
     /// the request with this id gets `unknown_request`.
     #[error("unknown request type {kind:?}")]
@@ -54,9 +58,9 @@ impl DecodeError {
     /// after sending it.
     pub fn to_frame(&self) -> (ServerFrame, bool) {
         match self {
-            DecodeError::Malformed(reason) => (
+            DecodeError::Malformed { id, reason } => (
                 ServerFrame::Err {
-                    id: 0,
+                    id: *id,
                     error: ErrorBody::new(
                         ErrorCode::BadFrame,
                         format!("the frame is not valid imbox MessagePack ({reason}); closing"),
@@ -109,7 +113,18 @@ impl ClientFrame {
 
     /// Decodes a frame, telling a malformed frame from an unknown or invalid
     /// request inside a well-formed one.
+    ///
+    /// The shape is checked first ([`crate::shape::check_client_frame`]):
+    /// rmp-serde on its own is more lenient than the protocol (it reads a
+    /// struct from a positional array, a string from `bin`, an enum tag from
+    /// an integer, and ignores bytes after the value), and a second server or
+    /// client written from docs/PROTOCOL.md must not come to rely on that.
     pub fn decode(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
+        let shape = crate::shape::check_client_frame(bytes);
+        let id = shape.id.unwrap_or(0);
+        if let Err(reason) = shape.verdict {
+            return Err(DecodeError::Malformed { id, reason });
+        }
         match rmp_serde::from_slice::<ClientFrame>(bytes) {
             Ok(frame) => Ok(frame),
             Err(err) => match rmp_serde::from_slice::<FrameHead>(bytes) {
@@ -121,7 +136,7 @@ impl ClientFrame {
                     })
                 }
                 Ok(head) => Err(DecodeError::UnknownRequest { id: head.id, kind: head.req.kind }),
-                Err(_) => Err(DecodeError::Malformed(err.to_string())),
+                Err(_) => Err(DecodeError::Malformed { id, reason: err.to_string() }),
             },
         }
     }
@@ -135,7 +150,7 @@ impl ServerFrame {
 
     /// Decodes a frame from the server.
     pub fn decode(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
-        rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+        rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed { id: 0, reason: e.to_string() })
     }
 }
 
@@ -200,8 +215,69 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        assert!(matches!(ClientFrame::decode(b"\xc1\xff"), Err(DecodeError::Malformed(_))));
-        assert!(matches!(ClientFrame::decode(b""), Err(DecodeError::Malformed(_))));
+        assert!(matches!(ClientFrame::decode(b"\xc1\xff"), Err(DecodeError::Malformed { id: 0, .. })));
+        assert!(matches!(ClientFrame::decode(b""), Err(DecodeError::Malformed { id: 0, .. })));
+    }
+
+    /// A ping frame as raw MessagePack, written by hand so that each test
+    /// below changes exactly one thing.
+    const PING_7: &[u8] = b"\x82\xa2id\x07\xa3req\x81\xa4type\xa4ping";
+
+    #[test]
+    fn a_hand_written_frame_decodes() {
+        assert_eq!(ClientFrame::decode(PING_7), Ok(ClientFrame { id: 7, req: Request::Ping }));
+    }
+
+    fn malformed(bytes: &[u8]) -> Option<u32> {
+        match ClientFrame::decode(bytes) {
+            Err(DecodeError::Malformed { id, .. }) => Some(id),
+            other => panic!("{bytes:x?} decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_the_doc_calls_a_bad_frame_is_refused() {
+        // A top-level array: [7, {"type": "ping"}].
+        assert_eq!(malformed(b"\x92\x07\x81\xa4type\xa4ping"), Some(0));
+        // Trailing bytes after the map.
+        let mut trailing = PING_7.to_vec();
+        trailing.push(0xc0);
+        assert_eq!(malformed(&trailing), Some(7));
+        // A binary key ("id" as bin 8).
+        assert_eq!(malformed(b"\x82\xc4\x02id\x07\xa3req\x81\xa4type\xa4ping"), Some(0));
+        // `bin` where a string is expected (the type "ping" as bin 8).
+        assert_eq!(malformed(b"\x82\xa2id\x07\xa3req\x81\xa4type\xc4\x04ping"), Some(7));
+        // An integer `type` (serde would take it as the variant index).
+        assert_eq!(malformed(b"\x82\xa2id\x07\xa3req\x81\xa4type\x13"), Some(7));
+        // `req` as a positional array, and as a bare string.
+        assert_eq!(malformed(b"\x82\xa2id\x07\xa3req\x91\xa4ping"), Some(7));
+        assert_eq!(malformed(b"\x82\xa2id\x07\xa3req\xa4ping"), Some(7));
+        // An integer map key inside the request.
+        assert_eq!(malformed(b"\x82\xa2id\x07\xa3req\x82\xa4type\xa4ping\x01\x02"), Some(7));
+        // An ext value anywhere.
+        assert_eq!(malformed(b"\x83\xa2id\x07\xa1x\xd4\x01\x00\xa3req\x81\xa4type\xa4ping"), Some(7));
+        // A map that claims more entries than there are bytes.
+        assert_eq!(malformed(b"\xdf\xff\xff\xff\xff\xa2id\x07"), Some(0));
+        // Nesting deeper than any frame needs.
+        let mut deep = b"\x82\xa2id\x07\xa3req\x82\xa4type\xa4ping\xa1x".to_vec();
+        deep.extend(std::iter::repeat_n(0x91, 100_000));
+        deep.push(0xc0);
+        assert_eq!(malformed(&deep), Some(7));
+    }
+
+    #[test]
+    fn an_unreadable_request_keeps_a_readable_id() {
+        // {"id": 9, "req": {"type": "fly"}}: unknown, the connection stays.
+        assert_eq!(
+            ClientFrame::decode(b"\x82\xa2id\x09\xa3req\x81\xa4type\xa3fly"),
+            Err(DecodeError::UnknownRequest { id: 9, kind: "fly".into() })
+        );
+        // {"id": 9, "req": {}}: no type at all.
+        assert_eq!(malformed(b"\x82\xa2id\x09\xa3req\x80"), Some(9));
+        // {"id": 9}: no request at all.
+        assert_eq!(malformed(b"\x81\xa2id\x09"), Some(9));
+        // An id that does not fit in a u32 is not readable.
+        assert_eq!(malformed(b"\x82\xa2id\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa3req\x80"), Some(0));
     }
 
     #[derive(Serialize)]

@@ -11,6 +11,8 @@
 //! - [`names`]: the rules for user names, group names and client message ids.
 //! - [`identity`]: the box's key fingerprint ([`Fingerprint`]), which clients pin.
 //! - [`pairing`]: the `imbox:pair?…` URI of the QR code ([`PairingUri`]).
+//! - [`shape`]: the raw MessagePack shape a client frame must have, checked
+//!   before serde (which is more lenient than the document).
 //! - [`stream`]: length-prefixed frames on a byte stream (QUIC).
 //!
 //! docs/PROTOCOL.md is the specification; this crate is its Rust rendering.
@@ -23,6 +25,7 @@ pub mod names;
 pub mod pairing;
 pub mod request;
 pub mod response;
+pub mod shape;
 pub mod stream;
 
 pub use error::{ErrorBody, ErrorCode};

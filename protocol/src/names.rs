@@ -33,14 +33,67 @@ pub fn valid_group_name(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// A client message id: 1–64 printable ASCII characters (a UUID fits).
+/// A client message id: 1–64 printable ASCII characters, bytes 0x21–0x7E
+/// (no space), so a UUID fits.
 pub fn valid_message_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_MESSAGE_ID && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// A device name: up to 64 bytes without control characters.
+/// Why a device name was refused. Device names are shown to people (on the
+/// devices list, the admin pages, logs), so they may not be empty, look like
+/// a file path, or hold characters that change how the text around them is
+/// displayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceNameError {
+    /// Empty, or nothing but white space.
+    #[error("the device name is empty: name the device (for example \"Anna's phone\")")]
+    Empty,
+    /// Over [`MAX_DEVICE_NAME`] bytes of UTF-8.
+    #[error("the device name has {0} bytes; the limit is {MAX_DEVICE_NAME}")]
+    TooLong(usize),
+    /// Holds `/` or `\`, or is `.` or `..`: it would read as a path.
+    #[error("the device name looks like a file path: '/', '\\', '.' and '..' are not allowed")]
+    PathLike,
+    /// Holds a control character (U+0000–U+001F, U+007F–U+009F).
+    #[error("the device name holds the control character U+{0:04X}")]
+    Control(u32),
+    /// Holds a bidirectional formatting character (such as U+202E, which
+    /// would display the rest of a line reversed).
+    #[error("the device name holds the bidirectional formatting character U+{0:04X}")]
+    Bidi(u32),
+}
+
+/// The bidirectional formatting characters: marks, embeddings, overrides
+/// and isolates (Unicode UAX #9).
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A device name: 1–64 bytes of UTF-8, not only white space, without `/`,
+/// `\`, control characters or bidirectional formatting characters, and not
+/// `.` or `..`.
+pub fn check_device_name(name: &str) -> Result<(), DeviceNameError> {
+    if name.trim().is_empty() {
+        return Err(DeviceNameError::Empty);
+    }
+    if name.len() > MAX_DEVICE_NAME {
+        return Err(DeviceNameError::TooLong(name.len()));
+    }
+    if let Some(c) = name.chars().find(|&c| c.is_control()) {
+        return Err(DeviceNameError::Control(u32::from(c)));
+    }
+    if let Some(c) = name.chars().find(|&c| bidi_control(c)) {
+        return Err(DeviceNameError::Bidi(u32::from(c)));
+    }
+    if name.contains(['/', '\\']) || matches!(name.trim(), "." | "..") {
+        return Err(DeviceNameError::PathLike);
+    }
+    Ok(())
+}
+
+/// Whether [`check_device_name`] accepts `name`.
 pub fn valid_device_name(name: &str) -> bool {
-    name.len() <= MAX_DEVICE_NAME && !name.chars().any(char::is_control)
+    check_device_name(name).is_ok()
 }
 
 /// A password: at least 8 characters, at most 256 bytes.
@@ -69,6 +122,32 @@ mod tests {
         assert!(!valid_message_id(""));
         assert!(!valid_message_id("a b"));
         assert!(!valid_message_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn message_ids_are_0x21_to_0x7e() {
+        assert!(valid_message_id("!~"));
+        for bad in [" ", "a\u{7f}", "\u{e9}", "a\tb"] {
+            assert!(!valid_message_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!(check_device_name("Anna's phone"), Ok(()));
+        assert_eq!(check_device_name("imbox-cli@host.local"), Ok(()));
+        assert_eq!(check_device_name("téléphone ☎"), Ok(()));
+        assert_eq!(check_device_name(""), Err(DeviceNameError::Empty));
+        assert_eq!(check_device_name("   "), Err(DeviceNameError::Empty));
+        assert_eq!(check_device_name("../../etc/passwd"), Err(DeviceNameError::PathLike));
+        assert_eq!(check_device_name("a\\b"), Err(DeviceNameError::PathLike));
+        assert_eq!(check_device_name(".."), Err(DeviceNameError::PathLike));
+        assert_eq!(check_device_name("phone\u{202E}gnp.exe"), Err(DeviceNameError::Bidi(0x202E)));
+        assert_eq!(check_device_name("a\u{2066}b"), Err(DeviceNameError::Bidi(0x2066)));
+        assert_eq!(check_device_name("a\nb"), Err(DeviceNameError::Control(0x0A)));
+        assert_eq!(check_device_name("a\u{85}b"), Err(DeviceNameError::Control(0x85)));
+        assert_eq!(check_device_name(&"x".repeat(65)), Err(DeviceNameError::TooLong(65)));
+        assert_eq!(check_device_name(&"x".repeat(64)), Ok(()));
     }
 
     #[test]

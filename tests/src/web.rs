@@ -113,7 +113,8 @@ impl Http {
     }
 
     /// A JSON request with a session cookie and CSRF token (either may be
-    /// absent, to test that they are required).
+    /// absent, to test that they are required), marked `Sec-Fetch-Site:
+    /// same-origin` as a browser marks the box's own pages' requests.
     pub async fn call(
         &self,
         method: &str,
@@ -123,7 +124,7 @@ impl Http {
         body: serde_json::Value,
     ) -> Answer {
         let cookie = cookie.map(|c| format!("__Host-imbox={c}"));
-        let mut headers = vec![("Content-Type", "application/json")];
+        let mut headers = vec![("Content-Type", "application/json"), ("Sec-Fetch-Site", "same-origin")];
         if let Some(cookie) = &cookie {
             headers.push(("Cookie", cookie));
         }

@@ -140,6 +140,17 @@ async fn admin_endpoints_need_an_admin_session_and_the_csrf_token() {
         )
         .await;
     assert_error(&foreign, 403, "bad_origin");
+    // A valid token is not enough on its own: a cookie-authenticated change
+    // must say, by Origin or Sec-Fetch-Site, that it came from the box.
+    let unmarked = web
+        .send(
+            "POST",
+            "/api/admin/users",
+            &[("Content-Type", "application/json"), ("Cookie", &cookie_header), ("X-CSRF-Token", &csrf)],
+            Some(&body),
+        )
+        .await;
+    assert_error(&unmarked, 403, "bad_origin");
     let created = web.call("POST", "/api/admin/users", owner, Some(&csrf), member).await;
     assert_eq!(created.status, 201, "{}", created.body);
 

@@ -213,6 +213,9 @@ impl Session {
             (_, Request::Ping) => ok(id, Response::Pong),
             (Phase::New, Request::Hello { versions, client }) => self.hello(id, &versions, &client),
             (Phase::New, _) => err(id, ErrorCode::HelloRequired, "send hello first"),
+            (Phase::Ready(_), Request::Hello { .. }) => {
+                err(id, ErrorCode::AlreadyAuthenticated, "this session is already authenticated")
+            }
             (_, Request::Hello { .. }) => err(id, ErrorCode::HelloRequired, "hello was already sent"),
             (Phase::Greeted, Request::Login { username, password, device_name }) => {
                 self.login(id, username, password, device_name).await
@@ -256,8 +259,8 @@ impl Session {
     }
 
     async fn login(&mut self, id: u32, username: String, password: String, device_name: String) -> Handled {
-        if !names::valid_device_name(&device_name) {
-            return err(id, ErrorCode::InvalidName, "the device name is too long or has control characters");
+        if let Err(e) = names::check_device_name(&device_name) {
+            return err(id, ErrorCode::InvalidName, e.to_string());
         }
         if let Err(wait) = self.hub.logins.allowed(&username, self.peer) {
             return rate_limited(id, wait, "failed logins");
@@ -318,8 +321,8 @@ impl Session {
                 ),
             );
         }
-        if !names::valid_device_name(&device_name) {
-            return err(id, ErrorCode::InvalidName, "the device name is too long or has control characters");
+        if let Err(e) = names::check_device_name(&device_name) {
+            return err(id, ErrorCode::InvalidName, e.to_string());
         }
         // Checked before the costly hash, and counted like a failed login, so
         // that made-up invites cost an attacker more than the box.
@@ -556,6 +559,12 @@ impl Session {
                 Ok(devices) => ok(id, Response::Devices { devices }),
                 Err(e) => store_err(id, &e),
             },
+            // Revoking the device this session runs on is a logout: the
+            // client gets its `done` and then the close, rather than a
+            // `revoked` event racing the answer.
+            Request::RevokeDevice { device: target } if target == device.auth.device => {
+                Box::pin(self.authenticated(id, Request::Logout)).await
+            }
             Request::RevokeDevice { device: target } => {
                 later(id, hub.store.submit(WriteOp::RevokeDevice { user, device: target }), |_| {
                     Ok(Response::Done)

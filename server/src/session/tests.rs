@@ -13,6 +13,8 @@ use crate::config::{Config, LimitsConfig, Overrides, Sources};
 use crate::router::{Inbox, Router};
 use crate::store::{Store, StoreOptions};
 
+mod protocol;
+
 struct World {
     hub: Arc<Hub>,
     _dir: tempfile::TempDir,

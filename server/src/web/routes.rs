@@ -113,11 +113,26 @@ pub fn check_origin(parts: &Parts) -> Result<(), ApiError> {
     }
 }
 
-/// Requires the session's CSRF token in `X-CSRF-Token`.
+/// Requires the session's CSRF token in `X-CSRF-Token`, and a browser's word
+/// that the request came from this box's own pages: an `Origin` (which
+/// [`check_origin`] holds to this box) or `Sec-Fetch-Site: same-origin`. A
+/// token alone is not enough, because a token can leak (a screenshot, a
+/// log, a page left open) while the cookie rides along with any cross-site
+/// request; every browser that sends the cookie with a `POST` also sends one
+/// of the two headers.
 pub fn check_csrf(caller: &Caller, parts: &Parts) -> Result<(), ApiError> {
     match header(parts, "x-csrf-token") {
-        Some(token) if sessions::same_secret(token, &caller.csrf) => Ok(()),
-        _ => Err(ApiError::Csrf),
+        Some(token) if sessions::same_secret(token, &caller.csrf) => {}
+        _ => return Err(ApiError::Csrf),
+    }
+    check_origin(parts)?;
+    let has_origin = header(parts, ORIGIN).is_some();
+    let same_site = header(parts, "sec-fetch-site") == Some("same-origin");
+    if has_origin || same_site {
+        Ok(())
+    } else {
+        tracing::info!("refused a cookie-authenticated change without Origin or Sec-Fetch-Site");
+        Err(ApiError::BadOrigin)
     }
 }
 
@@ -196,7 +211,17 @@ mod tests {
             csrf: "token".into(),
             session: "s".into(),
         };
-        assert!(check_csrf(&caller, &parts(&[("x-csrf-token", "token")])).is_ok());
+        let from_page = [("x-csrf-token", "token"), ("host", "box"), ("origin", "https://box")];
+        assert!(check_csrf(&caller, &parts(&from_page)).is_ok());
+        let fetched = [("x-csrf-token", "token"), ("sec-fetch-site", "same-origin")];
+        assert!(check_csrf(&caller, &parts(&fetched)).is_ok());
+        // A valid token with neither header, or with a navigation's `none`,
+        // does not say the request came from the box's pages.
+        for headers in
+            [&[("x-csrf-token", "token")][..], &[("x-csrf-token", "token"), ("sec-fetch-site", "none")]]
+        {
+            assert!(matches!(check_csrf(&caller, &parts(headers)), Err(ApiError::BadOrigin)));
+        }
         assert!(matches!(check_csrf(&caller, &parts(&[])), Err(ApiError::Csrf)));
         assert!(matches!(check_csrf(&caller, &parts(&[("x-csrf-token", "tokem")])), Err(ApiError::Csrf)));
     }
