@@ -235,7 +235,7 @@ record_disk() {
 
 # record_json: the recorded disk, as the standby page shows it.
 record_json() {
-    jq -Rn '[inputs | select(test("^[a-z_]+=")) | capture("^(?<k>[a-z_]+)=(?<v>.*)$")] | from_entries
+    jq -Rn '[inputs | select(test("^[a-z_]+=")) | capture("^(?<key>[a-z_]+)=(?<value>.*)$")] | from_entries
         | {id: (.id // ""), model: (.model // ""), serial: (.serial // ""), wwn: (.wwn // ""),
            size_bytes: ((.size_bytes // "0") | tonumber? // 0)}' < "$DISK_RECORD"
 }
