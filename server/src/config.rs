@@ -219,13 +219,15 @@ pub struct LimitsConfig {
     pub max_sync_page: u32,
     /// Most messages in one history page.
     pub max_history_page: u32,
-    /// Messages one device may send per second, on average.
+    /// Messages one device may send per second, on average, over all its
+    /// sessions (a user's devices together: twice as many).
     pub sends_per_second: u32,
     /// Messages one device may send in a burst above that average.
     pub send_burst: u32,
     /// Members of one group.
     pub max_group_members: u32,
-    /// Login attempts per minute, per account and per client address.
+    /// Failed logins per minute to one account from one client address (an
+    /// address may fail three times as often over all accounts).
     pub login_attempts_per_minute: u32,
     /// Requests of one session waiting for an answer.
     pub max_inflight_requests: u32,

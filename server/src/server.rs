@@ -18,7 +18,7 @@ use crate::control;
 use crate::identity::{CertResolver, Identity, Validity};
 use crate::pairing::PairingTemplate;
 use crate::router::Router;
-use crate::session::limits::LoginLimit;
+use crate::session::limits::{LoginLimit, SendLimit};
 use crate::session::password::Passwords;
 use crate::session::Hub;
 use crate::store::{Checkpoints, Store, StoreError, StoreOptions};
@@ -133,6 +133,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         limits: config.limits.clone(),
         passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         logins: LoginLimit::new(l.login_attempts_per_minute),
+        sends: SendLimit::new(l.sends_per_second, l.send_burst),
         server_name: std::sync::RwLock::new(box_name.clone()),
     });
 

@@ -42,6 +42,8 @@ pub struct Hub {
     pub limits: LimitsConfig,
     pub passwords: Passwords,
     pub logins: LoginLimit,
+    /// Sends and typing notices, per device and per user over all sessions.
+    pub sends: SendLimit,
     /// The box name told in `welcome`; the owner may change it while running.
     pub server_name: std::sync::RwLock<String>,
 }
@@ -108,7 +110,6 @@ struct Device {
     /// Whether the client has synced to the end, so that new entries are
     /// pushed.
     live: bool,
-    sends: SendLimit,
 }
 
 /// One client's session.
@@ -279,7 +280,7 @@ impl Session {
             tracing::info!(peer = %self.peer, user = %username.chars().take(32).collect::<String>(), "failed login");
             return err(id, ErrorCode::BadCredentials, "wrong user name or password");
         };
-        self.hub.logins.succeeded(&username);
+        self.hub.logins.succeeded(&username, self.peer);
         if credentials.disabled {
             // Told only after the right password, so that it reveals nothing
             // to someone guessing.
@@ -378,13 +379,11 @@ impl Session {
         };
         tracing::debug!(peer = %self.peer, user = %auth.username, device = auth.device, "authenticated");
         self.inbox = Some(registration.inbox);
-        let limits = &self.hub.limits;
         self.phase = Phase::Ready(Box::new(Device {
             delivered: auth.cursor,
             auth,
             registration: registration.session,
             live: false,
-            sends: SendLimit::new(limits.sends_per_second, limits.send_burst),
         }));
         ok(id, body)
     }
@@ -427,7 +426,7 @@ impl Session {
                         "a message id is 1-64 printable ASCII characters",
                     );
                 }
-                if let Err(wait) = device.sends.check() {
+                if let Err(wait) = hub.sends.check(user, device.auth.device) {
                     return rate_limited(id, wait, "messages");
                 }
                 let op = WriteOp::Send {
@@ -536,7 +535,7 @@ impl Session {
                 self.receipt(id, conversation, ReceiptKind::Delivered, seq)
             }
             Request::Typing { conversation } => {
-                if let Err(wait) = device.sends.check() {
+                if let Err(wait) = hub.sends.check(user, device.auth.device) {
                     return rate_limited(id, wait, "typing notices");
                 }
                 let registration = device.registration;

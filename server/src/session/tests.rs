@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use imbox_protocol::{ClientFrame, ErrorCode, Event, Item, Request, Response, ServerFrame, Target};
 
-use super::limits::LoginLimit;
+use super::limits::{LoginLimit, SendLimit, ADDRESS_FACTOR};
 use super::password::{hash_now, Passwords};
 use super::{Handled, Hub, Session};
 use crate::config::{Config, LimitsConfig, Overrides, Sources};
@@ -35,6 +35,11 @@ fn limits() -> LimitsConfig {
 }
 
 async fn world() -> World {
+    world_with_sends(1000, 1000).await
+}
+
+/// A world whose send limit is `per_second` with `burst` per device.
+async fn world_with_sends(per_second: u32, burst: u32) -> World {
     let dir = tempfile::tempdir().unwrap();
     let router = Arc::new(Router::new(4));
     let store = Store::open(&dir.path().join("t.redb"), StoreOptions::default(), router.clone()).unwrap();
@@ -47,6 +52,7 @@ async fn world() -> World {
         limits: limits(),
         passwords: Passwords::new(2),
         logins: LoginLimit::new(3),
+        sends: SendLimit::new(per_second, burst),
         server_name: std::sync::RwLock::new("test".into()),
     });
     World { hub, _dir: dir }
@@ -129,9 +135,66 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
     for _ in 0..3 {
         assert_eq!(fails(&mut s, login("alice", "wrong password")).await, ErrorCode::BadCredentials);
     }
-    // Even the right password waits now: guessing must not continue.
+    // Even the right password waits now, from this address: guessing must
+    // not continue.
     assert_eq!(fails(&mut s, login("alice", "password")).await, ErrorCode::RateLimited);
-    assert_eq!(fails(&mut s, login("nobody", "password")).await, ErrorCode::RateLimited);
+    // This address may still fail a few times on other accounts, up to its own limit.
+    for i in 0..(3 * ADDRESS_FACTOR - 3) {
+        assert_eq!(fails(&mut s, login(&format!("nobody{i}"), "x")).await, ErrorCode::BadCredentials);
+    }
+    assert_eq!(fails(&mut s, login("bob", "password")).await, ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn a_strangers_failed_logins_do_not_lock_the_owner_out_from_elsewhere() {
+    let w = world().await;
+    let stranger_address: IpAddr = "198.51.100.9".parse().unwrap();
+    let mut stranger = Session::new(w.hub.clone(), stranger_address);
+    ok(&mut stranger, hello()).await;
+    for _ in 0..10 {
+        let code = fails(&mut stranger, login("alice", "guess")).await;
+        assert!(matches!(code, ErrorCode::BadCredentials | ErrorCode::RateLimited));
+    }
+    assert_eq!(fails(&mut stranger, login("alice", "password")).await, ErrorCode::RateLimited);
+    // Alice, at home, logs in as usual.
+    let mut owner = Session::new(w.hub.clone(), PEER);
+    ok(&mut owner, hello()).await;
+    assert!(matches!(ok(&mut owner, login("alice", "password")).await, Response::Authenticated { .. }));
+}
+
+#[tokio::test]
+async fn two_sessions_of_one_device_share_its_send_limit() {
+    let w = world_with_sends(1, 3).await;
+    // Every session logs in first: a password check takes long enough for a
+    // bucket to refill.
+    let (mut other_device, _) = logged_in(&w, "alice").await;
+    let (mut third_device, _) = logged_in(&w, "alice").await;
+    let (mut bob, _) = logged_in(&w, "bob").await;
+    let mut first = Session::new(w.hub.clone(), PEER);
+    ok(&mut first, hello()).await;
+    let Response::Authenticated { token: Some(token), .. } = ok(&mut first, login("alice", "password")).await
+    else {
+        panic!("no token")
+    };
+    // The same device again, in a second session, with its token.
+    let mut second = Session::new(w.hub.clone(), PEER);
+    ok(&mut second, hello()).await;
+    ok(&mut second, Request::Resume { token }).await;
+    for i in 0..3 {
+        let session = if i % 2 == 0 { &mut first } else { &mut second };
+        assert!(matches!(ok(session, send("bob", &format!("m{i}"), "hi")).await, Response::Sent { .. }));
+    }
+    // The device's burst of three is spent, whichever of its sessions sends.
+    assert_eq!(fails(&mut second, send("bob", "m3", "hi")).await, ErrorCode::RateLimited);
+    assert_eq!(fails(&mut first, send("bob", "m4", "hi")).await, ErrorCode::RateLimited);
+    // Another device of Alice's has its own three; then the user's six are spent.
+    for i in 0..3 {
+        let sent = ok(&mut other_device, send("bob", &format!("o{i}"), "hi")).await;
+        assert!(matches!(sent, Response::Sent { .. }));
+    }
+    assert_eq!(fails(&mut third_device, send("bob", "t0", "hi")).await, ErrorCode::RateLimited);
+    // Bob is not limited by Alice's sending.
+    assert!(matches!(ok(&mut bob, send("alice", "b0", "hi")).await, Response::Sent { .. }));
 }
 
 #[tokio::test]
@@ -332,7 +395,8 @@ async fn made_up_invites_are_refused_before_hashing_and_count_as_failures() {
         invite: invite.into(),
         device_name: "t".into(),
     };
-    for i in 0..3 {
+    // Each made-up name is another account: the address's own limit stops it.
+    for i in 0..(3 * ADDRESS_FACTOR) {
         assert_eq!(fails(&mut s, register(&format!("x{i}"), "made-up")).await, ErrorCode::InvalidInvite);
     }
     assert_eq!(fails(&mut s, register("x9", "made-up")).await, ErrorCode::RateLimited);

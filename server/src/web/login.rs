@@ -43,7 +43,7 @@ pub async fn login(web: &Web, parts: &Parts, body: Incoming, peer: IpAddr) -> Re
         tracing::info!(%peer, user = %body.username.chars().take(32).collect::<String>(), "failed web login");
         return Err(ApiError::BadCredentials);
     };
-    hub.logins.succeeded(&body.username);
+    hub.logins.succeeded(&body.username, peer);
     if credentials.disabled {
         return Err(ApiError::Disabled);
     }
