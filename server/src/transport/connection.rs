@@ -9,7 +9,7 @@ use imbox_protocol::{ClientFrame, ErrorBody, ErrorCode, Event, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{FrameIo, TransportError};
+use super::{CloseReason, FrameIo, TransportError};
 use crate::router::{Push, Signal};
 use crate::session::{Handled, Hub, Session};
 
@@ -44,6 +44,9 @@ enum Step {
 }
 
 async fn send_all<T: FrameIo>(io: &mut T, frames: Vec<ServerFrame>, close: bool) -> Step {
+    if let (true, Some(last)) = (close, frames.last()) {
+        io.closing(CloseReason::after(last));
+    }
     for frame in frames {
         if io.send(frame.encode()).await.is_err() {
             return Step::Close;

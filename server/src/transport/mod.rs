@@ -94,6 +94,60 @@ pub enum TransportError {
     Io(String),
 }
 
+/// Why the server closes a session, as a WebSocket close code tells it
+/// (docs/PROTOCOL.md, "WebSocket close codes"). The error frame sent just
+/// before says the same for people; the code lets a client decide without
+/// parsing it (for example, not to retry after 1008).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 1000: the session ended as asked (`logout`, the session's own device
+    /// revoked) or the peer closed.
+    Normal,
+    /// 1001: the server is shutting down (after `going_away`).
+    GoingAway,
+    /// 1002: `bad_frame` or `unsupported_version`.
+    ProtocolError,
+    /// 1008: not authenticated in time, or this device was revoked.
+    PolicyViolation,
+    /// 1009: `frame_too_large`.
+    TooBig,
+    /// 1011: the server failed.
+    InternalError,
+}
+
+impl CloseReason {
+    /// The reason a session closes after sending `last` as its last frame.
+    pub fn after(last: &imbox_protocol::ServerFrame) -> CloseReason {
+        use imbox_protocol::{ErrorCode, Event, ServerFrame};
+        match last {
+            ServerFrame::Ok { .. } => CloseReason::Normal,
+            ServerFrame::Event { event: Event::GoingAway { .. } } => CloseReason::GoingAway,
+            ServerFrame::Event { event: Event::Revoked } => CloseReason::PolicyViolation,
+            ServerFrame::Event { .. } => CloseReason::Normal,
+            ServerFrame::Err { error, .. } => match error.code {
+                ErrorCode::FrameTooLarge => CloseReason::TooBig,
+                ErrorCode::BadFrame | ErrorCode::UnsupportedVersion => CloseReason::ProtocolError,
+                ErrorCode::NotAuthenticated | ErrorCode::BadCredentials => CloseReason::PolicyViolation,
+                ErrorCode::Unavailable => CloseReason::GoingAway,
+                ErrorCode::Internal => CloseReason::InternalError,
+                _ => CloseReason::Normal,
+            },
+        }
+    }
+
+    /// The WebSocket close code (RFC 6455, section 7.4.1).
+    pub fn websocket_code(self) -> u16 {
+        match self {
+            CloseReason::Normal => 1000,
+            CloseReason::GoingAway => 1001,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::PolicyViolation => 1008,
+            CloseReason::TooBig => 1009,
+            CloseReason::InternalError => 1011,
+        }
+    }
+}
+
 /// Moves whole frames. `recv` must be cancel-safe: the connection loop drops
 /// it whenever something else is ready, and no data may be lost when it does.
 pub trait FrameIo: Send {
@@ -103,6 +157,12 @@ pub trait FrameIo: Send {
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Closes the connection politely.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// Says why the coming [`FrameIo::close`] closes, for transports that
+    /// tell the peer (a WebSocket close code). Called once the last frame is
+    /// known; without it a close is [`CloseReason::Normal`].
+    fn closing(&mut self, why: CloseReason) {
+        let _ = why;
+    }
     /// Whether a frame read now may have come in 0-RTT early data, before
     /// the handshake completed (and so may be a replay).
     fn in_early_data(&mut self) -> bool {
