@@ -130,6 +130,15 @@ classify() {
         case $(marker_box "$part") in
             "$BOX") echo ours ;;
             "left:$BOX") echo has-data ;;
+            "")
+                # No marker could be read: the file system may be damaged.
+                # The disk the boot partition records is still ours (its
+                # check then decides); any other is left alone.
+                if [ -f "$DISK_RECORD" ] && [ "$(disk_id "$1")" = "$(sed -n 's/^id=//p' "$DISK_RECORD")" ]; then
+                    echo ours
+                else
+                    echo other-box
+                fi ;;
             *) echo other-box ;;
         esac
     elif is_blank "$1"; then
