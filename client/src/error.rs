@@ -130,7 +130,15 @@ impl ClientError {
             | ClientError::Timeout { .. }
             | ClientError::ConnectionClosed { .. } => true,
             ClientError::Server { error, .. } => {
-                matches!(error.code, ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal)
+                // A full disk on the box is freed by its owner, and writes
+                // then resume by themselves: worth retrying, later.
+                matches!(
+                    error.code,
+                    ErrorCode::RateLimited
+                        | ErrorCode::Unavailable
+                        | ErrorCode::Internal
+                        | ErrorCode::StorageFull
+                )
             }
             _ => false,
         }

@@ -53,6 +53,9 @@ pub enum ErrorCode {
     NotInEarlyData,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
+    /// The server's disk is full: nothing was stored. Reads and delivery of
+    /// what is stored go on; writes resume once its owner frees space.
+    StorageFull,
     /// The server failed; nothing was changed. Retry later.
     Internal,
 }
@@ -64,7 +67,8 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     /// What went wrong and what to do, for people.
     pub message: String,
-    /// For `rate_limited` and `unavailable`: when a retry may succeed.
+    /// For `rate_limited`, `unavailable` and `storage_full`: when a retry
+    /// may succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

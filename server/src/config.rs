@@ -253,6 +253,9 @@ pub struct StorageConfig {
     pub checkpoint_interval_ms: u64,
     /// The write-ahead log's size that triggers a checkpoint, in MiB.
     pub log_max_mib: u32,
+    /// Free space kept on the data disk, in MiB: below it writes are
+    /// refused with `storage_full` until space is freed.
+    pub min_free_mib: u32,
 }
 
 /// Why the configuration could not be loaded. Each message names the key, its value where that
@@ -772,13 +775,14 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000),
         ];
         let s = &self.storage;
-        let storage_ranges: [(&'static str, u64, u64, u64); 6] = [
+        let storage_ranges: [(&'static str, u64, u64, u64); 7] = [
             ("storage.commit_batch_max", s.commit_batch_max.into(), 1, 65_536),
             ("storage.write_queue", s.write_queue.into(), 1, 1_048_576),
             ("storage.cache_mib", s.cache_mib.into(), 1, 4096),
             ("storage.checkpoint_idle_ms", s.checkpoint_idle_ms, 10, 60_000),
             ("storage.checkpoint_interval_ms", s.checkpoint_interval_ms, 100, 3_600_000),
             ("storage.log_max_mib", s.log_max_mib.into(), 1, 4096),
+            ("storage.min_free_mib", s.min_free_mib.into(), 0, 65_536),
         ];
         let (q, id) = (&self.quic, &self.identity);
         let transport_ranges: [(&'static str, u64, u64, u64); 4] = [

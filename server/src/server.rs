@@ -49,6 +49,13 @@ pub enum ServerError {
     /// The control socket could not be created.
     #[error("cannot create the control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
+    /// The database writer failed in a way that only a restart repairs.
+    #[error(
+        "stopped because the database writer failed ({0}); start imboxd again (systemd does): \
+         it applies the write-ahead log, and nothing acknowledged is lost. If this repeats, \
+         check the data disk"
+    )]
+    WriterFailed(String),
 }
 
 /// A started server.
@@ -86,9 +93,27 @@ impl Running {
     }
 
     /// Waits for shutdown, then stops accepting, tells every session, lets
-    /// them finish, commits what is queued and returns.
+    /// them finish, commits what is queued and returns. A failed writer
+    /// shuts down too; [`Running::finish`] says so.
     pub async fn wait(self) {
-        self.shutdown.cancelled().await;
+        if let Err(e) = self.finish().await {
+            tracing::error!(error = %e, "imboxd stopped");
+        }
+    }
+
+    /// As [`Running::wait`], and an error when the writer failed: the
+    /// daemon must then exit with a failure so that systemd restarts it (the
+    /// restart applies the write-ahead log). Without this the writer would
+    /// refuse every write while reads, and so the watchdog, went on.
+    pub async fn finish(self) -> Result<(), ServerError> {
+        let failed = self.store.health().failed();
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            () = failed.cancelled() => {
+                tracing::error!("the database writer failed: shutting down so that imboxd is restarted");
+                self.shutdown.cancel();
+            }
+        }
         tracing::info!("shutting down");
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait()).await.is_err() {
@@ -97,6 +122,13 @@ impl Running {
         self.store.shutdown().await;
         let _ = std::fs::remove_file(&self.control_path);
         tracing::info!("stopped");
+        let health = self.store.health();
+        match health.state() {
+            crate::store::WriterState::Failed => {
+                Err(ServerError::WriterFailed(health.reason().unwrap_or_default()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -122,6 +154,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             interval: std::time::Duration::from_millis(config.storage.checkpoint_interval_ms),
             log_max_bytes: u64::from(config.storage.log_max_mib) << 20,
         },
+        min_free_bytes: u64::from(config.storage.min_free_mib) << 20,
     };
     let store = Store::open(&config.database_path(), options, router.clone())?;
     // The name the owner gave the box wins over the configured default.
@@ -262,14 +295,24 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     })
 }
 
-/// Pings systemd's watchdog while the runtime schedules tasks and the
-/// database answers reads; a hung daemon stops pinging and systemd restarts it.
+/// Pings systemd's watchdog while the runtime schedules tasks, the database
+/// answers reads and the writer's heartbeat is fresh; a hung daemon or a
+/// stuck writer stops pinging and systemd restarts it.
 async fn watchdog(store: Store, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
+        }
+        let writer = store.health();
+        if !writer.alive() {
+            tracing::error!(
+                state = ?writer.state(),
+                heartbeat_age_ms = writer.heartbeat_age().as_millis() as u64,
+                "the database writer is stuck or failed; not pinging the watchdog"
+            );
+            continue;
         }
         match store.log_head(0) {
             Ok(_) => {
@@ -349,6 +392,61 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         shutdown.cancelled().await;
         token.cancel();
     });
-    running.wait().await;
-    Ok(())
+    running.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, Sources};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on 127.0.0.1:0, plain HTTP only, in `dir`.
+    async fn server(dir: &std::path::Path) -> Running {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let overrides =
+            Overrides { config_file: None, data_dir: Some(dir.to_owned()), http_listen: vec![any] };
+        let mut config = Config::load_from(&overrides, &Sources::none()).unwrap();
+        config.https.listen = vec![];
+        config.quic.listen = vec![];
+        config.setup.storage_status = dir.join("run/storage.json");
+        config.setup.storage_progress = dir.join("run/storage-progress");
+        start(config).await.unwrap()
+    }
+
+    /// `GET /health`: the status line and the body.
+    async fn health(addr: SocketAddr) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /health HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_fails_ends_the_server_with_an_error_and_health_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = server(dir.path()).await;
+        let addr = running.http[0];
+        assert!(health(addr).await.starts_with("HTTP/1.1 200"));
+        running.store.create_user("alice", "hash".into(), false).await.unwrap();
+        // The disk fails the next log write (EIO): not something to retry.
+        running.store.health().inject_log_fault(5);
+        assert!(running.store.create_user("bob", "hash".into(), false).await.is_err());
+        let failed = running.store.health().failed();
+        failed.cancelled().await;
+        let answer = health(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("writer_failed"), "{answer}");
+        // The server stops by itself, with an error that main turns into a
+        // failed exit status (systemd restarts it).
+        let stopped = running.finish().await;
+        assert!(matches!(stopped, Err(ServerError::WriterFailed(_))), "{stopped:?}");
+        // The restart finds what was acknowledged.
+        let again = server(dir.path()).await;
+        let users: Vec<String> = again.store.users().unwrap().into_iter().map(|u| u.name).collect();
+        assert_eq!(users, ["alice"]);
+        again.shutdown.cancel();
+        again.finish().await.unwrap();
+    }
 }

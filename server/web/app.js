@@ -388,6 +388,12 @@
         byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
         byId('st-disk-problem').hidden = !s.storage.disk_problem;
         say('st-disk-problem', s.storage.disk_problem || '');
+        // A full disk or a failed writer: messages cannot be stored now.
+        const w = s.writer;
+        byId('st-writer').hidden = w.state === 'running';
+        say('st-writer', w.state === 'storage_full'
+          ? 'The data disk is full: new messages are refused until you free space on it (reading goes on). ' + (w.message || '')
+          : w.state === 'failed' ? 'Storing messages failed; imboxd restarts. ' + (w.message || '') : '');
         say('st-fingerprint', s.identity.fingerprint);
         say('st-certificate', s.identity.certificate_sha256 || 'unknown');
         say('st-listeners', [].concat(

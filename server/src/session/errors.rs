@@ -20,6 +20,16 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
                 5000,
             )
         }
+        StoreError::StorageFull => {
+            return ErrorBody {
+                retry_after_ms: Some(30_000),
+                ..ErrorBody::new(
+                    ErrorCode::StorageFull,
+                    "the box's disk is full, so this was not stored; keep it and retry later \
+                     (the box's owner must free space on it; reading goes on)",
+                )
+            }
+        }
         StoreError::Closed => {
             (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into())
         }

@@ -10,6 +10,7 @@
 
 mod admin_ops;
 mod apply;
+pub mod health;
 mod read;
 pub mod records;
 mod render;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
 pub use apply::{Outcome, WriteOp};
+pub use health::{WriterHealth, WriterState};
 pub use writer::Checkpoints;
 use writer::{Command, Job};
 
@@ -63,6 +65,13 @@ pub enum StoreError {
     /// The write queue is full: the server is overloaded.
     #[error("the write queue is full")]
     Overloaded,
+    /// The data disk is full: nothing was stored. Writes resume by
+    /// themselves once space is freed.
+    #[error(
+        "the box's data disk is full, so nothing was stored; its owner must free space on it \
+         (the status page shows how much is left), and writes resume by themselves"
+    )]
+    StorageFull,
     /// Writes are paused while the data moves to another disk.
     #[error("the box is moving its data to another disk and takes no changes until it is done")]
     Paused,
@@ -234,6 +243,9 @@ pub struct StoreOptions {
     /// When the database itself is made durable (the write-ahead log keeps
     /// writes durable in between).
     pub checkpoints: Checkpoints,
+    /// Writes are refused while the data disk has less than this free
+    /// (0: only when a write fails for want of space).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -247,6 +259,7 @@ impl Default for StoreOptions {
                 interval: std::time::Duration::from_secs(60),
                 log_max_bytes: 16 << 20,
             },
+            min_free_bytes: 0,
         }
     }
 }
@@ -268,6 +281,7 @@ pub struct Store {
     db: Arc<Database>,
     writes: mpsc::Sender<Command>,
     stats: Arc<WriterStats>,
+    health: Arc<WriterHealth>,
 }
 
 impl std::fmt::Debug for Store {
@@ -395,8 +409,14 @@ impl Store {
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let stats = Arc::new(WriterStats::default());
         let batch_max = options.commit_batch_max.max(1);
-        writer::spawn(db.clone(), wal, rx, listener, batch_max, options.checkpoints, stats.clone())?;
-        Ok(Store { db, writes: tx, stats })
+        let health = Arc::new(WriterHealth::default());
+        let reserve = writer::Reserve {
+            dir: path.parent().map_or_else(|| Path::new(".").to_owned(), Path::to_owned),
+            min_free_bytes: options.min_free_bytes,
+        };
+        let tuning = writer::Tuning { batch_max, checkpoints: options.checkpoints, reserve };
+        writer::spawn(db.clone(), wal, rx, listener, tuning, stats.clone(), health.clone())?;
+        Ok(Store { db, writes: tx, stats, health })
     }
 
     /// Queues one write for the group commit without waiting. Writes are
@@ -420,6 +440,11 @@ impl Store {
     /// The writer's counters.
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// Whether the writer takes writes, and its heartbeat.
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
     }
 
     /// Commits everything queued so far, then stops the writer. Later writes

@@ -267,3 +267,47 @@ async fn stopping_while_paused_leaves_the_files_as_they_were_copied() {
     let (moved, _copy) = open_copy(&db, &log);
     assert_eq!(moved.history(1, &Target::parse("bob"), None, 10).unwrap().0.len(), 1);
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_the_batch_keeps_what_was_stored_and_takes_writes_again() {
+    let (store, _dir) = store_without_checkpoints(&["alice", "bob"]).await;
+    let first = send(&store, 1, "bob", "m1").sent().await.unwrap();
+    // The disk refuses the next log record for want of space.
+    store.health().inject_log_fault(28); // ENOSPC
+    let refused = send(&store, 1, "bob", "m2").sent().await;
+    assert!(matches!(refused, Err(StoreError::StorageFull)), "{refused:?}");
+    assert_eq!(store.health().state(), WriterState::StorageFull);
+    assert!(store.health().reason().unwrap().contains("full"));
+    assert!(store.health().alive(), "a full disk is not a failed writer: the watchdog goes on");
+    // What is stored is still read.
+    let (page, _) = store.history(1, &Target::parse("bob"), None, 10).unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), [first.seq]);
+    // Space again: the next write goes through, numbered right after the first.
+    let second = send(&store, 1, "bob", "m2").sent().await.unwrap();
+    assert_eq!(second.seq, first.seq + 1);
+    assert_eq!(store.health().state(), WriterState::Running);
+    assert_eq!(store.health().reason(), None);
+}
+
+#[tokio::test]
+async fn a_failed_log_write_stops_the_writer_and_says_so() {
+    let (store, dir) = store_without_checkpoints(&["alice", "bob"]).await;
+    let first = send(&store, 1, "bob", "m1").sent().await.unwrap();
+    let failed = store.health().failed();
+    store.health().inject_log_fault(5); // EIO
+    assert!(matches!(send(&store, 1, "bob", "m2").sent().await, Err(StoreError::BatchFailed(_))));
+    // Whoever waits on the writer hears of it (the server then exits).
+    failed.cancelled().await;
+    assert_eq!(store.health().state(), WriterState::Failed);
+    assert!(!store.health().alive(), "the watchdog is no longer pinged");
+    // Later writes are refused (queued before the thread is gone, or not at all).
+    let later = store.write(WriteOp::Ack { device: 1, position: 1 }).await;
+    assert!(matches!(later, Err(StoreError::Closed)), "{later:?}");
+    // A restart applies the log: the acknowledged send is there, the failed one is not.
+    drop(store);
+    let store =
+        Store::open(&dir.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    let (page, _) = store.history(1, &Target::parse("bob"), None, 10).unwrap();
+    assert_eq!(page.iter().map(|m| (m.seq, m.text.clone())).collect::<Vec<_>>(), [(first.seq, "m1".into())]);
+    assert_eq!(store.health().state(), WriterState::Running);
+}

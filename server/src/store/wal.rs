@@ -51,6 +51,11 @@ pub enum WalError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the write-ahead log {path} has a record that cannot be decoded: {reason}")]
     Undecodable { path: PathBuf, reason: String },
+    /// The disk is full: the record was not written, and the file was cut
+    /// back to its last whole record, so appending may go on once there is
+    /// space.
+    #[error("the disk of the write-ahead log {path} is full: {source}")]
+    Full { path: PathBuf, source: std::io::Error },
 }
 
 /// The open log, positioned at its end.
@@ -127,7 +132,20 @@ impl Wal {
         let crc = crc32fast::hash(&self.buffer[8..]);
         self.buffer[0..4].copy_from_slice(&(payload as u32).to_le_bytes());
         self.buffer[4..8].copy_from_slice(&crc.to_le_bytes());
-        if let Err(source) = self.file.write_all(&self.buffer).and_then(|()| self.file.sync_data()) {
+        if let Err(source) = self.file.write_all(&self.buffer) {
+            // A full disk refuses the write before anything was synced: cut
+            // the file back to its last whole record, and the log is as it
+            // was. Any other failure, or a failed cut, leaves it unknown.
+            if super::health::is_disk_full(&source) && self.file.set_len(self.len).is_ok() {
+                return Err(WalError::Full { path: self.path.clone(), source });
+            }
+            self.failed = true;
+            return Err(WalError::Io { path: self.path.clone(), source });
+        }
+        if let Err(source) = self.file.sync_data() {
+            // After a failed sync the kernel may have dropped the dirty pages
+            // and marked them clean: what is on the disk is unknown, even
+            // records synced before. Only reading the log anew tells.
             self.failed = true;
             return Err(WalError::Io { path: self.path.clone(), source });
         }

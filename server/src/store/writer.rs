@@ -11,6 +11,7 @@
 //! checkpoint makes redb itself durable and empties the log; see `wal.rs` for
 //! why the work is split this way.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply, Outcome, Tables, WriteOp};
+use super::health::{WriterHealth, HEARTBEAT};
 use super::records::META;
 use super::render::Lookup;
 use super::wal::Wal;
@@ -64,6 +66,27 @@ pub struct Checkpoints {
     pub log_max_bytes: u64,
 }
 
+/// How the writer batches, checkpoints and keeps space.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// The most writes in one batch.
+    pub batch_max: usize,
+    pub checkpoints: Checkpoints,
+    pub reserve: Reserve,
+}
+
+/// How much free space the writer keeps on the data disk.
+#[derive(Debug, Clone)]
+pub struct Reserve {
+    /// The directory of the database and the log.
+    pub dir: PathBuf,
+    /// Writes are refused (`StorageFull`), and checkpoints put off, while
+    /// less than this is available: a checkpoint rewrites the pages changed
+    /// since the last one and needs room for them, and redb cannot go on
+    /// after a write of its own failed, so the disk must never fill under it.
+    pub min_free_bytes: u64,
+}
+
 struct Writer {
     db: Arc<Database>,
     wal: Wal,
@@ -73,6 +96,10 @@ struct Writer {
     last_checkpoint: Instant,
     /// Between a pause and a resume: writes are refused.
     paused: bool,
+    health: Arc<WriterHealth>,
+    reserve: Reserve,
+    /// When the last write came, for the idle checkpoint.
+    last_write: Instant,
 }
 
 pub fn spawn(
@@ -80,15 +107,29 @@ pub fn spawn(
     wal: Wal,
     mut queue: mpsc::Receiver<Command>,
     listener: Arc<dyn CommitListener>,
-    batch_max: usize,
-    checkpoints: Checkpoints,
+    tuning: Tuning,
     stats: Arc<WriterStats>,
+    health: Arc<WriterHealth>,
 ) -> Result<(), StoreError> {
+    let Tuning { batch_max, checkpoints, reserve } = tuning;
     let cannot = |e: std::io::Error| StoreError::Invalid(format!("cannot start the writer thread: {e}"));
     // A small runtime of its own, for waiting on the queue with a timeout.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(cannot)?;
-    let mut writer =
-        Writer { db, wal, listener, stats, checkpoints, last_checkpoint: Instant::now(), paused: false };
+    let now = Instant::now();
+    let mut writer = Writer {
+        db,
+        wal,
+        listener,
+        stats,
+        checkpoints,
+        last_checkpoint: now,
+        paused: false,
+        health,
+        reserve,
+        last_write: now,
+    };
+    writer.health.beat();
+    writer.measure_space();
     std::thread::Builder::new()
         .name("imbox-writer".into())
         .spawn(move || {
@@ -96,17 +137,24 @@ pub fn spawn(
             let mut stopped = None;
             let mut broken = false;
             loop {
-                let first = if writer.wal.is_empty() {
-                    runtime.block_on(queue.recv())
+                writer.health.beat();
+                // Never wait longer than a heartbeat, so that a live writer
+                // is seen to be alive even when nobody writes.
+                let full = writer.health.state() == super::health::WriterState::StorageFull;
+                let wait = if writer.wal.is_empty() || full {
+                    HEARTBEAT
                 } else {
-                    let wait = writer.checkpoints.idle;
-                    // The timer must be made inside the runtime.
-                    match runtime.block_on(async { tokio::time::timeout(wait, queue.recv()).await }) {
-                        Ok(next) => next,
-                        Err(_) => {
-                            writer.checkpoint();
-                            continue;
+                    writer.checkpoints.idle.saturating_sub(writer.last_write.elapsed()).min(HEARTBEAT)
+                };
+                // The timer must be made inside the runtime.
+                let first = match runtime.block_on(async { tokio::time::timeout(wait, queue.recv()).await }) {
+                    Ok(next) => next,
+                    Err(_) => {
+                        if !writer.idle() {
+                            broken = true;
+                            break;
                         }
+                        continue;
                     }
                 };
                 // A command other than a write ends the batch; it is carried
@@ -124,8 +172,13 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
+                if !batch.is_empty() {
+                    writer.last_write = Instant::now();
+                }
                 if writer.paused {
                     refuse_paused(&mut batch);
+                } else if !batch.is_empty() && !writer.measure_space() {
+                    refuse(&mut batch, || StoreError::StorageFull);
                 } else if !batch.is_empty() && !writer.commit(&mut batch) {
                     broken = true;
                     break;
@@ -146,11 +199,16 @@ pub fn spawn(
                     }
                     Some(Command::Write(_)) | None => {}
                 }
-                if writer.checkpoint_due() {
-                    writer.checkpoint();
+                if writer.checkpoint_due() && !writer.checkpoint() {
+                    broken = true;
+                    break;
                 }
             }
-            if !broken {
+            if !broken && writer.health.state() == super::health::WriterState::StorageFull {
+                // No room for a checkpoint: the log keeps every write, and
+                // the next start applies it.
+                tracing::warn!("stopping without a checkpoint: the data disk is full");
+            } else if !broken {
                 writer.checkpoint();
             }
             // Writes queued after the stop are refused: their callers see
@@ -168,8 +226,12 @@ pub fn spawn(
                 // next open repairs quickly from the saved allocator state.
                 std::mem::forget(writer.db.clone());
             }
+            let health = writer.health.clone();
             drop(writer);
             tracing::debug!("writer stopped");
+            if broken {
+                health.announce_failure();
+            }
             if let Some(done) = stopped {
                 let _ = done.send(());
             }
@@ -189,6 +251,14 @@ impl Writer {
         let now = super::now_ms();
         let (txn, (results, notices)) = match self.apply_batch(batch, now) {
             Ok(applied) => applied,
+            Err(err @ StoreError::Storage(_)) => {
+                // redb failed to read or write its file, and refuses every
+                // later transaction after an I/O error of its own: only a
+                // restart (which reopens it and applies the log) goes on.
+                fail(batch, &err);
+                self.fail(format!("the database failed: {err}"));
+                return false;
+            }
             Err(err) => {
                 fail(batch, &err);
                 return true;
@@ -198,18 +268,31 @@ impl Writer {
         // crash. Until the transaction commits nobody can read any of it, so
         // if the log cannot be written, dropping the transaction undoes it.
         let ops: Vec<&WriteOp> = batch.iter().map(|job| &job.op).collect();
+        #[cfg(test)]
+        if let Some(source) = self.health.take_fault() {
+            // The injected fault stands for the disk, as the log sees it.
+            let path = std::path::PathBuf::from("injected");
+            let err = if super::health::is_disk_full(&source) {
+                super::wal::WalError::Full { path, source }
+            } else {
+                super::wal::WalError::Io { path, source }
+            };
+            return self.log_failed(batch, err);
+        }
         if let Err(err) = self.wal.append(now, &ops) {
-            fail(batch, &StoreError::from(err));
-            return true;
+            return self.log_failed(batch, err);
+        }
+        if self.health.state() == super::health::WriterState::StorageFull && self.health.set_full(None) {
+            tracing::info!("the data disk has room again: writes resume");
         }
         if let Err(err) = txn.commit() {
             // The log holds a batch the database does not: every later batch
             // would be applied to a state that the log, replayed after a
             // restart, does not reproduce. Stop writing; a restart applies
             // the log and goes on from there.
-            tracing::error!(error = %err, "the database refused a commit after its batch was logged; \
-                writes stop until imboxd is restarted, which applies the write-ahead log");
+            let reason = format!("the database refused a commit after its batch was logged: {err}");
             fail(batch, &StoreError::from(err));
+            self.fail(reason);
             return false;
         }
         let took = started.elapsed();
@@ -257,17 +340,100 @@ impl Writer {
         Ok((txn, (results, notices)))
     }
 
+    /// A log append failed and the batch is not stored. Returns whether the
+    /// writer can go on: only when the disk was full (the log was cut back to
+    /// its last whole record, so it is as it was).
+    fn log_failed(&mut self, batch: &mut Vec<Job>, err: super::wal::WalError) -> bool {
+        if let super::wal::WalError::Full { .. } = err {
+            if self.health.set_full(Some(full_reason(&err.to_string()))) {
+                tracing::warn!(error = %err, "the data disk is full: writes are refused until space is freed");
+            }
+            refuse(batch, || StoreError::StorageFull);
+            return true;
+        }
+        fail(batch, &StoreError::from(err));
+        // After a failed write or sync the log's end on the disk is unknown.
+        self.fail("the write-ahead log could not be written".into());
+        false
+    }
+
+    /// Stops taking writes for good and tells imboxd, which then exits with
+    /// an error so that systemd restarts it; the restart applies the log.
+    fn fail(&self, reason: String) {
+        tracing::error!(
+            %reason,
+            "the writer cannot go on; imboxd stops and must be restarted (systemd does), \
+             which applies the write-ahead log"
+        );
+        self.health.fail(reason);
+    }
+
+    /// Measures the data disk's free space; records a full disk or its end.
+    /// Returns whether there is room to write.
+    fn measure_space(&self) -> bool {
+        if self.reserve.min_free_bytes == 0 {
+            return true;
+        }
+        let available = match fs4::available_space(&self.reserve.dir) {
+            Ok(bytes) => bytes,
+            // Unmeasurable is not full: a real lack of space still shows as
+            // a failed append.
+            Err(_) => return self.health.state() != super::health::WriterState::StorageFull,
+        };
+        let full = available < self.reserve.min_free_bytes;
+        let reason = full.then(|| {
+            full_reason(&format!(
+                "{} has {} KiB free; imboxd keeps at least {} KiB",
+                self.reserve.dir.display(),
+                available >> 10,
+                self.reserve.min_free_bytes >> 10
+            ))
+        });
+        if self.health.set_full(reason) {
+            if full {
+                tracing::warn!(available, "the data disk is full: writes are refused until space is freed");
+            } else {
+                tracing::info!(available, "the data disk has room again: writes resume");
+            }
+        }
+        !full
+    }
+
+    /// Between writes: re-measures a full disk, and checkpoints once writes
+    /// have paused. Returns false when the writer cannot go on.
+    fn idle(&mut self) -> bool {
+        if self.health.state() == super::health::WriterState::StorageFull && !self.measure_space() {
+            return true;
+        }
+        if !self.wal.is_empty() && self.last_write.elapsed() >= self.checkpoints.idle {
+            return self.checkpoint();
+        }
+        true
+    }
+
     fn checkpoint_due(&self) -> bool {
+        if self.health.state() == super::health::WriterState::StorageFull {
+            return false;
+        }
         self.wal.len() >= self.checkpoints.log_max_bytes
             || (!self.wal.is_empty() && self.last_checkpoint.elapsed() >= self.checkpoints.interval)
     }
 
     /// Makes everything committed so far durable in the database itself and
-    /// empties the log. A failure is logged and tried again later: the log
-    /// still holds every batch.
-    fn checkpoint(&mut self) {
-        if let Err(err) = self.try_checkpoint() {
-            tracing::error!(error = %err, "checkpoint failed; the write-ahead log keeps every write");
+    /// empties the log. Returns false when it failed: the log still holds
+    /// every batch, but redb takes no transaction after a failed write of its
+    /// own, so the writer cannot go on.
+    fn checkpoint(&mut self) -> bool {
+        if !self.measure_space() {
+            // No room for the pages: put it off; the log keeps every write.
+            return true;
+        }
+        match self.try_checkpoint() {
+            Ok(()) => true,
+            Err(err) => {
+                self.fail(format!("a checkpoint failed: {err}"));
+                false
+            }
         }
     }
 
@@ -315,6 +481,18 @@ pub fn mark_durable(db: &Database, through: u64) -> Result<(), StoreError> {
     txn.open_table(META)?.insert(WAL_THROUGH, through)?;
     txn.commit()?;
     Ok(())
+}
+
+/// What people read about a full disk.
+fn full_reason(detail: &str) -> String {
+    format!("the data disk is full ({detail}): writes are refused until space is freed on it; reads go on")
+}
+
+/// Answers every job of a batch with an error made by `error`.
+fn refuse(batch: &mut Vec<Job>, error: impl Fn() -> StoreError) {
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(error()));
+    }
 }
 
 /// Answers every job that came while writes are paused.

@@ -118,7 +118,10 @@ async fn route(
             "text/plain; charset=utf-8",
             "WebSocket over plain HTTP is turned off on this box (http.plain_websocket = false): connect with wss://\n",
         ),
-        (&Method::GET, "/health") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        (&Method::GET, "/health") => {
+            let (status, body) = crate::web::status::health(&ctx.hub.store);
+            text(status, "text/plain; charset=utf-8", body)
+        }
         _ => crate::web::handle(&ctx.web, req, peer.ip(), secure).await,
     }
 }

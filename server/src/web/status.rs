@@ -150,6 +150,50 @@ pub struct Addresses {
     pub quic: Vec<String>,
 }
 
+/// The database writer, as the status page shows it.
+#[derive(Debug, Serialize)]
+pub struct WriterReport {
+    /// `running`, `storage_full` or `failed`.
+    pub state: crate::store::WriterState,
+    /// Why it is not running, for people.
+    pub message: Option<String>,
+    /// Since the writer last went round its loop (at most a second or so
+    /// when well).
+    pub heartbeat_age_ms: u64,
+}
+
+/// The writer's state and heartbeat now.
+pub fn writer(store: &crate::store::Store) -> WriterReport {
+    let health = store.health();
+    WriterReport {
+        state: health.state(),
+        message: health.reason(),
+        heartbeat_age_ms: health.heartbeat_age().as_millis() as u64,
+    }
+}
+
+/// `GET /health`: `ok` (200) while the writer takes writes and its heartbeat
+/// is fresh; `storage_full` (507) while the disk is full (reads go on);
+/// `writer_failed` or `writer_stuck` (503) otherwise, so that monitoring
+/// sees a box that cannot store messages.
+pub fn health(store: &crate::store::Store) -> (StatusCode, String) {
+    use crate::store::WriterState;
+    let h = store.health();
+    let reason = h.reason().unwrap_or_default();
+    match h.state() {
+        WriterState::Failed => (StatusCode::SERVICE_UNAVAILABLE, format!("writer_failed: {reason}\n")),
+        _ if !h.alive() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "writer_stuck: the database writer has not answered for {} s\n",
+                h.heartbeat_age().as_secs()
+            ),
+        ),
+        WriterState::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, format!("storage_full: {reason}\n")),
+        WriterState::Running => (StatusCode::OK, "ok\n".to_owned()),
+    }
+}
+
 /// The answer of `GET /api/admin/status`.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -162,6 +206,8 @@ pub struct Status {
     pub users: u64,
     pub web_sessions: usize,
     pub storage: Storage,
+    /// Whether messages can be stored now.
+    pub writer: WriterReport,
     pub identity: IdentityInfo,
     pub listeners: Addresses,
 }
@@ -196,6 +242,7 @@ pub fn status(web: &Web) -> Result<Status, ApiError> {
         users,
         web_sessions: web.sessions.len(),
         storage: storage(web),
+        writer: writer(&web.hub.store),
         identity: IdentityInfo {
             fingerprint: web.fingerprint.to_string(),
             fingerprint_hex: web.fingerprint.to_hex(),

@@ -3,11 +3,13 @@
 # http://127.0.0.1/health and restarts imboxd after three failures in a row.
 # A second net beside systemd's watchdog (WatchdogSec=): imboxd's WATCHDOG=1
 # says its runtime and its database answer, this says the HTTP listener does.
+# 507 (storage_full: the data disk is full, writes refused, reads going on)
+# counts as alive: a restart frees no space, and writes resume by themselves.
 set -uo pipefail
 failures_file=/run/imbox/health-failures
 systemctl -q is-active imboxd.service || { rm -f "$failures_file"; exit 0; }
 if exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 \
-    && timeout 10 head -n1 <&3 | grep -q ' 200 '; then
+    && timeout 10 head -n1 <&3 | grep -qE ' (200|507) '; then
     rm -f "$failures_file"
     exit 0
 fi
