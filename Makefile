@@ -4,7 +4,7 @@ CARGO ?= cargo
 RUN_DATA ?= $(CURDIR)/run-data
 RUN_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-web lint fmt check-fmt clippy unit e2e clean
+.PHONY: all build run test test-web fuzz lint fmt check-fmt clippy unit e2e clean
 
 all: build
 
@@ -33,12 +33,28 @@ run:
 SKIP_IMAGE_TESTS ?=
 test: check-fmt clippy build
 	$(CARGO) test --workspace --all-targets
+	$(MAKE) fuzz
 	$(MAKE) test-web
 ifeq ($(SKIP_IMAGE_TESTS),)
 	$(MAKE) test-image
 else
 	@echo "make test: SKIP_IMAGE_TESTS is set: the image's boot tests (make test-image) did not run"
 endif
+
+# The fuzz targets (fuzz/: the frame decoder, QUIC stream framing, bytes
+# after a WebSocket upgrade and on a QUIC session stream against a real
+# server, the session state machine) for FUZZ_SECONDS each, two at a time,
+# and the model-based test of multi-device sync with FUZZ_MODEL_CASES random
+# runs: about a minute with the defaults, on the debug build that the tests
+# above made (a release build would cost CI a full compile more). A failure
+# prints the seed that
+# replays it (IMBOX_FUZZ_SEED=...) and saves the input in
+# target/fuzz-failures/. `cargo test` alone gives each target 2 seconds.
+FUZZ_SECONDS ?= 15
+FUZZ_MODEL_CASES ?= 10
+fuzz:
+	IMBOX_FUZZ_SECONDS=$(FUZZ_SECONDS) IMBOX_MODEL_CASES=$(FUZZ_MODEL_CASES) \
+		$(CARGO) test -p imbox-fuzz -- --test-threads 2
 
 # The setup and admin pages in Debian's chromium, driven by Playwright
 # (tests/web/; needs Node.js 20 or newer, npm and /usr/bin/chromium, which

@@ -266,6 +266,18 @@ mod tests {
     }
 
     #[test]
+    fn an_id_in_a_signed_encoding_is_read() {
+        // {"id": int8 3, "req": {}}: found by the fuzzer (the decoder read
+        // 3, the shape check did not, and the error said id 0).
+        assert_eq!(malformed(b"\x82\xa2id\xd0\x03\xa3req\x80"), Some(3));
+        assert_eq!(
+            ClientFrame::decode(b"\x82\xa2id\xd1\x00\x03\xa3req\x81\xa4type\xa4ping"),
+            Ok(ClientFrame { id: 3, req: Request::Ping })
+        );
+        assert_eq!(malformed(b"\x82\xa2id\xd0\xfd\xa3req\x80"), Some(0));
+    }
+
+    #[test]
     fn an_unreadable_request_keeps_a_readable_id() {
         // {"id": 9, "req": {"type": "fly"}}: unknown, the connection stays.
         assert_eq!(

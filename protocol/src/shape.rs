@@ -133,10 +133,12 @@ impl Walk<'_> {
             0xcd => Kind::Unsigned(self.uint(2)?),
             0xce => Kind::Unsigned(self.uint(4)?),
             0xcf => Kind::Unsigned(self.uint(8)?),
-            0xd0 => self.take(1).map(|_| Kind::Scalar)?,
-            0xd1 => self.take(2).map(|_| Kind::Scalar)?,
-            0xd2 => self.take(4).map(|_| Kind::Scalar)?,
-            0xd3 => self.take(8).map(|_| Kind::Scalar)?,
+            // A signed encoding of a value that is not negative is still
+            // that number (MessagePack allows it and some encoders write it).
+            0xd0 => self.signed(1)?,
+            0xd1 => self.signed(2)?,
+            0xd2 => self.signed(4)?,
+            0xd3 => self.signed(8)?,
             0xd9 => Kind::Str(self.count(1, 1)?),
             0xda => Kind::Str(self.count(2, 1)?),
             0xdb => Kind::Str(self.count(4, 1)?),
@@ -146,6 +148,14 @@ impl Walk<'_> {
             0xdf => Kind::Map(self.count(4, 2)?),
             0xe0..=0xff => Kind::Scalar,
         })
+    }
+
+    fn signed(&mut self, n: usize) -> Result<Kind, String> {
+        let raw = self.uint(n)?;
+        let bits = 8 * n as u32;
+        // Sign-extend the n-byte two's complement value.
+        let value = ((raw << (64 - bits)) as i64) >> (64 - bits);
+        Ok(u64::try_from(value).map_or(Kind::Scalar, Kind::Unsigned))
     }
 
     fn count_of(&self, count: usize, per_element: usize) -> Result<usize, String> {
