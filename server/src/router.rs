@@ -48,6 +48,13 @@ impl Signal {
     pub fn take_lagged(&self) -> bool {
         self.lagged.swap(false, Ordering::AcqRel)
     }
+
+    /// Raises the lag flag and wakes the session: it has entries to read
+    /// from the store.
+    pub fn raise(&self) {
+        self.lagged.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
 }
 
 #[derive(Debug)]
@@ -61,8 +68,7 @@ struct Link {
 impl Link {
     fn offer(&self, push: Push) {
         if self.queue.try_send(push).is_err() {
-            self.signal.lagged.store(true, Ordering::Release);
-            self.signal.notify.notify_one();
+            self.signal.raise();
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use imbox_client::{Client, ClientOptions};
-use imbox_protocol::{Item, Message, Target};
+use imbox_protocol::{Event, Item, Message, Request, Response, Target};
 use imbox_tests::{over_every_transport, Server, Transport};
 
 fn message(item: &Item) -> Option<&Message> {
@@ -205,6 +205,47 @@ async fn history_pages_backwards(transport: Transport) {
     assert_eq!(oldest.len(), 5);
 }
 
+async fn a_live_device_three_pages_behind_gets_everything_once_in_order(transport: Transport) {
+    // A push queue of one entry and sync pages of ten: a burst committed in
+    // a few group commits overflows the queue, and the device must catch up
+    // by several pages from the store with no further push to wake it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), |c| {
+        c.limits.session_queue = 1;
+        c.limits.max_sync_page = 10;
+    })
+    .await;
+    server.transport = transport;
+    server.add_users(&["alice", "bob"]).await;
+    let alice = server.connection("alice").await;
+    let bob = server.connection("bob").await;
+    let synced = bob.request(Request::Sync { since: 0, limit: 10 }).await.unwrap();
+    assert!(matches!(synced, Response::Entries { more: false, .. }));
+
+    const BURST: u64 = 45;
+    let sends = (1..=BURST).map(|i| {
+        alice.request(Request::Send {
+            to: Target::parse("bob"),
+            id: format!("m{i}"),
+            text: format!("burst {i}"),
+        })
+    });
+    for sent in futures_util::future::join_all(sends).await {
+        assert!(matches!(sent.unwrap(), Response::Sent { duplicate: false, .. }));
+    }
+    let mut positions = Vec::new();
+    while positions.len() < BURST as usize {
+        let event = tokio::time::timeout(Duration::from_secs(10), bob.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {positions:?}"));
+        if let Some(Event::Entry { entry }) = event {
+            assert!(message(&entry.item).is_some());
+            positions.push(entry.position);
+        }
+    }
+    assert_eq!(positions, (1..=BURST).collect::<Vec<_>>());
+}
+
 over_every_transport!(
     two_users_chat_both_ways,
     an_offline_group_member_later_gets_every_message_once_in_order,
@@ -213,4 +254,5 @@ over_every_transport!(
     a_users_other_devices_see_what_it_sent,
     a_restart_keeps_every_acknowledged_message,
     history_pages_backwards,
+    a_live_device_three_pages_behind_gets_everything_once_in_order,
 );

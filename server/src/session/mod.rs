@@ -24,7 +24,7 @@ use imbox_protocol::{
 };
 
 use crate::config::LimitsConfig;
-use crate::router::{Inbox, Push, Router};
+use crate::router::{Inbox, Push, Router, Signal};
 use crate::store::{DeviceAuth, NewDevice, Store, StoreError, WriteOp};
 use limits::{LoginLimit, SendLimit};
 use password::Passwords;
@@ -119,6 +119,9 @@ pub struct Session {
     peer: IpAddr,
     phase: Phase,
     inbox: Option<Inbox>,
+    /// The lag signal of the inbox, kept after the transport takes the
+    /// inbox: catch-up raises it to come back for the next page.
+    lag: Option<Arc<Signal>>,
     /// Set by a transport while the request came in 0-RTT early data.
     early_data: bool,
 }
@@ -177,7 +180,7 @@ where
 impl Session {
     /// A new session for a client at `peer`.
     pub fn new(hub: Arc<Hub>, peer: IpAddr) -> Session {
-        Session { hub, peer, phase: Phase::New, inbox: None, early_data: false }
+        Session { hub, peer, phase: Phase::New, inbox: None, lag: None, early_data: false }
     }
 
     /// Whether the session has authenticated.
@@ -378,6 +381,7 @@ impl Session {
             admin: auth.admin,
         };
         tracing::debug!(peer = %self.peer, user = %auth.username, device = auth.device, "authenticated");
+        self.lag = Some(registration.inbox.signal.clone());
         self.inbox = Some(registration.inbox);
         self.phase = Phase::Ready(Box::new(Device {
             delivered: auth.cursor,
@@ -655,8 +659,13 @@ impl Session {
         if !device.live {
             return (Vec::new(), false);
         }
-        // One page per wake-up keeps a session from monopolising its thread;
-        // if more remain the next push finds the gap again.
+        // One page per wake-up keeps a session from monopolising its thread
+        // and lets the transport read requests between pages. If more
+        // remain, the lag signal is raised again so that the transport comes
+        // back for the next page: a push cannot be relied on to find the gap,
+        // since none may come. Pushes that arrive meanwhile are at or below
+        // `delivered` (dropped) or past a gap (another page), so every entry
+        // goes out once, in order.
         match self.hub.store.log_page(user, since, self.hub.limits.max_sync_page) {
             Ok((entries, more)) => {
                 if let Some(last) = entries.last() {
@@ -664,8 +673,8 @@ impl Session {
                 }
                 let frames = entries.into_iter().map(entry_frame).collect();
                 if more {
-                    if let Some(inbox) = &self.inbox {
-                        inbox.signal.notify.notify_one();
+                    if let Some(lag) = &self.lag {
+                        lag.raise();
                     }
                 }
                 (frames, false)

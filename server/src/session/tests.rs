@@ -408,3 +408,73 @@ async fn made_up_invites_are_refused_before_hashing_and_count_as_failures() {
         Response::Authenticated { token: Some(_), .. }
     ));
 }
+
+/// Drives a session the way the connection loop does, until it is idle:
+/// queued pushes first, then a page of catch-up whenever the lag signal is
+/// up. Collects the positions of the entries sent to the client.
+fn drive(session: &mut Session, inbox: &mut Inbox, positions: &mut Vec<u64>) {
+    let mut collect = |(frames, close): (Vec<ServerFrame>, bool)| {
+        assert!(!close);
+        for frame in frames {
+            if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
+                positions.push(entry.position);
+            }
+        }
+    };
+    for _ in 0..100 {
+        let mut idle = true;
+        while let Ok(push) = inbox.queue.try_recv() {
+            collect(session.on_push(push));
+            idle = false;
+        }
+        if inbox.signal.take_lagged() {
+            collect(session.catch_up());
+            idle = false;
+        }
+        if idle {
+            return;
+        }
+    }
+    panic!("catch-up does not end");
+}
+
+#[tokio::test]
+async fn a_live_session_three_pages_behind_catches_up_once_in_order() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let (mut bob, mut inbox) = logged_in(&w, "bob").await;
+    let Response::Entries { more: false, .. } = ok(&mut bob, Request::Sync { since: 0, limit: 10 }).await
+    else {
+        panic!()
+    };
+    // Bob's queue holds 4 pushes and a sync page is 10 entries: 30 more
+    // than the queue holds are three pages of catch-up.
+    for i in 1..=34 {
+        ok(&mut alice, send("bob", &format!("m{i}"), "burst")).await;
+    }
+    let mut positions = Vec::new();
+    // The queued pushes and the first page.
+    while let Ok(push) = inbox.queue.try_recv() {
+        positions.extend(bob.on_push(push).0.iter().map(position));
+    }
+    assert!(inbox.signal.take_lagged());
+    positions.extend(bob.catch_up().0.iter().map(position));
+    assert_eq!(positions, (1..=14).collect::<Vec<_>>());
+    // A live push arrives in the middle of catching up; no further push is
+    // needed for the rest to come.
+    ok(&mut alice, send("bob", "m35", "live")).await;
+    drive(&mut bob, &mut inbox, &mut positions);
+    assert_eq!(positions, (1..=35).collect::<Vec<_>>());
+    // Caught up: the next entry is pushed as usual.
+    ok(&mut alice, send("bob", "m36", "after")).await;
+    drive(&mut bob, &mut inbox, &mut positions);
+    assert_eq!(positions.last(), Some(&36));
+    assert_eq!(positions.len(), 36);
+}
+
+fn position(frame: &ServerFrame) -> u64 {
+    match frame {
+        ServerFrame::Event { event: Event::Entry { entry } } => entry.position,
+        other => panic!("expected an entry, got {other:?}"),
+    }
+}

@@ -100,14 +100,6 @@ pub async fn serve<T: FrameIo>(
                 }
                 None => Step::Close,
             },
-            () = lagged(&signal) => {
-                if signal.as_ref().is_some_and(|s| s.take_lagged()) {
-                    let (frames, close) = session.catch_up();
-                    send_all(&mut io, frames, close).await
-                } else {
-                    Step::Continue
-                }
-            }
             () = &mut handshake, if !session.is_authenticated() => {
                 let frame = ServerFrame::Err {
                     id: 0,
@@ -165,6 +157,17 @@ pub async fn serve<T: FrameIo>(
                     Step::Close
                 }
             },
+            // Below the socket: catch-up raises the signal again while pages
+            // remain, and the client's requests (an ack, a send) must not wait
+            // for the whole backlog.
+            () = lagged(&signal) => {
+                if signal.as_ref().is_some_and(|s| s.take_lagged()) {
+                    let (frames, close) = session.catch_up();
+                    send_all(&mut io, frames, close).await
+                } else {
+                    Step::Continue
+                }
+            }
         };
         if let Step::Close = step {
             break;
