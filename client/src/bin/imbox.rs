@@ -492,11 +492,8 @@ fn strip_line_end(line: &str) -> &str {
 
 fn device_name_or_default(name: Option<String>) -> anyhow::Result<String> {
     let name = name.unwrap_or_else(|| default_device_name(&hostname()));
-    if !names::valid_device_name(&name) {
-        bail!(
-            "invalid device name {name:?}: at most {} bytes without control characters",
-            names::MAX_DEVICE_NAME
-        );
+    if let Err(e) = names::check_device_name(&name) {
+        bail!("invalid device name {name:?}: {e}");
     }
     Ok(name)
 }
@@ -510,6 +507,11 @@ fn default_device_name(host: &str) -> String {
             break;
         }
         name.push(c);
+    }
+    // A host name the box would refuse (one with a bidirectional control
+    // character, say) must not keep a person from logging in.
+    if names::check_device_name(&name).is_err() {
+        return "imbox-cli".to_owned();
     }
     name
 }
@@ -612,6 +614,7 @@ mod tests {
         assert_eq!(long.len(), names::MAX_DEVICE_NAME);
         assert!(names::valid_device_name(&long));
         assert!(names::valid_device_name(&default_device_name("é\u{7}".repeat(40).as_str())));
+        assert_eq!(default_device_name("pi\u{202e}"), "imbox-cli");
     }
 
     #[test]
