@@ -136,8 +136,10 @@ qemu:
 	@test -f $(QEMU_DIR)/usb.img || truncate -s 8G $(QEMU_DIR)/usb.img
 	image/qemu.sh --sd $(QEMU_DIR)/sd.img --usb $(QEMU_DIR)/usb.img --ports $(QEMU_PORTS) --append "$(QEMU_APPEND)"
 
-# Builds the image (without the .xz, which the tests do not use), then boots
-# it under QEMU and checks it with the x86_64 imbox client
+# Builds the image (without the .xz, which the tests do not use), checks its
+# initramfs against the Pi 4's device tree (check-initramfs), boots it on
+# QEMU's emulated Pi 4 (image/test-raspi4b.sh), then boots it under QEMU's
+# virt machine and checks it with the x86_64 imbox client
 # (image/test-boot.sh). The root is kept in IMAGE_ROOTFS_CACHE and reused
 # with a new imboxd while everything else it is made from is unchanged, for
 # up to 7 days (image/build-image.sh); IMAGE_ROOTFS_CACHE= builds it afresh.
