@@ -229,6 +229,9 @@ pub struct LimitsConfig {
     /// Failed logins per minute to one account from one client address (an
     /// address may fail three times as often over all accounts).
     pub login_attempts_per_minute: u32,
+    /// Devices one user may have; a login beyond it retires the
+    /// longest-unused one.
+    pub max_devices_per_user: u32,
     /// Requests of one session waiting for an answer.
     pub max_inflight_requests: u32,
     /// Events queued for one session before it is treated as lagging.
@@ -760,7 +763,7 @@ impl Config {
         }
 
         let l = &self.limits;
-        let ranges: [(&'static str, u64, u64, u64); 12] = [
+        let ranges: [(&'static str, u64, u64, u64); 13] = [
             ("limits.max_connections", l.max_connections.into(), 1, 1_000_000),
             ("limits.max_frame_bytes", l.max_frame_bytes.into(), 1024, 16 * 1024 * 1024),
             ("limits.max_text_bytes", l.max_text_bytes.into(), 1, 16 * 1024 * 1024),
@@ -770,6 +773,7 @@ impl Config {
             ("limits.send_burst", l.send_burst.into(), 1, 1_000_000),
             ("limits.max_group_members", l.max_group_members.into(), 2, 100_000),
             ("limits.login_attempts_per_minute", l.login_attempts_per_minute.into(), 1, 10_000),
+            ("limits.max_devices_per_user", l.max_devices_per_user.into(), 1, 10_000),
             ("limits.max_inflight_requests", l.max_inflight_requests.into(), 1, 65_536),
             ("limits.session_queue", l.session_queue.into(), 1, 65_536),
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000),

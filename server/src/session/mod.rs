@@ -293,7 +293,8 @@ impl Session {
                 "this account is disabled; ask the box's administrator to enable it",
             );
         }
-        match self.hub.store.add_device(credentials.user, &device_name).await {
+        let cap = self.hub.limits.max_devices_per_user;
+        match self.hub.store.add_device_capped(credentials.user, &device_name, cap).await {
             Ok(device) => self.authenticated_as(id, device),
             Err(e) => store_err(id, &e),
         }

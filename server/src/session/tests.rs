@@ -40,6 +40,11 @@ async fn world() -> World {
 
 /// A world whose send limit is `per_second` with `burst` per device.
 async fn world_with_sends(per_second: u32, burst: u32) -> World {
+    world_where(limits(), per_second, burst).await
+}
+
+/// A world with these limits, and a send limit of `per_second` with `burst`.
+async fn world_where(limits: LimitsConfig, per_second: u32, burst: u32) -> World {
     let dir = tempfile::tempdir().unwrap();
     let router = Arc::new(Router::new(4));
     let store = Store::open(&dir.path().join("t.redb"), StoreOptions::default(), router.clone()).unwrap();
@@ -49,7 +54,7 @@ async fn world_with_sends(per_second: u32, burst: u32) -> World {
     let hub = Arc::new(Hub {
         store,
         router,
-        limits: limits(),
+        limits,
         passwords: Passwords::new(2),
         logins: LoginLimit::new(3),
         sends: SendLimit::new(per_second, burst),
@@ -477,4 +482,48 @@ fn position(frame: &ServerFrame) -> u64 {
         ServerFrame::Event { event: Event::Entry { entry } } => entry.position,
         other => panic!("expected an entry, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_login_at_the_device_cap_retires_the_longest_unused_device() {
+    let w = world_where(LimitsConfig { max_devices_per_user: 3, ..limits() }, 1000, 1000).await;
+    let mut tokens = Vec::new();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut s = Session::new(w.hub.clone(), PEER);
+        ok(&mut s, hello()).await;
+        let Response::Authenticated { token: Some(token), device, .. } =
+            ok(&mut s, login("alice", "password")).await
+        else {
+            panic!("no token")
+        };
+        let inbox = s.take_inbox().unwrap();
+        tokens.push((device, token));
+        sessions.push((s, inbox));
+    }
+    // The oldest device is in use (it acknowledges), so the second is the
+    // longest unused.
+    ok(&mut sessions[0].0, Request::Ack { position: 0 }).await;
+    let (mut fourth, _) = logged_in(&w, "alice").await;
+    let Response::Devices { devices } = ok(&mut fourth, Request::Devices).await else { panic!() };
+    let ids: Vec<u64> = devices.iter().map(|d| d.id).collect();
+    let retired = tokens[1].0;
+    assert_eq!(ids.len(), 3, "{devices:?}");
+    assert!(!ids.contains(&retired) && ids.contains(&tokens[0].0) && ids.contains(&tokens[2].0));
+    // Its session is told, and its token no longer works.
+    let (session, inbox) = &mut sessions[1];
+    let push = inbox.queue.recv().await.unwrap();
+    let (frames, close) = session.on_push(push);
+    assert!(close && matches!(&frames[..], [ServerFrame::Event { event: Event::Revoked }]));
+    let mut again = Session::new(w.hub.clone(), PEER);
+    ok(&mut again, hello()).await;
+    let resume = Request::Resume { token: tokens[1].1.clone() };
+    assert_eq!(fails(&mut again, resume).await, ErrorCode::BadCredentials);
+    // The others resume as before.
+    let mut first = Session::new(w.hub.clone(), PEER);
+    ok(&mut first, hello()).await;
+    assert!(matches!(
+        ok(&mut first, Request::Resume { token: tokens[0].1.clone() }).await,
+        Response::Authenticated { .. }
+    ));
 }

@@ -20,18 +20,73 @@ use super::{DeviceAuth, Notice, Sent, StoreError};
 /// Serializable because the writer logs each batch (`wal.rs`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
-    CreateUser { name: String, password_hash: String, admin: bool, invite: Option<[u8; 32]> },
-    AddDevice { user: u64, name: String, token_hash: [u8; 32] },
-    Send { sender: u64, device: u64, to: Target, client_id: String, text: String },
-    Ack { device: u64, position: u64 },
-    Receipt { user: u64, conversation: Target, kind: ReceiptKind, seq: u64 },
-    CreateGroup { creator: u64, name: String, members: Vec<String>, max_members: u32 },
-    AddMember { actor: u64, group: Target, user: String, max_members: u32 },
-    RemoveMember { actor: u64, group: Target, user: String },
-    Leave { user: u64, group: Target },
-    RevokeDevice { user: u64, device: u64 },
-    RemoveUser { name: String },
-    CreateInvite { token_hash: [u8; 32], created_by: Option<u64>, uses: u32, expires_at: Option<u64> },
+    CreateUser {
+        name: String,
+        password_hash: String,
+        admin: bool,
+        invite: Option<[u8; 32]>,
+    },
+    /// `max_devices`: at most this many devices per user, the longest-unused
+    /// retired to make room (0: no cap, as in log records written before
+    /// the cap existed, which must replay as they were first applied).
+    AddDevice {
+        user: u64,
+        name: String,
+        token_hash: [u8; 32],
+        #[serde(default)]
+        max_devices: u32,
+    },
+    Send {
+        sender: u64,
+        device: u64,
+        to: Target,
+        client_id: String,
+        text: String,
+    },
+    Ack {
+        device: u64,
+        position: u64,
+    },
+    Receipt {
+        user: u64,
+        conversation: Target,
+        kind: ReceiptKind,
+        seq: u64,
+    },
+    CreateGroup {
+        creator: u64,
+        name: String,
+        members: Vec<String>,
+        max_members: u32,
+    },
+    AddMember {
+        actor: u64,
+        group: Target,
+        user: String,
+        max_members: u32,
+    },
+    RemoveMember {
+        actor: u64,
+        group: Target,
+        user: String,
+    },
+    Leave {
+        user: u64,
+        group: Target,
+    },
+    RevokeDevice {
+        user: u64,
+        device: u64,
+    },
+    RemoveUser {
+        name: String,
+    },
+    CreateInvite {
+        token_hash: [u8; 32],
+        created_by: Option<u64>,
+        uses: u32,
+        expires_at: Option<u64>,
+    },
     Admin(super::admin_ops::AdminOp),
 }
 
@@ -291,17 +346,22 @@ pub fn apply(
         WriteOp::CreateUser { name, password_hash, admin, invite } => {
             create_user(t, name, password_hash, *admin, invite.as_ref())
         }
-        WriteOp::AddDevice { user, name, token_hash } => add_device(t, *user, name, token_hash),
+        WriteOp::AddDevice { user, name, token_hash, max_devices } => {
+            retire_beyond_cap(t, *user, *max_devices, notices)?;
+            add_device(t, *user, name, token_hash)
+        }
         WriteOp::Send { sender, device, to, client_id, text } => {
             send(t, *sender, *device, to, client_id, text, fresh)
         }
         WriteOp::Ack { device, position } => {
-            if let Some(mut record) = t.device(*device)? {
+            if let Some(mut record) = t.device(*device)?.filter(|d| !d.revoked) {
                 if *position > record.cursor {
                     let head = t.log_head(record.user)?;
                     record.cursor = (*position).min(head);
-                    t.devices.insert(*device, encode(&record).as_slice())?;
                 }
+                // An ack is the device in use: it is not the one to retire.
+                record.last_used = t.now;
+                t.devices.insert(*device, encode(&record).as_slice())?;
             }
             Ok(Outcome::Done)
         }
@@ -426,6 +486,7 @@ fn add_device(
         cursor: head,
         revoked: false,
         token_hash: *token_hash,
+        last_used: t.now,
     };
     t.devices.insert(id, encode(&device).as_slice())?;
     t.tokens.insert(token_hash.as_slice(), id)?;
@@ -671,10 +732,48 @@ fn drop_member(
     t.append_all(&before, &LogItem::Membership { conversation: id, user, change, by }, fresh)
 }
 
+/// Revokes a device by deleting it: its token, its record (name, cursor) and
+/// its place in the user's list. Nothing else refers to it but the sender
+/// device of messages, which is only a number.
 fn revoke(t: &mut Tables<'_>, device: u64, record: &mut DeviceRecord) -> Result<(), StoreError> {
     record.revoked = true;
     t.tokens.remove(record.token_hash.as_slice())?;
-    t.devices.insert(device, encode(&*record).as_slice())?;
+    t.devices.remove(device)?;
+    t.user_devices.remove(record.user, device)?;
+    Ok(())
+}
+
+/// Makes room for one more device of `user` under the cap: revokes the
+/// longest-unused devices (last acknowledged, or added, longest ago; the
+/// oldest first on a tie) until fewer than `max` remain, and tells their
+/// sessions. Rows of devices revoked by older versions go too.
+fn retire_beyond_cap(
+    t: &mut Tables<'_>,
+    user: u64,
+    max: u32,
+    notices: &mut Vec<Notice>,
+) -> Result<(), StoreError> {
+    if max == 0 {
+        return Ok(());
+    }
+    let ids: Vec<u64> = t.user_devices.get(user)?.map(|d| d.map(|v| v.value())).collect::<Result<_, _>>()?;
+    let mut active = Vec::with_capacity(ids.len());
+    for id in ids {
+        match t.device(id)? {
+            Some(mut d) if d.revoked => revoke(t, id, &mut d)?,
+            Some(d) => active.push((d.last_used.max(d.created_at), id, d)),
+            None => {
+                t.user_devices.remove(user, id)?;
+            }
+        }
+    }
+    active.sort_unstable_by_key(|(used, id, _)| (*used, *id));
+    let excess = (active.len() + 1).saturating_sub(max as usize);
+    for (_, id, mut record) in active.into_iter().take(excess) {
+        tracing::info!(user, device = id, name = %record.name, "device cap reached: the longest-unused device is retired");
+        revoke(t, id, &mut record)?;
+        notices.push(Notice::DeviceRevoked { user, device: id });
+    }
     Ok(())
 }
 
@@ -689,7 +788,7 @@ fn remove_user(
     let devices: Vec<u64> =
         t.user_devices.get(id)?.map(|d| d.map(|v| v.value())).collect::<Result<_, _>>()?;
     for device in devices {
-        if let Some(mut d) = t.device(device)?.filter(|d| !d.revoked) {
+        if let Some(mut d) = t.device(device)? {
             revoke(t, device, &mut d)?;
         }
     }

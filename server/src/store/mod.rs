@@ -508,11 +508,26 @@ impl Store {
 
     /// Creates a device with a new token for a user.
     pub async fn add_device(&self, user: u64, device_name: &str) -> Result<NewDevice, StoreError> {
+        self.add_device_capped(user, device_name, 0).await
+    }
+
+    /// Creates a device with a new token for a user who may have at most
+    /// `max_devices` (0: no cap): at the cap, the longest-unused device is
+    /// revoked (its sessions get `revoked`) to make room.
+    pub async fn add_device_capped(
+        &self,
+        user: u64,
+        device_name: &str,
+        max_devices: u32,
+    ) -> Result<NewDevice, StoreError> {
         let token = new_secret()?;
-        let auth = self
-            .write(WriteOp::AddDevice { user, name: device_name.to_owned(), token_hash: token_hash(&token) })
-            .await?
-            .device()?;
+        let op = WriteOp::AddDevice {
+            user,
+            name: device_name.to_owned(),
+            token_hash: token_hash(&token),
+            max_devices,
+        };
+        let auth = self.write(op).await?.device()?;
         Ok(NewDevice { auth, token })
     }
 

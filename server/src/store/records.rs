@@ -75,8 +75,15 @@ pub struct DeviceRecord {
     pub created_at: u64,
     /// The highest log position the device acknowledged.
     pub cursor: u64,
+    /// Only in records written before revoked devices were removed: a
+    /// revoked device's rows are now deleted.
     pub revoked: bool,
     pub token_hash: [u8; 32],
+    /// When the device was last seen in use (it acknowledged its log), for
+    /// choosing the longest-unused device at the cap. (Absent in older
+    /// records: then `created_at` counts.)
+    #[serde(default)]
+    pub last_used: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -311,3 +311,30 @@ async fn a_failed_log_write_stops_the_writer_and_says_so() {
     assert_eq!(page.iter().map(|m| (m.seq, m.text.clone())).collect::<Vec<_>>(), [(first.seq, "m1".into())]);
     assert_eq!(store.health().state(), WriterState::Running);
 }
+
+#[tokio::test]
+async fn a_revoked_device_leaves_nothing_behind() {
+    use redb::ReadableDatabase;
+    let (store, _recorder, _dir) = store().await;
+    let phone = store.add_device(1, "phone").await.unwrap();
+    let laptop = store.add_device(1, "laptop").await.unwrap();
+    store.revoke_device(1, phone.auth.device).await.unwrap();
+    let txn = store.db.begin_read().unwrap();
+    assert!(txn.open_table(records::DEVICES).unwrap().get(phone.auth.device).unwrap().is_none());
+    assert!(txn
+        .open_table(records::TOKENS)
+        .unwrap()
+        .get(token_hash(&phone.token).as_slice())
+        .unwrap()
+        .is_none());
+    let listed: Vec<u64> = txn
+        .open_multimap_table(records::USER_DEVICES)
+        .unwrap()
+        .get(1)
+        .unwrap()
+        .map(|d| d.unwrap().value())
+        .collect();
+    assert_eq!(listed, [laptop.auth.device]);
+    assert!(store.authenticate(&phone.token).unwrap().is_none());
+    assert!(store.authenticate(&laptop.token).unwrap().is_some());
+}
