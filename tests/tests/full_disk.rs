@@ -133,3 +133,55 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
     drop(bob);
     server.stop().await;
 }
+
+/// With no reserve (`storage.min_free_mib = 0`) the disk fills under the
+/// write-ahead log itself: the append meets ENOSPC, the log is cut back to its
+/// last whole record, the batch is refused, and the log takes records again
+/// once space is freed; a restart applies it with every acknowledged send.
+#[tokio::test]
+async fn without_a_reserve_a_log_append_that_meets_a_full_disk_is_refused_and_undone() {
+    let Some(disk) = SmallDisk::mount("32m") else { return };
+    let tweak = |c: &mut imboxd::config::Config| {
+        c.storage.min_free_mib = 0;
+        c.storage.checkpoint_idle_ms = 60_000;
+        c.storage.checkpoint_interval_ms = 3_600_000;
+    };
+    let mut server = Server::start_in(disk.path(), tweak).await;
+    server.add_users(&["alice", "bob"]).await;
+    let alice = server.connection("alice").await;
+    let bob = server.connection("bob").await;
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let id = format!("before-{i}");
+        assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
+        acknowledged.push(format!("text of {id}"));
+    }
+    let filler: PathBuf = disk.path().join("filler");
+    assert!(fill(&filler) > 0);
+    // The log's last page has room for a few more records; then the disk
+    // refuses one.
+    let mut slack = 0;
+    let refused = loop {
+        let id = format!("slack-{slack}");
+        match send(&alice, &id).await {
+            Ok(_) => acknowledged.push(format!("text of {id}")),
+            Err(e) => break e,
+        }
+        slack += 1;
+        assert!(slack < 1000, "the disk never filled");
+    };
+    assert_eq!(refused.code(), Some(ErrorCode::StorageFull), "{refused}");
+    assert_eq!(history(&bob).await, acknowledged);
+    assert!(health(&server).await.starts_with("HTTP/1.1 507"));
+
+    std::fs::remove_file(&filler).unwrap();
+    assert!(matches!(send(&alice, "after").await.unwrap(), Response::Sent { .. }));
+    acknowledged.push("text of after".into());
+    drop((alice, bob));
+    server.stop().await;
+    let mut server = Server::start_in(disk.path(), tweak).await;
+    let bob = server.connection("bob").await;
+    assert_eq!(history(&bob).await, acknowledged);
+    drop(bob);
+    server.stop().await;
+}
