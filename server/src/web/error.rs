@@ -78,6 +78,12 @@ pub enum ApiError {
     /// The box is moving its data to another disk and takes no changes.
     #[error("the box is moving its data to another disk and takes no changes until it is done: try again in a few minutes")]
     Moving,
+    /// The data disk is full: nothing was changed until space is freed.
+    #[error(
+        "the box's data disk is full, so nothing was changed: free space on it (the status page \
+         shows how much is left); changes are taken again by themselves"
+    )]
+    StorageFull,
     /// The box failed and changed nothing.
     #[error("the box failed and changed nothing: {0}; retry later")]
     Internal(String),
@@ -107,6 +113,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Unavailable => "unavailable",
             ApiError::Moving => "moving",
+            ApiError::StorageFull => "storage_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -131,6 +138,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::Moving => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +169,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Overloaded | StoreError::Closed => ApiError::Unavailable,
             StoreError::Paused => ApiError::Moving,
+            StoreError::StorageFull => ApiError::StorageFull,
             StoreError::NoSuchUser(name) => ApiError::NotFound(format!("there is no user named {name:?}")),
             StoreError::NoSuchDevice(_) | StoreError::NoSuchInvite | StoreError::NoSuchConversation(_) => {
                 ApiError::NotFound(e.to_string())
@@ -201,5 +210,17 @@ impl From<crate::disks::DiskError> for ApiError {
                 ApiError::Internal(e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_storage_full_and_says_what_to_do() {
+        let error = ApiError::from(StoreError::StorageFull);
+        assert_eq!((error.status(), error.code()), (StatusCode::INSUFFICIENT_STORAGE, "storage_full"));
+        assert!(error.to_string().contains("free space"));
     }
 }
