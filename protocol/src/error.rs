@@ -32,8 +32,8 @@ pub enum ErrorCode {
     InvalidInvite,
     /// The user name or group name is already in use.
     NameTaken,
-    /// A user name, group name, message id or text breaks the rules in
-    /// docs/PROTOCOL.md.
+    /// A user name, group name, message id or device name breaks the rules
+    /// in docs/PROTOCOL.md ("Names and limits"); the message says which.
     InvalidName,
     /// The password is too short or too long.
     WeakPassword,
