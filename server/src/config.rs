@@ -195,6 +195,14 @@ pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
     /// Whether `/ws` is served over plain HTTP as well as over HTTPS.
     pub plain_websocket: bool,
+    /// Time for each stage of an HTTP(S) request: the TLS handshake, the
+    /// request head, and the request body, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// A WebSocket peer silent this long is pinged, in milliseconds.
+    pub ping_interval_ms: u64,
+    /// Time a pinged WebSocket peer has to answer before it is dropped, in
+    /// milliseconds.
+    pub ping_timeout_ms: u64,
 }
 
 /// Logging; see [`crate::logging`].
@@ -238,6 +246,9 @@ pub struct LimitsConfig {
     pub session_queue: u32,
     /// Time allowed for hello and authentication, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Time one frame may take to leave, on every transport, before the
+    /// connection is dropped, in milliseconds.
+    pub write_timeout_ms: u64,
 }
 
 /// The database.
@@ -789,7 +800,12 @@ impl Config {
             ("storage.min_free_mib", s.min_free_mib.into(), 0, 65_536),
         ];
         let (q, id) = (&self.quic, &self.identity);
-        let transport_ranges: [(&'static str, u64, u64, u64); 4] = [
+        let h = &self.http;
+        let transport_ranges: [(&'static str, u64, u64, u64); 8] = [
+            ("http.request_timeout_ms", h.request_timeout_ms, 100, 600_000),
+            ("http.ping_interval_ms", h.ping_interval_ms, 100, 86_400_000),
+            ("http.ping_timeout_ms", h.ping_timeout_ms, 100, 600_000),
+            ("limits.write_timeout_ms", l.write_timeout_ms, 100, 600_000),
             ("quic.idle_timeout_ms", q.idle_timeout_ms, 1000, 3_600_000),
             ("quic.send_window_bytes", q.send_window_bytes.into(), 4096, 64 * 1024 * 1024),
             ("identity.certificate_days", id.certificate_days.into(), 2, 3650),

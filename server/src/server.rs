@@ -24,7 +24,8 @@ use crate::session::Hub;
 use crate::store::{Checkpoints, Store, StoreError, StoreOptions};
 use crate::transport::connection::ConnectionLimits;
 use crate::transport::quic::{self, QuicTuning};
-use crate::transport::{http, ListenerContext, OpenConnections};
+use crate::transport::websocket::Heartbeat;
+use crate::transport::{http, HttpLimits, ListenerContext, OpenConnections};
 use crate::web::{Listeners, Web, WebParts};
 use tokio_rustls::TlsAcceptor;
 
@@ -245,6 +246,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         limits: ConnectionLimits {
             max_inflight: l.max_inflight_requests as usize,
             handshake_timeout: Duration::from_millis(l.handshake_timeout_ms),
+            write_timeout: Duration::from_millis(l.write_timeout_ms),
         },
         max_frame: l.max_frame_bytes as usize,
         shutdown: shutdown.clone(),
@@ -252,6 +254,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         connections: Arc::new(Semaphore::new(l.max_connections as usize)),
         open,
         web,
+        http: HttpLimits {
+            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+            heartbeat: Heartbeat {
+                interval: Duration::from_millis(config.http.ping_interval_ms),
+                timeout: Duration::from_millis(config.http.ping_timeout_ms),
+            },
+        },
     });
     let ws = imbox_protocol::WEBSOCKET_PATH;
     let mut http_addrs = Vec::new();

@@ -21,6 +21,10 @@ pub struct ConnectionLimits {
     pub max_inflight: usize,
     /// Time allowed from connecting to being authenticated.
     pub handshake_timeout: Duration,
+    /// Time one frame may take to leave; a peer that stops reading would
+    /// otherwise hold its connection, its place and its "online" presence
+    /// for as long as TCP or QUIC keeps retrying.
+    pub write_timeout: Duration,
 }
 
 async fn next_push(queue: &mut Option<mpsc::Receiver<Push>>) -> Option<Push> {
@@ -43,13 +47,18 @@ enum Step {
     Close,
 }
 
-async fn send_all<T: FrameIo>(io: &mut T, frames: Vec<ServerFrame>, close: bool) -> Step {
+async fn send_all<T: FrameIo>(io: &mut T, limit: Duration, frames: Vec<ServerFrame>, close: bool) -> Step {
     if let (true, Some(last)) = (close, frames.last()) {
         io.closing(CloseReason::after(last));
     }
     for frame in frames {
-        if io.send(frame.encode()).await.is_err() {
-            return Step::Close;
+        match tokio::time::timeout(limit, io.send(frame.encode())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Step::Close,
+            Err(_) => {
+                tracing::info!(after = ?limit, "closing a connection whose peer stopped reading");
+                return Step::Close;
+            }
         }
     }
     if close {
@@ -90,13 +99,13 @@ pub async fn serve<T: FrameIo>(
                 })
                 .await;
                 frames.push(event);
-                send_all(&mut io, frames, true).await
+                send_all(&mut io, limits.write_timeout, frames, true).await
             }
-            Some(frame) = inflight.next(), if !inflight.is_empty() => send_all(&mut io, vec![frame], false).await,
+            Some(frame) = inflight.next(), if !inflight.is_empty() => send_all(&mut io, limits.write_timeout, vec![frame], false).await,
             push = next_push(&mut queue) => match push {
                 Some(push) => {
                     let (frames, close) = session.on_push(push);
-                    send_all(&mut io, frames, close).await
+                    send_all(&mut io, limits.write_timeout, frames, close).await
                 }
                 None => Step::Close,
             },
@@ -105,7 +114,7 @@ pub async fn serve<T: FrameIo>(
                     id: 0,
                     error: ErrorBody::new(ErrorCode::NotAuthenticated, "no authentication in time; closing"),
                 };
-                send_all(&mut io, vec![frame], true).await
+                send_all(&mut io, limits.write_timeout, vec![frame], true).await
             }
             received = io.recv(), if inflight.len() < limits.max_inflight => match received {
                 Ok(Some(bytes)) => match ClientFrame::decode(&bytes) {
@@ -117,12 +126,12 @@ pub async fn serve<T: FrameIo>(
                             signal = Some(inbox.signal);
                         }
                         match handled {
-                            Handled::Reply(frame) => send_all(&mut io, vec![frame], false).await,
+                            Handled::Reply(frame) => send_all(&mut io, limits.write_timeout, vec![frame], false).await,
                             Handled::Later(future) => {
                                 inflight.push(future);
                                 Step::Continue
                             }
-                            Handled::Close(frame) => send_all(&mut io, vec![frame], true).await,
+                            Handled::Close(frame) => send_all(&mut io, limits.write_timeout, vec![frame], true).await,
                         }
                     }
                     Err(e) => {
@@ -130,7 +139,7 @@ pub async fn serve<T: FrameIo>(
                         if close {
                             tracing::info!(%peer, error = %e, "closing a connection that sent a malformed frame");
                         }
-                        send_all(&mut io, vec![frame], close).await
+                        send_all(&mut io, limits.write_timeout, vec![frame], close).await
                     }
                 },
                 Ok(None) => Step::Close,
@@ -143,14 +152,18 @@ pub async fn serve<T: FrameIo>(
                             format!("a frame of {size} bytes exceeds the limit of {limit}; closing"),
                         ),
                     };
-                    send_all(&mut io, vec![frame], true).await
+                    send_all(&mut io, limits.write_timeout, vec![frame], true).await
                 }
                 Err(TransportError::NotAFrame(what)) => {
                     let frame = ServerFrame::Err {
                         id: 0,
                         error: ErrorBody::new(ErrorCode::BadFrame, format!("{what}; closing")),
                     };
-                    send_all(&mut io, vec![frame], true).await
+                    send_all(&mut io, limits.write_timeout, vec![frame], true).await
+                }
+                Err(TransportError::NoPong(after)) => {
+                    tracing::info!(%peer, ?after, "closing a connection whose peer stopped answering pings");
+                    Step::Close
                 }
                 Err(TransportError::Io(e)) => {
                     tracing::debug!(%peer, error = %e, "connection failed");
@@ -163,7 +176,7 @@ pub async fn serve<T: FrameIo>(
             () = lagged(&signal) => {
                 if signal.as_ref().is_some_and(|s| s.take_lagged()) {
                     let (frames, close) = session.catch_up();
-                    send_all(&mut io, frames, close).await
+                    send_all(&mut io, limits.write_timeout, frames, close).await
                 } else {
                     Step::Continue
                 }
@@ -173,5 +186,7 @@ pub async fn serve<T: FrameIo>(
             break;
         }
     }
-    io.close().await;
+    // A polite close writes too (a WebSocket close frame): bounded the same
+    // way, so that a peer that stopped reading cannot hold the connection.
+    let _ = tokio::time::timeout(limits.write_timeout, io.close()).await;
 }

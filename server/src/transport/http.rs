@@ -16,8 +16,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -27,21 +29,50 @@ use super::{Kind, ListenerContext};
 
 type Reply = Response<Full<Bytes>>;
 
+/// Idle time before TCP keep-alive probes start on an accepted socket, and
+/// the time between probes; after the kernel's count of unanswered probes
+/// (Linux: 9) it drops the connection. A backstop for a peer that vanished at any stage: the
+/// request timeout and WebSocket pings (`http.ping_interval_ms`, 5 minutes)
+/// come first, so on a healthy idle WebSocket these probes are never sent.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(600);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Connections beyond `max_connections` that are still told so with a 503
+/// over plain HTTP, at once; past these they are dropped without a word.
+const REFUSALS: usize = 64;
+
 /// Accepts connections until shutdown; with `tls`, each one is HTTPS.
+///
+/// Every accepted connection takes its place under `max_connections` (the
+/// semaphore shared with QUIC) before its TLS handshake, and keeps it through
+/// its request head and body and any WebSocket it becomes: a connection
+/// stalled at any stage counts.
 pub async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>, tls: Option<TlsAcceptor>) {
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     loop {
         tokio::select! {
             () = ctx.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let keepalive = TcpKeepalive::new()
+                        .with_time(KEEPALIVE_IDLE)
+                        .with_interval(KEEPALIVE_INTERVAL);
+                    if let Err(e) = SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                        tracing::debug!(%peer, error = %e, "cannot turn on TCP keep-alive");
+                    }
+                    let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+                        refuse(stream, peer, &ctx, tls.is_none(), &refusals);
+                        continue;
+                    };
+                    let permit = Arc::new(permit);
                     let ctx2 = ctx.clone();
                     match &tls {
                         None => {
-                            ctx.tasks.spawn(serve_http(stream, peer, ctx2, false));
+                            ctx.tasks.spawn(serve_http(stream, peer, ctx2, false, permit));
                         }
                         Some(acceptor) => {
-                            ctx.tasks.spawn(serve_https(acceptor.clone(), stream, peer, ctx2));
+                            ctx.tasks.spawn(serve_https(acceptor.clone(), stream, peer, ctx2, permit));
                         }
                     }
                 }
@@ -56,29 +87,91 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>, tls: 
     }
 }
 
-async fn serve_https(acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+/// A connection beyond `max_connections`. Over plain HTTP it is answered 503
+/// (a client then says why it failed instead of "connection reset"), by a
+/// connection that reads one request head and closes, within the request
+/// timeout; at most [`REFUSALS`] at once. Over TLS it is closed at once:
+/// a handshake only to refuse would cost the box more than the client.
+fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerContext,
+    plain: bool,
+    refusals: &Arc<Semaphore>,
+) {
+    tracing::warn!(%peer, "connection limit reached; refusing a connection");
+    if !plain {
+        return;
+    }
+    let Ok(permit) = refusals.clone().try_acquire_owned() else { return };
+    let timeout = ctx.http.request_timeout;
+    ctx.tasks.spawn(async move {
+        let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
+            let mut reply = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "the box is at its connection limit; retry later\n",
+            );
+            reply.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            Ok::<_, Infallible>(reply)
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout)
+            .keep_alive(false)
+            .max_buf_size(16 * 1024)
+            .serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(timeout, conn).await;
+        drop(permit);
+    });
+}
+
+async fn serve_https(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    permit: Arc<OwnedSemaphorePermit>,
+) {
     // The handshake is bounded like the HTTP header read: a peer that opens
     // a connection and says nothing must not hold it.
-    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_http(tls, peer, ctx, true).await,
+    match tokio::time::timeout(ctx.http.request_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_http(tls, peer, ctx, true, permit).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
-/// Serves one HTTP connection; `secure` when it came over TLS.
-async fn serve_http<IO>(io: IO, peer: SocketAddr, ctx: Arc<ListenerContext>, secure: bool)
-where
+/// When the body of the request must have arrived: put in each request's
+/// extensions, read by the web handlers that read bodies
+/// ([`crate::web::reply::read_json`]). A handler that does not read the body
+/// answers at once, and hyper then closes the connection rather than wait
+/// for the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
+/// Serves one HTTP connection; `secure` when it came over TLS. `permit` is
+/// its place under `max_connections`, kept by a WebSocket it upgrades to.
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    secure: bool,
+    permit: Arc<OwnedSemaphorePermit>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = ctx.shutdown.clone();
-    let service = service_fn(move |req| {
+    let request_timeout = ctx.http.request_timeout;
+    let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, ctx, secure).await) }
+        let permit = permit.clone();
+        req.extensions_mut().insert(BodyDeadline(tokio::time::Instant::now() + request_timeout));
+        async move { Ok::<_, Infallible>(route(req, peer, ctx, secure, permit).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(request_timeout)
         .max_buf_size(16 * 1024)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -108,10 +201,11 @@ async fn route(
     peer: SocketAddr,
     ctx: Arc<ListenerContext>,
     secure: bool,
+    permit: Arc<OwnedSemaphorePermit>,
 ) -> Reply {
     match (req.method(), req.uri().path()) {
         (&Method::GET, imbox_protocol::WEBSOCKET_PATH) if secure || ctx.web.plain_websocket() => {
-            upgrade(req, peer, ctx, secure)
+            upgrade(req, peer, ctx, secure, permit)
         }
         (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => text(
             StatusCode::FORBIDDEN,
@@ -144,6 +238,7 @@ fn upgrade(
     peer: SocketAddr,
     ctx: Arc<ListenerContext>,
     secure: bool,
+    permit: Arc<OwnedSemaphorePermit>,
 ) -> Reply {
     if !header_has(&req, UPGRADE, "websocket") || !header_has(&req, CONNECTION, "upgrade") {
         return bad_request("this endpoint speaks WebSocket only: send an Upgrade: websocket request\n");
@@ -155,20 +250,12 @@ fn upgrade(
         return bad_request("missing Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "connection limit reached; refusing a WebSocket");
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain; charset=utf-8",
-            "the box is at its connection limit; retry later\n",
-        );
-    };
     let task_ctx = ctx.clone();
     ctx.tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let _open = task_ctx.open.hold(if secure { Kind::Wss } else { Kind::Ws });
-                let io = WebSocketFrames::accept(upgraded, task_ctx.max_frame).await;
+                let io = WebSocketFrames::accept(upgraded, task_ctx.max_frame, task_ctx.http.heartbeat).await;
                 connection::serve(
                     task_ctx.hub.clone(),
                     io,
@@ -180,6 +267,8 @@ fn upgrade(
             }
             Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
         }
+        // The connection's place is given back when both this and the HTTP
+        // connection it came from are done.
         drop(permit);
     });
     let mut reply = Response::new(Full::new(Bytes::new()));

@@ -33,6 +33,18 @@ pub struct ListenerContext {
     pub open: Arc<OpenConnections>,
     /// The setup page, admin pages and their API, served over HTTP(S).
     pub web: Arc<crate::web::Web>,
+    /// Time bounds of HTTP(S) connections and their WebSockets.
+    pub http: HttpLimits,
+}
+
+/// Time bounds of HTTP(S) connections (`http.*` in the configuration).
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Each of the TLS handshake, the request head and the request body
+    /// must arrive within this.
+    pub request_timeout: std::time::Duration,
+    /// When to ping a silent WebSocket peer, and how long it has to answer.
+    pub heartbeat: websocket::Heartbeat,
 }
 
 /// Which transport a connection came by.
@@ -89,6 +101,10 @@ pub enum TransportError {
     /// example a WebSocket text message).
     #[error("not a protocol frame: {0}")]
     NotAFrame(&'static str),
+    /// The peer did not answer a ping in time: it vanished (a phone that
+    /// left the network) or stopped reading.
+    #[error("no answer to a ping within {0:?}")]
+    NoPong(std::time::Duration),
     /// The connection failed.
     #[error("connection failed: {0}")]
     Io(String),

@@ -1,8 +1,13 @@
 //! WebSocket framing: one protocol frame per binary message.
 
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -15,6 +20,21 @@ use super::{CloseReason, FrameIo, TransportError};
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 const DRAIN_BYTES: usize = 1 << 20;
 
+/// When the server pings a silent peer, and how long the peer has to
+/// answer (`http.ping_interval_ms`, `http.ping_timeout_ms`).
+///
+/// Only silence is pinged: anything the peer sends restarts the wait, so an
+/// active client costs nothing extra and an idle phone is woken once per
+/// interval. A phone that left the network sends no TCP reset; without this
+/// its connection, its place under `max_connections` and its "online"
+/// presence would stay until TCP gave up, which it never does on an idle
+/// connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
 /// A server-side WebSocket carrying protocol frames.
 #[derive(Debug)]
 pub struct WebSocketFrames {
@@ -22,6 +42,10 @@ pub struct WebSocketFrames {
     max_frame: usize,
     /// The close code [`FrameIo::close`] sends.
     close_reason: CloseReason,
+    heartbeat: Heartbeat,
+    /// When to ping, or (while `pinged`) when to give up.
+    deadline: Pin<Box<Sleep>>,
+    pinged: bool,
 }
 
 impl WebSocketFrames {
@@ -29,7 +53,7 @@ impl WebSocketFrames {
     /// frames are a few hundred bytes, and a box holds many connections
     /// (tungstenite allocates the read buffer up front, for every idle
     /// connection; larger frames grow it as they arrive).
-    pub async fn accept(upgraded: Upgraded, max_frame: usize) -> WebSocketFrames {
+    pub async fn accept(upgraded: Upgraded, max_frame: usize, heartbeat: Heartbeat) -> WebSocketFrames {
         let config = WebSocketConfig::default()
             .read_buffer_size(1024)
             .write_buffer_size(0)
@@ -37,7 +61,40 @@ impl WebSocketFrames {
             .max_message_size(Some(max_frame))
             .max_frame_size(Some(max_frame));
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        WebSocketFrames { ws, max_frame, close_reason: CloseReason::Normal }
+        let deadline = Box::pin(tokio::time::sleep(heartbeat.interval));
+        WebSocketFrames {
+            ws,
+            max_frame,
+            close_reason: CloseReason::Normal,
+            heartbeat,
+            deadline,
+            pinged: false,
+        }
+    }
+
+    /// The peer said something: it is there.
+    fn heard(&mut self) {
+        self.pinged = false;
+        self.deadline.as_mut().reset(Instant::now() + self.heartbeat.interval);
+    }
+
+    /// The deadline passed: ping, or give up on a peer already pinged.
+    async fn ping(&mut self) -> Result<(), TransportError> {
+        let timeout = self.heartbeat.timeout;
+        if self.pinged {
+            return Err(TransportError::NoPong(timeout));
+        }
+        self.pinged = true;
+        self.deadline.as_mut().reset(Instant::now() + timeout);
+        // An empty ping: 2 bytes on the wire. If `recv` is dropped while
+        // this waits on a full socket, the ping stays in tungstenite's buffer
+        // and leaves with the next frame; a peer that cannot take it within
+        // the timeout is treated as gone.
+        match tokio::time::timeout(timeout, self.ws.send(Message::Ping(Bytes::new()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(TransportError::Io(e.to_string())),
+            Err(_) => Err(TransportError::NoPong(timeout)),
+        }
     }
 }
 
@@ -45,8 +102,17 @@ impl FrameIo for WebSocketFrames {
     async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
         loop {
             // `StreamExt::next` is cancel-safe: tungstenite keeps partial
-            // reads in its own buffer.
-            match self.ws.next().await {
+            // reads in its own buffer; the deadline survives in `self`.
+            let message = tokio::select! {
+                biased;
+                message = self.ws.next() => message,
+                () = &mut self.deadline => {
+                    self.ping().await?;
+                    continue;
+                }
+            };
+            self.heard();
+            match message {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(Message::Binary(bytes))) => return Ok(Some(bytes.to_vec())),
                 Some(Ok(Message::Text(_))) => {
@@ -54,7 +120,8 @@ impl FrameIo for WebSocketFrames {
                         "text messages are not frames: send binary MessagePack",
                     ))
                 }
-                // Pings are answered by tungstenite itself.
+                // Pings are answered by tungstenite itself; a pong (to our
+                // ping, or unasked) only shows the peer is there.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     return Err(TransportError::TooLarge { size, limit: max_size.min(self.max_frame) })

@@ -99,9 +99,20 @@ pub async fn read_json<T: DeserializeOwned>(parts: &Parts, body: Incoming) -> Re
             "send the request body as JSON (Content-Type: application/json)".into(),
         ));
     }
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
+    // The body must arrive by the deadline the HTTP listener set
+    // (`http.request_timeout_ms` after the head): one that never finishes
+    // would hold its connection and its place under `max_connections`.
+    let deadline = parts.extensions.get::<crate::transport::http::BodyDeadline>().map(|d| d.0);
+    let read = Limited::new(body, MAX_BODY).collect();
+    let collected = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
+            ApiError::BadRequest(
+                "the request body did not arrive in time; send the whole request at once and retry".into(),
+            )
+        })?,
+        None => read.await,
+    };
+    let bytes = collected
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 ApiError::TooLarge(MAX_BODY)
