@@ -26,6 +26,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// image's unit (`WatchdogSec=30s`).
 pub const STALE: Duration = Duration::from_secs(30);
 
+/// How far before its creation [`WriterHealth`] counts its beats from.
+const ORIGIN: Duration = Duration::from_secs(24 * 3600);
+
 /// Where the writer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,7 +61,9 @@ impl Default for WriterHealth {
     fn default() -> Self {
         WriterHealth {
             state: AtomicU8::new(0),
-            started: Instant::now(),
+            // An origin well in the past keeps every beat far above zero, so
+            // that ages are plain subtractions.
+            started: Instant::now().checked_sub(ORIGIN).unwrap_or_else(Instant::now),
             beat_ms: AtomicU64::new(0),
             reason: Mutex::new(None),
             failed: CancellationToken::new(),
@@ -130,6 +135,15 @@ impl WriterHealth {
     #[cfg(test)]
     pub fn inject_log_fault(&self, errno: i32) {
         *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(errno);
+    }
+
+    /// Makes the last heartbeat look `age` older, as a writer stuck that
+    /// long would leave it (tests only).
+    #[cfg(test)]
+    pub fn backdate_heartbeat(&self, age: Duration) {
+        let age = age.as_millis() as u64;
+        let _ =
+            self.beat_ms.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| Some(b.saturating_sub(age)));
     }
 
     #[cfg(test)]

@@ -338,3 +338,19 @@ async fn a_revoked_device_leaves_nothing_behind() {
     assert!(store.authenticate(&phone.token).unwrap().is_none());
     assert!(store.authenticate(&laptop.token).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_stale_heartbeat_stops_the_watchdog_and_health_until_the_writer_goes_round_again() {
+    let (store, _dir) = store_without_checkpoints(&["alice", "bob"]).await;
+    assert!(store.health().alive());
+    assert_eq!(crate::web::status::health(&store).0, hyper::StatusCode::OK);
+    // As a writer stuck on a disk that no longer answers would leave it.
+    store.health().backdate_heartbeat(health::STALE);
+    assert!(!store.health().alive(), "the watchdog is not pinged");
+    let (status, body) = crate::web::status::health(&store);
+    assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.starts_with("writer_stuck"), "{body}");
+    // A writer that goes round its loop again beats again.
+    send(&store, 1, "bob", "m1").sent().await.unwrap();
+    assert!(store.health().alive());
+}

@@ -157,6 +157,9 @@ pub fn spawn(
                         continue;
                     }
                 };
+                // Awake again: beat before the batch, so that whoever hears
+                // its answer finds the heartbeat fresh.
+                writer.health.beat();
                 // A command other than a write ends the batch; it is carried
                 // out after the writes queued before it.
                 let mut control = None;
