@@ -12,7 +12,9 @@ use std::process::Command;
 
 use imbox_client::{ClientError, Connection};
 use imbox_protocol::{ErrorCode, Request, Response, Target};
+use imbox_tests::web::Http;
 use imbox_tests::Server;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A tmpfs of `size` mounted on a new temporary directory; unmounted when
@@ -71,6 +73,22 @@ async fn health(server: &Server) -> String {
     answer
 }
 
+/// Claims the box through its web API; returns the owner's session cookie
+/// and CSRF token.
+async fn claim(server: &Server) -> (Http, String, String) {
+    let addr: SocketAddr = server.wss.as_ref().unwrap().trim_start_matches("wss://").parse().unwrap();
+    let web = Http::https(&server.dir, addr);
+    let text = std::fs::read_to_string(server.dir.join("imbox-claim.txt")).unwrap();
+    let code = imboxd::web::claim::ClaimCode::from_file_text(&text).unwrap().grouped();
+    let password = "violet tractor lantern 93";
+    let body =
+        json!({ "code": code, "username": "olivia", "password": password, "password_confirm": password });
+    let answer = web.call("POST", "/api/setup/claim", None, None, body).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let csrf = answer.json()["csrf_token"].as_str().unwrap().to_owned();
+    (web, answer.session_cookie().unwrap(), csrf)
+}
+
 async fn send(conn: &Connection, id: &str) -> Result<Response, ClientError> {
     conn.request(Request::Send { to: Target::parse("bob"), id: id.into(), text: format!("text of {id}") })
         .await
@@ -97,6 +115,8 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
     };
     let mut server = Server::start_in(disk.path(), tweak).await;
     server.add_users(&["alice", "bob"]).await;
+    let (web, cookie, csrf) = claim(&server).await;
+    let owner = Some(cookie.as_str());
     let alice = server.connection("alice").await;
     let bob = server.connection("bob").await;
     let mut acknowledged = Vec::new();
@@ -105,6 +125,7 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
         assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
         acknowledged.push(format!("text of {id}"));
     }
+    assert_eq!(web.get("/api/admin/status", owner).await.json()["writer"]["state"], "running");
 
     let filler: PathBuf = disk.path().join("filler");
     assert!(fill(&filler) > 0);
@@ -117,12 +138,19 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
     let answer = health(&server).await;
     assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
     assert!(answer.contains("storage_full"), "{answer}");
+    // The status page says so, and a change made there is refused alike.
+    let status = web.get("/api/admin/status", owner).await.json();
+    assert_eq!(status["writer"]["state"], "storage_full", "{status}");
+    assert!(status["writer"]["message"].as_str().unwrap().contains("free"), "{status}");
+    let invite = web.call("POST", "/api/admin/invites", owner, Some(&csrf), json!({})).await;
+    assert_eq!((invite.status, invite.error_code()), (507, "storage_full".to_owned()), "{}", invite.body);
 
     std::fs::remove_file(&filler).unwrap();
     // Writes resume by themselves: the retry is stored.
     assert!(matches!(send(&alice, "while-full").await.unwrap(), Response::Sent { .. }));
     acknowledged.push("text of while-full".into());
     assert!(health(&server).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(web.get("/api/admin/status", owner).await.json()["writer"]["state"], "running");
 
     // Nothing acknowledged was lost: all of it is there after a restart.
     drop((alice, bob));
