@@ -213,3 +213,38 @@ async fn without_a_reserve_a_log_append_that_meets_a_full_disk_is_refused_and_un
     drop(bob);
     server.stop().await;
 }
+
+/// Stopped while the disk is full, imboxd makes no checkpoint (there is no
+/// room for one): the log keeps every acknowledged write, and the next start,
+/// once there is space, applies it.
+#[tokio::test]
+async fn stopped_while_the_disk_is_full_nothing_acknowledged_is_lost() {
+    let Some(disk) = SmallDisk::mount("32m") else { return };
+    let tweak = |c: &mut imboxd::config::Config| {
+        c.storage.min_free_mib = 1;
+        c.storage.checkpoint_idle_ms = 60_000;
+        c.storage.checkpoint_interval_ms = 3_600_000;
+    };
+    let mut server = Server::start_in(disk.path(), tweak).await;
+    server.add_users(&["alice", "bob"]).await;
+    let alice = server.connection("alice").await;
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let id = format!("m{i}");
+        assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
+        acknowledged.push(format!("text of {id}"));
+    }
+    let filler: PathBuf = disk.path().join("filler");
+    fill(&filler);
+    let refused = send(&alice, "refused").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::StorageFull), "{refused}");
+    drop(alice);
+    server.stop().await;
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut server = Server::start_in(disk.path(), tweak).await;
+    let bob = server.connection("bob").await;
+    assert_eq!(history(&bob).await, acknowledged);
+    drop(bob);
+    server.stop().await;
+}
