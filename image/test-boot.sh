@@ -250,6 +250,9 @@ api() {
     local args=(-sS -m 120 -k -X "$method" -b "$cookies" -c "$cookies" -o "$work/api.out" -w '%{http_code}')
     [ -z "$curl_pin" ] || args+=(--pinnedpubkey "$curl_pin")
     [ -z "$csrf" ] || args+=(-H "X-CSRF-Token: $csrf")
+    # As the box's own pages do in a browser: a cookie-authenticated change
+    # must say it comes from the box (docs/API.md).
+    args+=(-H "Origin: https://127.0.0.1:$https_port")
     [ -z "$body" ] || args+=(-H 'Content-Type: application/json' --data "$body")
     echo 000 > "$work/api.status"
     status=$(curl "${args[@]}" "https://127.0.0.1:$https_port$path") || {
