@@ -40,12 +40,16 @@ attach_journal() {
     chown root:systemd-journal "$JOURNAL_DATA" || return
     chmod 2755 "$JOURNAL_DATA" || return
     if ! mountpoint -q "$dir"; then
-        # If journald had files open under /var/log/journal (it should not:
-        # with Storage=auto it stays in /run while that directory is
-        # missing), they would go on being written under the mount.
-        journalctl --relinquish-var || return
         install -d -m 2755 -o root -g systemd-journal /var/log/journal "$dir" || return
         mount --bind "$JOURNAL_DATA" "$dir" || return
+        # Once systemd-journal-flush has run, journald opens
+        # /var/log/journal/<id>/system.journal by itself as soon as that
+        # directory exists, before any flush request: between the mkdir and
+        # the mount above it may have opened a file on the tmpfs, which the
+        # mount now hides and which it would go on writing (the boot tests
+        # lost minutes of log that way). Relinquishing closes whatever it
+        # has open; the flush below opens the file on the data disk.
+        journalctl --relinquish-var || return
         log "journal: $JOURNAL_DATA bound at $dir"
     fi
     # What journald kept in /run since boot (or since relinquish) moves to
