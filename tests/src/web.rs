@@ -57,19 +57,24 @@ impl std::fmt::Debug for Http {
     }
 }
 
+/// A TLS client that trusts only the box certificate in `data_dir`.
+pub fn box_tls_connector(data_dir: &Path) -> TlsConnector {
+    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
 impl Http {
     /// HTTPS to `addr`, trusting the certificate in `data_dir`.
     pub fn https(data_dir: &Path, addr: SocketAddr) -> Http {
-        let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Http { addr, tls: Some(TlsConnector::from(Arc::new(config))) }
+        Http { addr, tls: Some(box_tls_connector(data_dir)) }
     }
 
     /// Plain HTTP to `addr`.

@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use imbox_protocol::stream::length_prefixed;
 use imbox_protocol::{ClientFrame, ErrorCode, Request, Response, ServerFrame};
 use imbox_tests::{Server, PASSWORD};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,18 +89,9 @@ async fn ws(server: &Server) -> WebSocketStream<tokio_tungstenite::MaybeTlsStrea
 }
 
 async fn wss(server: &Server) -> WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let pem = std::fs::read(server.dir.join("identity.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let addr = server.wss.as_deref().unwrap().trim_start_matches("wss://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = imbox_tests::web::box_tls_connector(&server.dir)
         .connect(ServerName::try_from("imbox.local").unwrap(), tcp)
         .await
         .unwrap();

@@ -15,8 +15,7 @@ use imbox_client::Connection;
 use imbox_protocol::{ClientFrame, Event, Request, Response, ServerFrame, Target};
 use imbox_tests::quic::{endpoint, Stream};
 use imbox_tests::{Server, PASSWORD};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -172,24 +171,10 @@ async fn a_quic_peer_that_stops_reading_is_dropped_by_the_write_timeout() {
     drop((bob, conn));
 }
 
-/// A TLS client that trusts the box certificate in `data_dir`.
-fn tls_connector(data_dir: &std::path::Path) -> tokio_rustls::TlsConnector {
-    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 async fn tls(server: &Server) -> impl AsyncRead + AsyncWrite + Unpin {
     let tcp = TcpStream::connect(https_addr(server)).await.unwrap();
     let name = ServerName::try_from("imbox.local").unwrap();
-    tls_connector(&server.dir).connect(name, tcp).await.unwrap()
+    imbox_tests::web::box_tls_connector(&server.dir).connect(name, tcp).await.unwrap()
 }
 
 /// The head of a JSON POST that promises 16,000 bytes of body, and the first
