@@ -94,6 +94,43 @@ async fn send(conn: &Connection, id: &str) -> Result<Response, ClientError> {
         .await
 }
 
+/// Sends `n` messages `{prefix}-0`... that must all be acknowledged; returns
+/// their texts.
+async fn send_acknowledged(conn: &Connection, prefix: &str, n: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        assert!(matches!(send(conn, &id).await.unwrap(), Response::Sent { .. }));
+        texts.push(format!("text of {id}"));
+    }
+    texts
+}
+
+/// The configuration of these tests: a reserve of `min_free_mib`, and no
+/// checkpoint while a test fills the disk, so that redb is never the one to
+/// find it full (the reserve, or the log's own ENOSPC handling, is under
+/// test).
+fn no_checkpoints(min_free_mib: u32) -> impl Fn(&mut imboxd::config::Config) + Copy {
+    move |c| {
+        c.storage.min_free_mib = min_free_mib;
+        c.storage.checkpoint_idle_ms = 60_000;
+        c.storage.checkpoint_interval_ms = 3_600_000;
+    }
+}
+
+/// Starts imboxd again on `dir` and returns Bob's history with Alice.
+async fn history_after_restart(
+    dir: &std::path::Path,
+    tweak: impl Fn(&mut imboxd::config::Config),
+) -> Vec<String> {
+    let mut server = Server::start_in(dir, tweak).await;
+    let bob = server.connection("bob").await;
+    let texts = history(&bob).await;
+    drop(bob);
+    server.stop().await;
+    texts
+}
+
 /// The texts of Alice's conversation with Bob, as Bob reads them.
 async fn history(bob: &Connection) -> Vec<String> {
     let req = Request::History { conversation: Target::parse("alice"), before: None, limit: 200 };
@@ -106,25 +143,14 @@ async fn history(bob: &Connection) -> Vec<String> {
 #[tokio::test]
 async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed() {
     let Some(disk) = SmallDisk::mount("32m") else { return };
-    let tweak = |c: &mut imboxd::config::Config| {
-        c.storage.min_free_mib = 1;
-        // No checkpoint while the test fills the disk: redb must never be
-        // the one to find it full (the reserve is what keeps it so).
-        c.storage.checkpoint_idle_ms = 60_000;
-        c.storage.checkpoint_interval_ms = 3_600_000;
-    };
+    let tweak = no_checkpoints(1);
     let mut server = Server::start_in(disk.path(), tweak).await;
     server.add_users(&["alice", "bob"]).await;
     let (web, cookie, csrf) = claim(&server).await;
     let owner = Some(cookie.as_str());
     let alice = server.connection("alice").await;
     let bob = server.connection("bob").await;
-    let mut acknowledged = Vec::new();
-    for i in 0..20 {
-        let id = format!("before-{i}");
-        assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
-        acknowledged.push(format!("text of {id}"));
-    }
+    let mut acknowledged = send_acknowledged(&alice, "before", 20).await;
     assert_eq!(web.get("/api/admin/status", owner).await.json()["writer"]["state"], "running");
 
     let filler: PathBuf = disk.path().join("filler");
@@ -155,11 +181,7 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
     // Nothing acknowledged was lost: all of it is there after a restart.
     drop((alice, bob));
     server.stop().await;
-    let mut server = Server::start_in(disk.path(), tweak).await;
-    let bob = server.connection("bob").await;
-    assert_eq!(history(&bob).await, acknowledged);
-    drop(bob);
-    server.stop().await;
+    assert_eq!(history_after_restart(disk.path(), tweak).await, acknowledged);
 }
 
 /// With no reserve (`storage.min_free_mib = 0`) the disk fills under the
@@ -169,21 +191,12 @@ async fn a_full_disk_refuses_sends_keeps_reads_and_takes_them_again_once_freed()
 #[tokio::test]
 async fn without_a_reserve_a_log_append_that_meets_a_full_disk_is_refused_and_undone() {
     let Some(disk) = SmallDisk::mount("32m") else { return };
-    let tweak = |c: &mut imboxd::config::Config| {
-        c.storage.min_free_mib = 0;
-        c.storage.checkpoint_idle_ms = 60_000;
-        c.storage.checkpoint_interval_ms = 3_600_000;
-    };
+    let tweak = no_checkpoints(0);
     let mut server = Server::start_in(disk.path(), tweak).await;
     server.add_users(&["alice", "bob"]).await;
     let alice = server.connection("alice").await;
     let bob = server.connection("bob").await;
-    let mut acknowledged = Vec::new();
-    for i in 0..20 {
-        let id = format!("before-{i}");
-        assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
-        acknowledged.push(format!("text of {id}"));
-    }
+    let mut acknowledged = send_acknowledged(&alice, "before", 20).await;
     let filler: PathBuf = disk.path().join("filler");
     assert!(fill(&filler) > 0);
     // The log's last page has room for a few more records; then the disk
@@ -207,11 +220,7 @@ async fn without_a_reserve_a_log_append_that_meets_a_full_disk_is_refused_and_un
     acknowledged.push("text of after".into());
     drop((alice, bob));
     server.stop().await;
-    let mut server = Server::start_in(disk.path(), tweak).await;
-    let bob = server.connection("bob").await;
-    assert_eq!(history(&bob).await, acknowledged);
-    drop(bob);
-    server.stop().await;
+    assert_eq!(history_after_restart(disk.path(), tweak).await, acknowledged);
 }
 
 /// Stopped while the disk is full, imboxd makes no checkpoint (there is no
@@ -220,20 +229,11 @@ async fn without_a_reserve_a_log_append_that_meets_a_full_disk_is_refused_and_un
 #[tokio::test]
 async fn stopped_while_the_disk_is_full_nothing_acknowledged_is_lost() {
     let Some(disk) = SmallDisk::mount("32m") else { return };
-    let tweak = |c: &mut imboxd::config::Config| {
-        c.storage.min_free_mib = 1;
-        c.storage.checkpoint_idle_ms = 60_000;
-        c.storage.checkpoint_interval_ms = 3_600_000;
-    };
+    let tweak = no_checkpoints(1);
     let mut server = Server::start_in(disk.path(), tweak).await;
     server.add_users(&["alice", "bob"]).await;
     let alice = server.connection("alice").await;
-    let mut acknowledged = Vec::new();
-    for i in 0..20 {
-        let id = format!("m{i}");
-        assert!(matches!(send(&alice, &id).await.unwrap(), Response::Sent { .. }));
-        acknowledged.push(format!("text of {id}"));
-    }
+    let acknowledged = send_acknowledged(&alice, "m", 20).await;
     let filler: PathBuf = disk.path().join("filler");
     fill(&filler);
     let refused = send(&alice, "refused").await.unwrap_err();
@@ -242,9 +242,5 @@ async fn stopped_while_the_disk_is_full_nothing_acknowledged_is_lost() {
     server.stop().await;
 
     std::fs::remove_file(&filler).unwrap();
-    let mut server = Server::start_in(disk.path(), tweak).await;
-    let bob = server.connection("bob").await;
-    assert_eq!(history(&bob).await, acknowledged);
-    drop(bob);
-    server.stop().await;
+    assert_eq!(history_after_restart(disk.path(), tweak).await, acknowledged);
 }
