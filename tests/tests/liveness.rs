@@ -107,28 +107,36 @@ async fn a_websocket_peer_that_stops_answering_pings_is_dropped_and_shown_offlin
     drop(bob);
 }
 
+/// A write timeout of 300 ms, and frames large enough that a few fill the
+/// socket buffers.
+fn short_write_timeout(c: &mut imboxd::config::Config) {
+    c.limits.write_timeout_ms = 300;
+    c.limits.max_frame_bytes = 512 * 1024;
+    c.limits.max_text_bytes = 256 * 1024;
+}
+
+/// Alice sends bob 256 KiB messages until aborted: for a peer that reads
+/// nothing, the server's writes to him soon wait.
+fn flood_bob(alice: Arc<Connection>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let text = "x".repeat(256 * 1024);
+        for i in 0..400 {
+            let send = Request::Send { to: Target::parse("bob"), id: format!("big{i}"), text: text.clone() };
+            alice.request(send).await.unwrap();
+        }
+    })
+}
+
 #[tokio::test]
 async fn a_websocket_peer_that_stops_reading_is_dropped_by_the_write_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), |c| {
-        c.limits.write_timeout_ms = 300;
-        c.limits.max_frame_bytes = 512 * 1024;
-        c.limits.max_text_bytes = 256 * 1024;
-    })
-    .await;
+    let server = Server::start_in(dir.path(), short_write_timeout).await;
     let alice = Arc::new(contacts(&server).await);
     let bob = raw_live(&server, "bob").await;
     presence(&alice, "bob", true).await;
     // bob reads nothing: what alice sends him fills the socket buffers on
     // both ends, and then a write waits for longer than the timeout.
-    let sender = alice.clone();
-    let flood = tokio::spawn(async move {
-        let text = "x".repeat(256 * 1024);
-        for i in 0..400 {
-            let send = Request::Send { to: Target::parse("bob"), id: format!("big{i}"), text: text.clone() };
-            sender.request(send).await.unwrap();
-        }
-    });
+    let flood = flood_bob(alice.clone());
     presence(&alice, "bob", false).await;
     flood.abort();
     drop(bob);
@@ -137,12 +145,7 @@ async fn a_websocket_peer_that_stops_reading_is_dropped_by_the_write_timeout() {
 #[tokio::test]
 async fn a_quic_peer_that_stops_reading_is_dropped_by_the_write_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), |c| {
-        c.limits.write_timeout_ms = 300;
-        c.limits.max_frame_bytes = 512 * 1024;
-        c.limits.max_text_bytes = 256 * 1024;
-    })
-    .await;
+    let server = Server::start_in(dir.path(), short_write_timeout).await;
     let alice = Arc::new(contacts(&server).await);
     let client = endpoint(dir.path(), None);
     let conn = client.connect(server.quic.unwrap(), "imbox.local").unwrap().await.unwrap();
@@ -158,14 +161,7 @@ async fn a_quic_peer_that_stops_reading_is_dropped_by_the_write_timeout() {
     presence(&alice, "bob", true).await;
     // bob reads nothing more: the stream's flow-control window fills and
     // the server's next write waits for longer than the timeout.
-    let sender = alice.clone();
-    let flood = tokio::spawn(async move {
-        let text = "x".repeat(256 * 1024);
-        for i in 0..400 {
-            let send = Request::Send { to: Target::parse("bob"), id: format!("big{i}"), text: text.clone() };
-            sender.request(send).await.unwrap();
-        }
-    });
+    let flood = flood_bob(alice.clone());
     presence(&alice, "bob", false).await;
     flood.abort();
     drop((bob, conn));
