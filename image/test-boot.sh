@@ -687,7 +687,7 @@ if wait_report "$serial"; then
     check "check failed: the storage service reports it" test "$(fact "$serial" storage-problem)" = check-failed
     check "check failed: the disk is not mounted read-write" test -z "$(fact "$serial" data-writable-mounts | tr ' ' '\n' | grep '^/dev/sd' || true)"
     check "check failed: imboxd is not started" test "$(fact "$serial" imboxd)" != active
-    check "check failed: the page says the check failed" grep -qi 'check' <<<"$(page)"
+    check "check failed: the page says the check failed" grep -q 'failed its check' <<<"$(page)"
     power_cut
 else
     fail "check failed: the box reports"
