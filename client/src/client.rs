@@ -101,6 +101,9 @@ pub struct Client {
     /// Whether the session has read the log to its end, so that the server
     /// pushes new entries.
     live: bool,
+    /// A sync answered that this device had been away longer than the box
+    /// keeps its stream (see [`Client::take_resync`]).
+    resynced: bool,
 }
 
 /// What happened while waiting for a push.
@@ -302,6 +305,7 @@ impl Client {
             failing_since: None,
             pending: VecDeque::new(),
             live: false,
+            resynced: false,
         }
     }
 
@@ -507,6 +511,13 @@ impl Client {
         }
     }
 
+    /// Whether a sync since the last call said that this device had been
+    /// away longer than the box keeps its stream, so that some entries may
+    /// be missing: the app then reloads conversations and their history.
+    pub fn take_resync(&mut self) -> bool {
+        std::mem::take(&mut self.resynced)
+    }
+
     async fn fetch_page(&mut self) -> Result<(), ClientError> {
         let since = self.cursor.position();
         let conn = self.conn()?;
@@ -518,8 +529,18 @@ impl Client {
         .max(1);
         let result = conn.request(Request::Sync { since, limit }).await;
         match result {
-            Ok(Response::Entries { mut entries, next, more }) => {
+            Ok(Response::Entries { mut entries, next, more, resync }) => {
                 self.succeeded();
+                if resync {
+                    // The box no longer keeps all that happened while this
+                    // device was away; what is left still comes in order.
+                    tracing::warn!(
+                        since,
+                        "this device was away longer than the box keeps its stream: some messages \
+                         may be missing here; read the conversations' history to fill the gap"
+                    );
+                    self.resynced = true;
+                }
                 // Positions must be ascending for de-duplication to keep
                 // every entry; do not rely on the server for it.
                 entries.sort_by_key(|entry| entry.position);
@@ -565,12 +586,6 @@ impl Client {
                 Placement::Next => {
                     self.succeeded();
                     self.pending.push_back(entry);
-                }
-                Placement::Ahead { missing } => {
-                    // Pushes were lost; the next sync page holds them and
-                    // this entry.
-                    tracing::debug!(missing, "gap in pushed entries; re-syncing from the cursor");
-                    self.live = false;
                 }
             },
             Event::GoingAway { reason } => {

@@ -1,4 +1,4 @@
-//! Where a device is in its user's delivery log, and which entries are new.
+//! Where a device is in its user's stream, and which entries are new.
 //!
 //! No sockets here: the reconnecting client feeds positions in from sync
 //! pages and pushed events, and this type decides what to hand out.
@@ -8,12 +8,10 @@
 pub enum Placement {
     /// At or before the cursor: already handed out; skip it.
     Seen,
-    /// Right after the cursor: hand it out.
+    /// After the cursor: hand it out. Positions are box-wide, so a user's
+    /// entries skip numbers; the server never pushes past one it could not
+    /// deliver (it reads the store instead), so a jump is not a loss.
     Next,
-    /// Further on, with `missing` entries in between that this device has
-    /// not seen. A pushed entry like this means pushes were lost, so the
-    /// client must re-sync from the cursor.
-    Ahead { missing: u64 },
 }
 
 /// The position of the last entry handed out (0 before the first).
@@ -37,10 +35,8 @@ impl LogCursor {
     pub fn place(&self, position: u64) -> Placement {
         if position <= self.position {
             Placement::Seen
-        } else if position - self.position == 1 {
-            Placement::Next
         } else {
-            Placement::Ahead { missing: position - self.position - 1 }
+            Placement::Next
         }
     }
 
@@ -65,7 +61,7 @@ mod tests {
         assert_eq!(cursor.place(2), Placement::Seen);
         assert_eq!(cursor.place(3), Placement::Seen);
         assert_eq!(cursor.place(4), Placement::Next);
-        assert_eq!(cursor.place(7), Placement::Ahead { missing: 3 });
+        assert_eq!(cursor.place(9), Placement::Next, "positions skip numbers");
 
         // A sync page and pushes overlapping after a reconnect: 4..=6 from
         // the page, 5..=7 pushed.
@@ -76,10 +72,10 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_cursor_expects_position_one() {
+    fn a_fresh_cursor_takes_any_position() {
         let cursor = LogCursor::default();
         assert_eq!(cursor.place(0), Placement::Seen);
         assert_eq!(cursor.place(1), Placement::Next);
-        assert_eq!(cursor.place(u64::MAX), Placement::Ahead { missing: u64::MAX - 1 });
+        assert_eq!(cursor.place(u64::MAX), Placement::Next);
     }
 }

@@ -204,7 +204,7 @@ impl FakeServer {
                 if !more {
                     state.live.push(push_tx.clone());
                 }
-                ok(Response::Entries { entries, next, more })
+                ok(Response::Entries { entries, next, more, resync: false })
             }
             Request::Ack { position } => {
                 self.state().acked = position;

@@ -6,7 +6,7 @@
 //! - each user's delivery log holds every message of the user's
 //!   conversations, in the order they were sent;
 //! - every device sees every entry of its user's log exactly once, in
-//!   position order without gaps, whether by `sync` or by live push, across
+//!   increasing position order, whether by `sync` or by live push, across
 //!   reconnections and restarts, as long as it resumes from what it
 //!   processed;
 //! - a reconnecting device gets back the cursor it acknowledged.
@@ -53,11 +53,12 @@ struct Device {
 impl Device {
     /// Takes one entry, from a sync page or a push.
     fn take(&mut self, position: u64, item: &Item) {
-        assert_eq!(
-            position,
-            self.processed + 1,
-            "{} (device of {}) got position {position} after {}: a gap or a repeat",
-            self.user,
+        // Positions are box-wide and skip numbers; what the model checks is
+        // that they only grow and that the messages (below) are every one of
+        // the user's, each once, in order.
+        assert!(
+            position > self.processed,
+            "{} got position {position} after {}: a repeat or a step back",
             self.user,
             self.processed
         );
@@ -117,7 +118,7 @@ impl Device {
     async fn sync(&mut self) {
         loop {
             let since = self.processed;
-            let Response::Entries { entries, next, more } =
+            let Response::Entries { entries, next, more, .. } =
                 self.call(Request::Sync { since, limit: 3 }).await
             else {
                 panic!("entries")

@@ -93,6 +93,13 @@ pub enum Response {
         next: u64,
         /// Whether more entries follow right now.
         more: bool,
+        /// The cursor was older than what the box keeps (the device was
+        /// away too long): what this user's devices received meanwhile may
+        /// be missing from the stream, so the client reloads
+        /// `conversations` and reads `history` for the gap. Absent when
+        /// false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resync: bool,
     },
     /// Answer to `history`, oldest first.
     History { messages: Vec<Message>, more: bool },

@@ -176,11 +176,12 @@ impl CommitListener for Router {
     fn committed(&self, notices: Vec<Notice>) {
         for notice in notices {
             match notice {
-                Notice::Entry { user, entry } => {
-                    let entry = Arc::new(entry);
-                    if let Some(links) = self.shard(user).get(&user) {
-                        for link in links {
-                            link.offer(Push::Entry(entry.clone()));
+                Notice::Entry { users, entry } => {
+                    for &user in users.iter() {
+                        if let Some(links) = self.shard(user).get(&user) {
+                            for link in links {
+                                link.offer(Push::Entry(entry.clone()));
+                            }
                         }
                     }
                 }
@@ -216,7 +217,7 @@ mod tests {
         let mut a2 = router.register(1, 11);
         let mut b = router.register(2, 20);
         assert!(a1.first && !a2.first && b.first);
-        router.committed(vec![Notice::Entry { user: 1, entry: entry(1) }]);
+        router.committed(vec![Notice::Entry { users: Arc::from([1]), entry: Arc::new(entry(1)) }]);
         assert!(matches!(a1.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position == 1));
         assert!(matches!(a2.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position == 1));
         assert!(b.inbox.queue.try_recv().is_err());
@@ -226,7 +227,7 @@ mod tests {
     fn a_full_queue_flags_the_session_as_lagging() {
         let router = Router::new(2);
         let reg = router.register(1, 10);
-        let notices = (1..=3).map(|p| Notice::Entry { user: 1, entry: entry(p) }).collect();
+        let notices = (1..=3).map(|p| Notice::Entry { users: Arc::from([1]), entry: Arc::new(entry(p)) }).collect();
         router.committed(notices);
         assert!(reg.inbox.signal.take_lagged());
         assert!(!reg.inbox.signal.take_lagged());

@@ -323,7 +323,7 @@ async fn watchdog(store: Store, every: Duration, shutdown: CancellationToken) {
             );
             continue;
         }
-        match store.log_head(0) {
+        match store.stream_head() {
             Ok(_) => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }

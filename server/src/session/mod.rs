@@ -25,7 +25,7 @@ use imbox_protocol::{
 
 use crate::config::LimitsConfig;
 use crate::router::{Inbox, Push, Router, Signal};
-use crate::store::{DeviceAuth, NewDevice, Store, StoreError, WriteOp};
+use crate::store::{DeviceAuth, NewDevice, Page, Store, StoreError, WriteOp};
 use limits::{LoginLimit, SendLimit};
 use password::Passwords;
 
@@ -456,18 +456,19 @@ impl Session {
             }
             Request::Sync { since, limit } => {
                 let limit = limit.clamp(1, limits.max_sync_page);
-                let (entries, more) = match hub.store.log_page(user, since, limit) {
+                let Page { entries, more, resync } = match hub.store.stream_page(user, since, limit) {
                     Ok(page) => page,
                     Err(e) => return store_err(id, &e),
                 };
                 let next = entries.last().map_or(since, |e| e.position);
                 if !more {
-                    // The page reached the end of the log: from here on new
-                    // entries are pushed. Entries committed after this page's
-                    // snapshot have higher positions and pass the filter in
-                    // `on_push`; older ones are dropped there.
+                    // The page reached the end of the stream: from here on
+                    // new entries are pushed. Entries committed after this
+                    // page's snapshot have higher positions than any in it
+                    // (positions are given out in commit order) and pass the
+                    // filter in `on_push`; older ones are dropped there.
                     let head = if entries.is_empty() {
-                        match hub.store.log_head(user) {
+                        match hub.store.stream_head() {
                             Ok(h) => h.min(since),
                             Err(e) => return store_err(id, &e),
                         }
@@ -479,7 +480,7 @@ impl Session {
                 } else {
                     device.delivered = device.delivered.max(next);
                 }
-                ok(id, Response::Entries { entries, next, more })
+                ok(id, Response::Entries { entries, next, more, resync })
             }
             Request::Ack { position } => {
                 later(id, hub.store.submit(WriteOp::Ack { device: device.auth.device, position }), |_| {
@@ -632,12 +633,17 @@ impl Session {
                     // already sent: the client has it or will get it by sync.
                     return (Vec::new(), false);
                 }
-                if entry.position == device.delivered + 1 {
-                    device.delivered = entry.position;
-                    return (vec![entry_frame(Arc::unwrap_or_clone(entry))], false);
+                // Positions are box-wide, so a user's entries skip numbers
+                // and a push cannot show a gap. What the router could not
+                // queue raised the lag flag before any later entry was
+                // offered: if it is up, this push may come after a missing
+                // one, so the store is read from `delivered` instead (this
+                // entry included: it was committed before it was pushed).
+                if self.lag.as_ref().is_some_and(|lag| lag.take_lagged()) {
+                    return self.catch_up();
                 }
-                // A gap: something was not queued. Read it from the store.
-                self.catch_up()
+                device.delivered = entry.position;
+                (vec![entry_frame(Arc::unwrap_or_clone(entry))], false)
             }
         }
     }
@@ -667,8 +673,8 @@ impl Session {
         // since none may come. Pushes that arrive meanwhile are at or below
         // `delivered` (dropped) or past a gap (another page), so every entry
         // goes out once, in order.
-        match self.hub.store.log_page(user, since, self.hub.limits.max_sync_page) {
-            Ok((entries, more)) => {
+        match self.hub.store.stream_page(user, since, self.hub.limits.max_sync_page) {
+            Ok(Page { entries, more, .. }) => {
                 if let Some(last) = entries.last() {
                     device.delivered = last.position;
                 }

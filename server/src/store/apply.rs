@@ -6,6 +6,7 @@
 //! A storage failure, in contrast, fails the whole batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use imbox_protocol::{ReceiptKind, Target};
 use redb::{
@@ -141,15 +142,14 @@ pub fn initialize(db: &Database) -> Result<(), StoreError> {
         match found {
             None => {
                 meta.insert("schema", SCHEMA_VERSION)?;
+                // A new database has no legacy logs: the stream starts at 1.
+                meta.insert(STREAM_BASE, 1)?;
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema { found: v, supported: SCHEMA_VERSION });
             }
-            // An older layout is read as it is (new fields have defaults);
-            // recording the new version keeps older binaries off it.
-            Some(v) if v < SCHEMA_VERSION => {
-                meta.insert("schema", SCHEMA_VERSION)?;
-            }
+            // An older layout is migrated by `migrate.rs` before anything
+            // else reads it; the migration records the new version last.
             Some(_) => {}
         }
     }
@@ -178,13 +178,19 @@ pub struct Tables<'txn> {
     pub user_conversations: MultimapTable<'txn, u64, u64>,
     pub messages: Table<'txn, (u64, u64), &'static [u8]>,
     pub message_ids: Table<'txn, (u64, &'static str), (u64, u64)>,
+    pub events: Table<'txn, (u64, u64), &'static [u8]>,
+    pub spans: Table<'txn, (u64, u64), &'static [u8]>,
+    pub pruned: Table<'txn, u64, u64>,
+    /// The legacy per-user logs: only pruned.
     pub log: Table<'txn, (u64, u64), &'static [u8]>,
-    log_heads: Table<'txn, u64, u64>,
-    /// Log heads moved in this batch, written to `log_heads` once by
-    /// [`Tables::finish`]: a batch appends to the same users' logs many times
-    /// over (a group's members, a busy person), and each table write is a
-    /// B-tree update.
-    heads: HashMap<u64, u64>,
+    /// The last stream position given out, once read or moved in this
+    /// batch; written to `meta` once by [`Tables::finish`] rather than once
+    /// per event.
+    stream_head: Option<u64>,
+    /// Each conversation's members as read in this batch, until a
+    /// membership change: a busy group's messages would otherwise read its
+    /// member list once per message for live delivery.
+    member_lists: HashMap<u64, Arc<[u64]>>,
     pub invites: Table<'txn, &'static [u8], &'static [u8]>,
     pub settings: Table<'txn, &'static str, &'static [u8]>,
 }
@@ -206,9 +212,12 @@ impl<'txn> Tables<'txn> {
             user_conversations: txn.open_multimap_table(USER_CONVERSATIONS)?,
             messages: txn.open_table(MESSAGES)?,
             message_ids: txn.open_table(MESSAGE_IDS)?,
+            events: txn.open_table(EVENTS)?,
+            spans: txn.open_table(SPANS)?,
+            pruned: txn.open_table(PRUNED)?,
             log: txn.open_table(LOG)?,
-            log_heads: txn.open_table(LOG_HEADS)?,
-            heads: HashMap::new(),
+            stream_head: None,
+            member_lists: HashMap::new(),
             invites: txn.open_table(INVITES)?,
             settings: txn.open_table(SETTINGS)?,
         })
@@ -237,52 +246,101 @@ impl<'txn> Tables<'txn> {
         self.conversations.get(id)?.map(|v| decode("conversations", v.value())).transpose()
     }
 
-    fn member(&self, conversation: u64, user: u64) -> Result<Option<MemberRecord>, StoreError> {
+    pub(super) fn member(&self, conversation: u64, user: u64) -> Result<Option<MemberRecord>, StoreError> {
         self.members.get((conversation, user))?.map(|v| decode("members", v.value())).transpose()
     }
 
-    fn member_ids(&self, conversation: u64) -> Result<Vec<u64>, StoreError> {
+    /// The conversation's current members, read once per batch.
+    pub(super) fn member_ids(&mut self, conversation: u64) -> Result<Arc<[u64]>, StoreError> {
+        if let Some(ids) = self.member_lists.get(&conversation) {
+            return Ok(ids.clone());
+        }
         let mut ids = Vec::new();
         for row in self.members.range((conversation, 0)..=(conversation, u64::MAX))? {
             ids.push(row?.0.value().1);
         }
+        let ids: Arc<[u64]> = ids.into();
+        self.member_lists.insert(conversation, ids.clone());
         Ok(ids)
     }
 
-    /// Writes the log heads moved in this batch. Must come before the
-    /// transaction commits, or the next batch would reuse log positions.
+    /// Writes a member row; forgets the cached member list, which a new or
+    /// departed member changes.
+    fn set_member(&mut self, conversation: u64, user: u64, member: &MemberRecord) -> Result<(), StoreError> {
+        self.member_lists.remove(&conversation);
+        self.members.insert((conversation, user), encode(member).as_slice())?;
+        Ok(())
+    }
+
+    /// Writes the stream head moved in this batch. Must come before the
+    /// transaction commits, or the next batch would reuse positions.
     pub fn finish(mut self) -> Result<(), StoreError> {
-        for (user, head) in self.heads.drain() {
-            self.log_heads.insert(user, head)?;
+        if let Some(head) = self.stream_head.take() {
+            self.meta.insert(STREAM_HEAD, head)?;
         }
         Ok(())
     }
 
-    /// The last position in a user's log (0 for an empty log).
-    fn log_head(&self, user: u64) -> Result<u64, StoreError> {
-        match self.heads.get(&user) {
-            Some(&head) => Ok(head),
-            None => Ok(self.log_heads.get(user)?.map(|v| v.value()).unwrap_or(0)),
+    /// The last stream position given out (0 before the first).
+    pub(super) fn stream_head(&mut self) -> Result<u64, StoreError> {
+        match self.stream_head {
+            Some(head) => Ok(head),
+            None => {
+                let head = self.meta.get(STREAM_HEAD)?.map(|v| v.value()).unwrap_or(0);
+                self.stream_head = Some(head);
+                Ok(head)
+            }
         }
     }
 
-    /// Appends an item to a user's log and returns its position.
-    fn append(&mut self, user: u64, item: &LogItem, fresh: &mut Vec<FreshEntry>) -> Result<(), StoreError> {
-        let position = self.log_head(user)? + 1;
-        self.heads.insert(user, position);
-        self.log.insert((user, position), encode(item).as_slice())?;
-        fresh.push((user, position, item.clone()));
-        Ok(())
+    /// Gives out the next stream position.
+    pub(super) fn next_position(&mut self) -> Result<u64, StoreError> {
+        let position = self.stream_head()? + 1;
+        self.stream_head = Some(position);
+        Ok(position)
     }
 
-    fn append_all(
+    /// Records an event of a conversation at a new position and queues it
+    /// for live delivery to `recipients`.
+    fn record_event(
         &mut self,
-        users: &[u64],
-        item: &LogItem,
-        fresh: &mut Vec<FreshEntry>,
-    ) -> Result<(), StoreError> {
-        for &user in users {
-            self.append(user, item, fresh)?;
+        conversation: u64,
+        event: EventRecord,
+        recipients: Arc<[u64]>,
+        fresh: &mut Vec<Fresh>,
+    ) -> Result<u64, StoreError> {
+        let position = self.next_position()?;
+        self.events.insert((conversation, position), encode(&event).as_slice())?;
+        fresh.push(Fresh { conversation, position, event, recipients, marker: 0 });
+        Ok(position)
+    }
+
+    /// A user's spans in a conversation.
+    fn spans_of(&self, user: u64, conversation: u64) -> Result<SpansRecord, StoreError> {
+        Ok(self
+            .spans
+            .get((user, conversation))?
+            .map(|v| decode("spans", v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Starts a span: from `position` on, `user` receives the conversation's
+    /// events.
+    fn open_span(&mut self, user: u64, conversation: u64, position: u64) -> Result<(), StoreError> {
+        let mut record = self.spans_of(user, conversation)?;
+        record.spans.push(Span { from: position, to: Span::OPEN });
+        self.spans.insert((user, conversation), encode(&record).as_slice())?;
+        Ok(())
+    }
+
+    /// Ends the user's open span at `position` (the event that took the
+    /// user out, which the user still receives).
+    fn close_span(&mut self, user: u64, conversation: u64, position: u64) -> Result<(), StoreError> {
+        let mut record = self.spans_of(user, conversation)?;
+        if let Some(last) = record.spans.last_mut().filter(|s| s.to == Span::OPEN) {
+            last.to = position;
+            self.spans.insert((user, conversation), encode(&record).as_slice())?;
         }
         Ok(())
     }
@@ -330,16 +388,27 @@ fn pair(a: u64, b: u64) -> (u64, u64) {
     (a.min(b), a.max(b))
 }
 
-/// A log entry written in this batch: (user, position, item), kept so that
-/// the writer renders it for live delivery without reading it back.
-pub type FreshEntry = (u64, u64, LogItem);
+/// An event recorded in this batch, kept so that the writer renders it for
+/// live delivery without reading it back.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    pub conversation: u64,
+    pub position: u64,
+    pub event: EventRecord,
+    /// Who hears of it live: the members at the time (and, for a
+    /// departure, the one who left).
+    pub recipients: Arc<[u64]>,
+    /// For a receipt, the marker's new seq (the member row may change again
+    /// later in the batch).
+    pub marker: u64,
+}
 
 /// Applies one operation. New log entries are recorded in `fresh` as
 /// (user, position, item); other consequences in `notices`.
 pub fn apply(
     t: &mut Tables<'_>,
     op: &WriteOp,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
     notices: &mut Vec<Notice>,
 ) -> Result<Outcome, StoreError> {
     match op {
@@ -356,7 +425,7 @@ pub fn apply(
         WriteOp::Ack { device, position } => {
             if let Some(mut record) = t.device(*device)?.filter(|d| !d.revoked) {
                 if *position > record.cursor {
-                    let head = t.log_head(record.user)?;
+                    let head = t.stream_head()?;
                     record.cursor = (*position).min(head);
                 }
                 // An ack is the device in use: it is not the one to retire.
@@ -476,9 +545,9 @@ fn add_device(
     let record =
         t.user(user)?.filter(|u| !u.removed).ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
     let id = t.next_id("next_device")?;
-    // A new device starts at the head of the log: it has nothing to catch up
-    // on, and history is there for reading the past.
-    let head = t.log_head(user)?;
+    // A new device starts at the head of the stream: it has nothing to
+    // catch up on, and history is there for reading the past.
+    let head = t.stream_head()?;
     let device = DeviceRecord {
         user,
         name: name.to_owned(),
@@ -507,7 +576,7 @@ fn send(
     to: &Target,
     client_id: &str,
     text: &str,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
 ) -> Result<Outcome, StoreError> {
     if let Some(existing) = t.message_ids.get((sender, client_id))? {
         let (conversation, seq) = existing.value();
@@ -540,7 +609,6 @@ fn send(
         }
         other => t.resolve_member(sender, other)?,
     };
-    let members = t.member_ids(conversation)?;
     let seq = record.last_seq + 1;
     let sent_at = t.now;
     let message =
@@ -549,10 +617,13 @@ fn send(
     t.message_ids.insert((sender, client_id), (conversation, seq))?;
     record.last_seq = seq;
     t.conversations.insert(conversation, encode(&record).as_slice())?;
-    t.append_all(&members, &LogItem::Message { conversation, seq }, fresh)?;
+    let members = t.member_ids(conversation)?;
+    t.record_event(conversation, EventRecord::Message { seq }, members, fresh)?;
     Ok(Outcome::Sent(Sent { conversation, seq, sent_at, duplicate: false }))
 }
 
+/// Opens the direct conversation of two users, who receive its events from
+/// its first message on (the next stream position).
 fn open_direct(t: &mut Tables<'_>, a: u64, b: u64) -> Result<(u64, ConversationRecord), StoreError> {
     let id = t.next_id("next_conversation")?;
     let record = ConversationRecord {
@@ -562,13 +633,16 @@ fn open_direct(t: &mut Tables<'_>, a: u64, b: u64) -> Result<(u64, ConversationR
         created_at: t.now,
         last_seq: 0,
         member_count: 2,
+        retention_days: None,
     };
     t.conversations.insert(id, encode(&record).as_slice())?;
     t.direct.insert(pair(a, b), id)?;
-    let member = MemberRecord { admin: false, visible_after: 0, delivered_seq: 0, read_seq: 0 };
+    let member = MemberRecord::joining(false, 0);
+    let first = t.stream_head()? + 1;
     for user in [a, b] {
-        t.members.insert((id, user), encode(&member).as_slice())?;
+        t.set_member(id, user, &member)?;
         t.user_conversations.insert(user, id)?;
+        t.open_span(user, id, first)?;
     }
     Ok((id, record))
 }
@@ -579,28 +653,41 @@ fn receipt(
     target: &Target,
     kind: ReceiptKind,
     seq: u64,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
 ) -> Result<Outcome, StoreError> {
     let (id, record) = t.resolve_member(user, target)?;
     let Some(mut member) = t.member(id, user)? else {
         return Err(StoreError::NotMember(target.to_string()));
     };
     let seq = seq.min(record.last_seq);
-    let (mark, kind) = match kind {
-        ReceiptKind::Delivered => (&mut member.delivered_seq, ReceiptKindRecord::Delivered),
-        ReceiptKind::Read => (&mut member.read_seq, ReceiptKindRecord::Read),
+    let (mark, row, kind) = match kind {
+        ReceiptKind::Delivered => {
+            (&mut member.delivered_seq, &mut member.delivered_pos, ReceiptKindRecord::Delivered)
+        }
+        ReceiptKind::Read => (&mut member.read_seq, &mut member.read_pos, ReceiptKindRecord::Read),
     };
     if seq <= *mark {
         // Marks only move forward; an old receipt changes nothing and tells nobody.
         return Ok(Outcome::Done);
     }
     *mark = seq;
+    // The marker's one row moves to a new position: devices that synced
+    // past the old one learn the new value, and the row count stays one per
+    // member and kind whatever the group's size.
+    if *row != 0 {
+        t.events.remove((id, *row))?;
+    }
+    let position = t.next_position()?;
+    *row = position;
+    let event = EventRecord::Receipt { user, kind };
+    t.events.insert((id, position), encode(&event).as_slice())?;
     if kind == ReceiptKindRecord::Read && member.delivered_seq < seq {
+        // Read implies delivered; its own row stays where it is.
         member.delivered_seq = seq;
     }
-    t.members.insert((id, user), encode(&member).as_slice())?;
-    let members = t.member_ids(id)?;
-    t.append_all(&members, &LogItem::Receipt { conversation: id, user, kind, seq }, fresh)?;
+    t.set_member(id, user, &member)?;
+    let recipients = t.member_ids(id)?;
+    fresh.push(Fresh { conversation: id, position, event, recipients, marker: seq });
     Ok(Outcome::Done)
 }
 
@@ -610,7 +697,7 @@ fn create_group(
     name: &str,
     members: &[String],
     max_members: u32,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
 ) -> Result<Outcome, StoreError> {
     if !imbox_protocol::names::valid_group_name(name) {
         return Err(StoreError::Invalid(format!(
@@ -638,23 +725,21 @@ fn create_group(
         created_at: t.now,
         last_seq: 0,
         member_count: ids.len() as u32,
+        retention_days: None,
     };
     t.conversations.insert(id, encode(&record).as_slice())?;
     t.group_names.insert(name, id)?;
+    // One `created` event for the whole group, which every first member
+    // receives: the member list is in `conversations`.
+    let position = t.stream_head()? + 1;
     for &user in &ids {
-        let member = MemberRecord { admin: user == creator, visible_after: 0, delivered_seq: 0, read_seq: 0 };
-        t.members.insert((id, user), encode(&member).as_slice())?;
+        t.set_member(id, user, &MemberRecord::joining(user == creator, 0))?;
         t.user_conversations.insert(user, id)?;
+        t.open_span(user, id, position)?;
     }
-    for &user in &ids {
-        let item = LogItem::Membership {
-            conversation: id,
-            user,
-            change: MembershipChangeRecord::Created,
-            by: creator,
-        };
-        t.append(user, &item, fresh)?;
-    }
+    let members = t.member_ids(id)?;
+    let event = EventRecord::Membership { user: creator, change: MembershipChangeRecord::Created, by: creator };
+    t.record_event(id, event, members, fresh)?;
     Ok(Outcome::Conversation(id))
 }
 
@@ -664,7 +749,7 @@ fn add_member(
     group: &Target,
     user: &str,
     max_members: u32,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
 ) -> Result<Outcome, StoreError> {
     let (id, mut record) = t.resolve_group(actor, group)?;
     if !t.member(id, actor)?.is_some_and(|m| m.admin) {
@@ -678,24 +763,16 @@ fn add_member(
         return Err(StoreError::TooManyMembers(max_members));
     }
     // A new member reads from the moment of joining, not the group's past.
-    let member = MemberRecord {
-        admin: false,
-        visible_after: record.last_seq,
-        delivered_seq: record.last_seq,
-        read_seq: record.last_seq,
-    };
-    t.members.insert((id, target), encode(&member).as_slice())?;
+    t.set_member(id, target, &MemberRecord::joining(false, record.last_seq))?;
     t.user_conversations.insert(target, id)?;
     record.member_count += 1;
     t.conversations.insert(id, encode(&record).as_slice())?;
+    // The new member's span starts with the event that announces it.
+    let position = t.stream_head()? + 1;
+    t.open_span(target, id, position)?;
     let members = t.member_ids(id)?;
-    let item = LogItem::Membership {
-        conversation: id,
-        user: target,
-        change: MembershipChangeRecord::Added,
-        by: actor,
-    };
-    t.append_all(&members, &item, fresh)?;
+    let event = EventRecord::Membership { user: target, change: MembershipChangeRecord::Added, by: actor };
+    t.record_event(id, event, members, fresh)?;
     Ok(Outcome::Conversation(id))
 }
 
@@ -709,9 +786,16 @@ fn drop_member(
     user: u64,
     by: u64,
     change: MembershipChangeRecord,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
 ) -> Result<(), StoreError> {
     let before = t.member_ids(id)?;
+    if let Some(member) = t.member(id, user)? {
+        // A departed member's markers go with it.
+        for row in [member.delivered_pos, member.read_pos].into_iter().filter(|&p| p != 0) {
+            t.events.remove((id, row))?;
+        }
+    }
+    t.member_lists.remove(&id);
     t.members.remove((id, user))?;
     t.user_conversations.remove(user, id)?;
     record.member_count = record.member_count.saturating_sub(1);
@@ -725,11 +809,14 @@ fn drop_member(
         if let Some(&heir) = remaining.first() {
             if let Some(mut r) = t.member(id, heir)? {
                 r.admin = true;
-                t.members.insert((id, heir), encode(&r).as_slice())?;
+                t.set_member(id, heir, &r)?;
             }
         }
     }
-    t.append_all(&before, &LogItem::Membership { conversation: id, user, change, by }, fresh)
+    // Everyone who was in it hears of it, the one who went included, whose
+    // span ends with this event.
+    let position = t.record_event(id, EventRecord::Membership { user, change, by }, before, fresh)?;
+    t.close_span(user, id, position)
 }
 
 /// Revokes a device by deleting it: its token, its record (name, cursor) and
@@ -780,7 +867,7 @@ fn retire_beyond_cap(
 fn remove_user(
     t: &mut Tables<'_>,
     name: &str,
-    fresh: &mut Vec<FreshEntry>,
+    fresh: &mut Vec<Fresh>,
     notices: &mut Vec<Notice>,
 ) -> Result<Outcome, StoreError> {
     let id = t.user_id(name)?;

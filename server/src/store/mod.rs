@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
 pub use apply::{Outcome, WriteOp};
 pub use health::{WriterHealth, WriterState};
+pub use read::Page;
 pub use writer::Checkpoints;
 use writer::{Command, Job};
 
@@ -209,8 +210,9 @@ pub struct Credentials {
 /// Something a commit made happen, for whoever delivers live.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// A new entry in `user`'s delivery log.
-    Entry { user: u64, entry: Entry },
+    /// A new entry of the stream of each of `users` (a group's event goes
+    /// to every member, rendered once).
+    Entry { users: Arc<[u64]>, entry: Arc<Entry> },
     /// A device's token was revoked: end its sessions.
     DeviceRevoked { user: u64, device: u64 },
     /// A user was removed: end all their sessions.
@@ -636,10 +638,9 @@ impl Store {
         read::credentials(&self.db, name)
     }
 
-    /// A page of a user's delivery log after `since`: the entries, and
-    /// whether more follow.
-    pub fn log_page(&self, user: u64, since: u64, limit: u32) -> Result<(Vec<Entry>, bool), StoreError> {
-        read::log_page(&self.db, user, since, limit)
+    /// A page of a user's stream after the cursor `since`.
+    pub fn stream_page(&self, user: u64, since: u64, limit: u32) -> Result<Page, StoreError> {
+        read::stream_page(&self.db, user, since, limit)
     }
 
     /// Messages of a conversation before `before`, newest `limit`, oldest
@@ -690,9 +691,9 @@ impl Store {
         read::members_for(&self.db, viewer, conversation)
     }
 
-    /// The last position of a user's log (0 when empty).
-    pub fn log_head(&self, user: u64) -> Result<u64, StoreError> {
-        read::log_head(&self.db, user)
+    /// The last stream position given out (0 before the first).
+    pub fn stream_head(&self) -> Result<u64, StoreError> {
+        read::stream_head(&self.db)
     }
 
     /// The user's name, if the id exists.

@@ -145,22 +145,110 @@ pub fn credentials(db: &Database, name: &str) -> Result<Option<Credentials>, Sto
     }))
 }
 
-pub fn log_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<(Vec<Entry>, bool), StoreError> {
+/// A page of a user's stream after a cursor.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// More entries follow the page.
+    pub more: bool,
+    /// The cursor was below what the box still keeps for this user (the
+    /// device was away longer than `storage.device_inactive_days`): some of
+    /// what happened meanwhile is not in the stream any more.
+    pub resync: bool,
+}
+
+/// One conversation's events within one of the user's spans, as a source
+/// of the merge.
+struct Source<'t> {
+    conversation: u64,
+    rows: redb::Range<'t, (u64, u64), &'static [u8]>,
+}
+
+/// The user's entries after `since`, at most `limit`, in position order:
+/// first what is left of the legacy per-user log (every legacy position is
+/// below `stream_base`), then the events of every conversation the user was
+/// a member of, merged by position. Each source is one B-tree range, so a
+/// page costs a seek per conversation the user is in, plus the entries.
+pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<Page, StoreError> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
     let reader = Reader::new(db)?;
     let lookup = reader.lookup();
-    let log = reader.txn.open_table(LOG)?;
-    let mut entries = Vec::with_capacity(limit.min(1024) as usize);
-    let mut more = false;
-    for row in log.range((user, since.saturating_add(1))..=(user, u64::MAX))? {
-        if entries.len() >= limit as usize {
-            more = true;
+    let limit = limit as usize;
+    let meta = reader.txn.open_table(META)?;
+    let base = meta.get(STREAM_BASE)?.map_or(1, |v| v.value());
+    let pruned = reader.txn.open_table(PRUNED)?.get(user)?.map_or(0, |v| v.value());
+    let mut page = Page { resync: since < pruned, ..Page::default() };
+    let from = since.saturating_add(1);
+    if from < base {
+        let log = reader.txn.open_table(LOG)?;
+        for row in log.range((user, from)..(user, base))? {
+            if page.entries.len() >= limit {
+                page.more = true;
+                return Ok(page);
+            }
+            let (key, value) = row?;
+            let item: LogItem = decode("log", value.value())?;
+            page.entries.push(Entry { position: key.value().1, item: lookup.item(&item, user)? });
+        }
+    }
+    let events = reader.txn.open_table(EVENTS)?;
+    let members = reader.txn.open_table(MEMBERS)?;
+    let mut sources = Vec::new();
+    for row in reader.txn.open_table(SPANS)?.range((user, 0)..=(user, u64::MAX))? {
+        let (key, value) = row?;
+        let conversation = key.value().1;
+        let record: SpansRecord = decode("spans", value.value())?;
+        for span in record.spans.iter().filter(|s| s.to >= from) {
+            let start = span.from.max(from);
+            let rows = events.range((conversation, start)..=(conversation, span.to))?;
+            sources.push(Source { conversation, rows });
+        }
+    }
+    // The position of each source's next row, smallest first; the row
+    // itself waits in `next`.
+    let mut heads = BinaryHeap::new();
+    let mut next: Vec<Option<EventRecord>> = vec![None; sources.len()];
+    for (index, source) in sources.iter_mut().enumerate() {
+        if let Some(row) = source.rows.next() {
+            let (key, value) = row?;
+            next[index] = Some(decode("events", value.value())?);
+            heads.push(Reverse((key.value().1, index)));
+        }
+    }
+    while let Some(Reverse((position, index))) = heads.pop() {
+        let Some(event) = next[index].take() else { continue };
+        if page.entries.len() >= limit {
+            page.more = true;
             break;
         }
-        let (key, value) = row?;
-        let item: LogItem = decode("log", value.value())?;
-        entries.push(Entry { position: key.value().1, item: lookup.item(&item, user)? });
+        let conversation = sources[index].conversation;
+        let marker = match event {
+            EventRecord::Receipt { user: member, kind } => {
+                let record: Option<MemberRecord> =
+                    members.get((conversation, member))?.map(|v| decode("members", v.value())).transpose()?;
+                match (record, kind) {
+                    (Some(m), ReceiptKindRecord::Delivered) => Some(m.delivered_seq),
+                    (Some(m), ReceiptKindRecord::Read) => Some(m.read_seq),
+                    // Its member left: the row goes with the member, in
+                    // the same transaction, so this is not seen; skip it.
+                    (None, _) => None,
+                }
+            }
+            _ => Some(0),
+        };
+        if let Some(marker) = marker {
+            let item = lookup.event(conversation, &event, user, marker)?;
+            page.entries.push(Entry { position, item });
+        }
+        if let Some(row) = sources[index].rows.next() {
+            let (key, value) = row?;
+            next[index] = Some(decode("events", value.value())?);
+            heads.push(Reverse((key.value().1, index)));
+        }
     }
-    Ok((entries, more))
+    Ok(page)
 }
 
 pub fn history(
@@ -303,9 +391,10 @@ pub fn username(db: &Database, user: u64) -> Result<Option<String>, StoreError> 
     Ok(get_record::<UserRecord>(&txn.open_table(USERS)?, "users", user)?.map(|u| u.name))
 }
 
-pub fn log_head(db: &Database, user: u64) -> Result<u64, StoreError> {
+/// The last stream position given out (0 before the first).
+pub fn stream_head(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_read()?;
-    Ok(txn.open_table(LOG_HEADS)?.get(user)?.map(|v| v.value()).unwrap_or(0))
+    Ok(txn.open_table(META)?.get(STREAM_HEAD)?.map_or(0, |v| v.value()))
 }
 
 pub fn invite_usable(db: &Database, hash: &[u8; 32]) -> Result<bool, StoreError> {

@@ -10,7 +10,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::StoreError;
 
-/// Counters: `next_user`, `next_device`, `next_conversation`, `schema`.
+/// Counters: `next_user`, `next_device`, `next_conversation`, `schema`,
+/// `stream_head` (the last stream position given out), `stream_base` (the
+/// first stream position: positions below it belong to the legacy per-user
+/// logs of layout 2 and older, see [`LOG`]), `wal_through`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// user id → [`UserRecord`]. Removed users stay, marked, so that their old
 /// messages still render with their name.
@@ -31,16 +34,37 @@ pub const DIRECT: TableDefinition<(u64, u64), u64> = TableDefinition::new("direc
 pub const GROUP_NAMES: TableDefinition<&str, u64> = TableDefinition::new("group_names");
 /// (conversation, user) → [`MemberRecord`] of current members.
 pub const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("members");
-/// user id → the conversations the user is a member of.
+/// user id → the conversations the user is a member of now.
 pub const USER_CONVERSATIONS: MultimapTableDefinition<u64, u64> =
     MultimapTableDefinition::new("user_conversations");
 /// (conversation, seq) → [`MessageRecord`].
 pub const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 /// (sender user, client message id) → (conversation, seq): de-duplication.
 pub const MESSAGE_IDS: TableDefinition<(u64, &str), (u64, u64)> = TableDefinition::new("message_ids");
-/// (user, position) → [`LogItem`]: each user's delivery log.
+/// (conversation, stream position) → [`EventRecord`]: what happened in a
+/// conversation, in stream order. Each message has one row here (its text is
+/// in [`MESSAGES`]); each member's delivered and read markers have one row
+/// each, moved to a new position whenever the marker moves; each membership
+/// change has one. A device syncs by merging the rows of the conversations
+/// it was in (see [`SPANS`]) after its cursor.
+pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+/// (user, conversation) → [`SpansRecord`]: the stretches of the stream in
+/// which the user was a member, so that a device that was away still gets
+/// what happened in a conversation up to the moment its user left it.
+pub const SPANS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("spans");
+/// user → the stream position below which that user's per-user records
+/// (ended spans, legacy log rows) were pruned. A device whose cursor is
+/// below it was away too long: it is told to resync its history.
+pub const PRUNED: TableDefinition<u64, u64> = TableDefinition::new("pruned");
+/// Legacy (layouts 1 and 2): (user, position) → [`LogItem`], each user's own
+/// delivery log, with positions 1, 2, 3… per user. Layout 3 writes nothing
+/// here: the migration dropped its receipt rows (receipts became markers)
+/// and kept its message and membership rows, at their old positions, for the
+/// devices that had not read them yet; they are pruned like every per-user
+/// record once every device of the user is past them. Every legacy position
+/// is below `stream_base`.
 pub const LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("log");
-/// user → the last position in the user's log.
+/// Legacy (layouts 1 and 2): user → the last position in the user's log.
 pub const LOG_HEADS: TableDefinition<u64, u64> = TableDefinition::new("log_heads");
 /// SHA-256 of an invite token → [`InviteRecord`].
 pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
@@ -48,10 +72,20 @@ pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites
 /// name, what members may do).
 pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
+/// The meta key of the last stream position given out.
+pub const STREAM_HEAD: &str = "stream_head";
+/// The meta key of the first stream position; below it, positions are those
+/// of the legacy per-user logs.
+pub const STREAM_BASE: &str = "stream_base";
+
 /// The layout version written by this code. Version 2 added
-/// `UserRecord::disabled` and the `settings` table: a version-1 database
-/// reads as it is, but an older imboxd must not read a version-2 one.
-pub const SCHEMA_VERSION: u64 = 2;
+/// `UserRecord::disabled` and the `settings` table (a version-1 database
+/// reads as version 2). Version 3 stores each message and each receipt
+/// marker once, in its conversation's [`EVENTS`], instead of a copy per
+/// member in per-user logs: a version-2 (or 1) database is migrated on the
+/// first start (`migrate.rs`), and an older imboxd must not read a version-3
+/// one.
+pub const SCHEMA_VERSION: u64 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -102,6 +136,10 @@ pub struct ConversationRecord {
     pub created_at: u64,
     pub last_seq: u64,
     pub member_count: u32,
+    /// Messages older than this many days are deleted (`None`: the box's
+    /// `storage.retention_days` applies). Absent in older records.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,8 +147,31 @@ pub struct MemberRecord {
     pub admin: bool,
     /// Messages with a higher seq than this are visible to the member.
     pub visible_after: u64,
+    /// The member's markers: every message up to this seq was delivered to
+    /// (read by) the member.
     pub delivered_seq: u64,
     pub read_seq: u64,
+    /// Where each marker's row sits in [`EVENTS`] (0: no row, the marker was
+    /// never set). Absent in layout-2 records, where receipts were log rows.
+    #[serde(default)]
+    pub delivered_pos: u64,
+    #[serde(default)]
+    pub read_pos: u64,
+}
+
+impl MemberRecord {
+    /// A member who joins now and sees the messages after `visible_after`;
+    /// both markers start there, without rows of their own.
+    pub fn joining(admin: bool, visible_after: u64) -> MemberRecord {
+        MemberRecord {
+            admin,
+            visible_after,
+            delivered_seq: visible_after,
+            read_seq: visible_after,
+            delivered_pos: 0,
+            read_pos: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,8 +197,42 @@ pub enum MembershipChangeRecord {
     Left,
 }
 
-/// One entry of a user's delivery log: a reference, not a copy, so that a
-/// message to a group of a hundred is stored once.
+/// One row of a conversation's [`EVENTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventRecord {
+    /// The message with this seq (in [`MESSAGES`]).
+    Message { seq: u64 },
+    /// A member's marker of this kind; its value is in the member's
+    /// [`MemberRecord`] (a marker has one row, at the position of its last
+    /// move).
+    Receipt { user: u64, kind: ReceiptKindRecord },
+    /// A member came or went.
+    Membership { user: u64, change: MembershipChangeRecord, by: u64 },
+}
+
+/// A stretch of the stream during which a user was a member of a
+/// conversation: positions `from..=to`, `to` being `u64::MAX` while the user
+/// still is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Span {
+    /// The position of a span that has not ended.
+    pub const OPEN: u64 = u64::MAX;
+}
+
+/// A user's spans in one conversation, oldest first (more than one after
+/// leaving and joining again).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpansRecord {
+    pub spans: Vec<Span>,
+}
+
+/// One entry of a user's legacy delivery log ([`LOG`]): a reference, not a
+/// copy. Layout 3 no longer writes these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LogItem {
     Message { conversation: u64, seq: u64 },

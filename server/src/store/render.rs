@@ -106,6 +106,35 @@ where
         Ok(message)
     }
 
+    /// Renders a conversation's event for `viewer`; `marker` is the seq of
+    /// a receipt marker.
+    pub fn event(
+        &self,
+        conversation: u64,
+        event: &EventRecord,
+        viewer: u64,
+        marker: u64,
+    ) -> Result<Item, StoreError> {
+        Ok(match *event {
+            EventRecord::Message { seq } => {
+                let label = self.label(&self.conversation(conversation)?, viewer)?;
+                Item::Message(self.message(conversation, &label, seq)?)
+            }
+            EventRecord::Receipt { user, kind } => {
+                self.item(&LogItem::Receipt { conversation, user, kind, seq: marker }, viewer)?
+            }
+            EventRecord::Membership { user, change, by } => {
+                self.item(&LogItem::Membership { conversation, user, change, by }, viewer)?
+            }
+        })
+    }
+
+    /// Whether the conversation's label is the same for every reader (a
+    /// group's), so that one rendering serves all its members.
+    pub fn shared_label(&self, conversation: u64) -> Result<bool, StoreError> {
+        Ok(self.conversation(conversation)?.kind == ConversationKindRecord::Group)
+    }
+
     pub fn item(&self, item: &LogItem, viewer: u64) -> Result<Item, StoreError> {
         Ok(match *item {
             LogItem::Message { conversation, seq } => {

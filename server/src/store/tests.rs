@@ -90,26 +90,27 @@ async fn a_refused_write_leaves_nothing_in_the_shared_commit() {
 }
 
 #[tokio::test]
-async fn every_member_gets_a_log_entry_and_listeners_hear_after_commit() {
+async fn every_member_gets_the_message_and_listeners_hear_after_commit() {
     let (store, recorder, _dir) = store().await;
     store.create_group(1, "g", vec!["bob".into(), "carol".into()], 10).await.unwrap();
     recorder.0.lock().unwrap().clear();
     send(&store, 2, "#g", "hi").sent().await.unwrap();
     let notices = recorder.0.lock().unwrap().clone();
-    let users: Vec<u64> = notices
+    let users: Vec<Vec<u64>> = notices
         .iter()
         .filter_map(|n| match n {
-            Notice::Entry { user, entry } if matches!(entry.item, Item::Message(_)) => Some(*user),
+            Notice::Entry { users, entry } if matches!(entry.item, Item::Message(_)) => Some(users.to_vec()),
             _ => None,
         })
         .collect();
-    assert_eq!(users, [1, 2, 3]);
+    // One notice, rendered once, for every member.
+    assert_eq!(users, [vec![1, 2, 3]]);
     for user in 1..=3 {
-        let (entries, more) = store.log_page(user, 0, 100).unwrap();
-        assert!(!more);
-        // The group's creation, then the message.
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
+        let page = store.stream_page(user, 0, 100).unwrap();
+        assert!(!page.more && !page.resync);
+        // The group's creation, then the message, at the same positions
+        // for everyone: the stream is the box's, not a copy per member.
+        assert_eq!(page.entries.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
     }
 }
 
@@ -181,7 +182,7 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
         acked.push(p.sent().await.unwrap());
     }
     store.receipt(2, Target::parse("#g"), imbox_protocol::ReceiptKind::Read, 5).await.unwrap();
-    let head = store.log_head(3).unwrap();
+    let head = store.stream_head().unwrap();
 
     // The files as they are on the disk now, without a checkpoint since the
     // first writes: the database file alone does not have the messages.
@@ -192,11 +193,11 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
     std::fs::copy(dir.path().join("s.redb"), without_log.path().join("s.redb")).unwrap();
     let bare = Store::open(&without_log.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener))
         .unwrap();
-    assert_eq!(bare.log_head(3).unwrap(), 0, "the test needs writes that only the log holds");
+    assert_eq!(bare.stream_head().unwrap(), 0, "the test needs writes that only the log holds");
 
     let recovered =
         Store::open(&crash.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
-    assert_eq!(recovered.log_head(3).unwrap(), head);
+    assert_eq!(recovered.stream_head().unwrap(), head);
     let (group, _) = recovered.history(1, &Target::parse("#g"), None, 500).unwrap();
     let (direct, _) = recovered.history(3, &Target::parse("alice"), None, 500).unwrap();
     let stored: Vec<(u64, u64, u64)> =

@@ -333,9 +333,21 @@ impl Writer {
                 }
             }
             let lookup = Lookup::new(&tables.users, &tables.conversations, &tables.messages);
-            for (user, position, item) in fresh {
-                notices
-                    .push(Notice::Entry { user, entry: Entry { position, item: lookup.item(&item, user)? } });
+            for event in fresh {
+                let render = |viewer| -> Result<Arc<Entry>, StoreError> {
+                    let item = lookup.event(event.conversation, &event.event, viewer, event.marker)?;
+                    Ok(Arc::new(Entry { position: event.position, item }))
+                };
+                if lookup.shared_label(event.conversation)? {
+                    // A group's event reads the same for every member:
+                    // rendered once, shared by every member's sessions.
+                    let Some(&first) = event.recipients.first() else { continue };
+                    notices.push(Notice::Entry { users: event.recipients.clone(), entry: render(first)? });
+                } else {
+                    for &user in event.recipients.iter() {
+                        notices.push(Notice::Entry { users: Arc::from([user]), entry: render(user)? });
+                    }
+                }
             }
             drop(lookup);
             tables.finish()?;
