@@ -352,9 +352,14 @@ fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
         };
         txn.commit()?;
         writer::mark_durable(db, last)?;
+        // Which release's log this was: after an upgrade the first start
+        // applies a log in the format of the release before.
+        let oldest_format = pending.iter().map(|r| r.format).min().unwrap_or(wal::WAL_FORMAT);
         tracing::info!(
             batches = pending.len(),
             writes,
+            oldest_format,
+            format_introduced_by = wal::introduced_by(oldest_format).unwrap_or("?"),
             took_ms = started.elapsed().as_millis() as u64,
             "applied the write-ahead log left by an unclean stop"
         );

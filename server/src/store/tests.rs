@@ -217,6 +217,27 @@ async fn after_a_crash_the_log_brings_back_every_acknowledged_write() {
     assert_eq!(again.history(1, &Target::parse("#g"), None, 500).unwrap().0.len(), group.len() + 1);
 }
 
+/// An orderly stop checkpoints and empties the log, so that the data
+/// directory it leaves needs no log at all (and an older or newer imboxd
+/// started on it has no records to read).
+#[tokio::test]
+async fn an_orderly_stop_leaves_an_empty_log() {
+    let (store, dir) = store_without_checkpoints(&["alice", "bob"]).await;
+    for i in 0..20 {
+        send(&store, 1, "bob", &format!("m{i}")).sent().await.unwrap();
+    }
+    let log = dir.path().join("s.wal");
+    assert!(std::fs::metadata(&log).unwrap().len() > 0, "the test needs writes in the log");
+    store.shutdown().await;
+    drop(store);
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+    // Everything is in the database itself.
+    std::fs::remove_file(&log).unwrap();
+    let again =
+        Store::open(&dir.path().join("s.redb"), StoreOptions::default(), Arc::new(NoListener)).unwrap();
+    assert_eq!(again.history(1, &Target::parse("bob"), None, 100).unwrap().0.len(), 20);
+}
+
 #[tokio::test]
 async fn while_paused_the_files_stay_as_they_are_and_a_copy_of_them_is_complete() {
     // No checkpoint of its own: the pause has to make the database durable.

@@ -18,15 +18,28 @@
 //! the acknowledged writes left it.
 //!
 //! Record layout: payload length (u32 LE), CRC-32 of the payload (u32 LE),
-//! payload (MessagePack of [`Record`]). A record that is cut short or fails
-//! its checksum ends the log: it was being written when the power went, so
-//! nobody was answered for it.
+//! payload (MessagePack). A record that is cut short or fails its checksum
+//! ends the log: it was being written when the power went, so nobody was
+//! answered for it.
+//!
+//! The payload says which format it is in, so that a log left by a crash of
+//! one release can be applied by the next one, and a release that meets a
+//! log it cannot read says so instead of misreading it:
+//!
+//! - format 1 (imboxd 0.1.0): the array `[seq, now, ops]`. It carries no
+//!   format number; being the only 3-element array tells it apart.
+//! - format 2 and later: the array `[format, seq, now, ops, ...]`, at least
+//!   4 elements, the format first. A later format may add elements after
+//!   these, but must never be a 3-element array.
+//!
+//! `ops` is a list of [`WriteOp`] in every format so far. A format this
+//! imboxd does not know is refused before anything of the log is applied:
+//! skipping it would drop acknowledged writes, and guessing could apply them
+//! wrongly.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use super::apply::WriteOp;
 
@@ -34,9 +47,26 @@ use super::apply::WriteOp;
 /// largest allowed size with the longest messages is far smaller).
 const MAX_RECORD: usize = 256 << 20;
 
+/// The format of the records this imboxd writes. Raise it (and add a row to
+/// [`FORMATS`]) whenever what a record holds changes, a new [`WriteOp`]
+/// variant or field included: an older imboxd then refuses the log naming
+/// the newer release, instead of failing to decode it or misreading it.
+pub const WAL_FORMAT: u32 = 2;
+
+/// Every record format this imboxd reads, and the release that introduced
+/// it: what an error about a format names, so that the reader knows which
+/// imboxd can read the log. A new format adds a row here.
+const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0")];
+
+/// This imboxd's release, as error messages name it.
+const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
 /// One batch as the writer applied it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Record {
+    /// The format the record was written in (see the module documentation):
+    /// 1 for a log left by imboxd 0.1.0.
+    pub format: u32,
     /// Consecutive from 1 over the life of the database.
     pub seq: u64,
     /// The clock the batch was applied with (milliseconds since the epoch).
@@ -47,10 +77,39 @@ pub struct Record {
 /// Why the log could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// Reading, writing, syncing or cutting the file failed.
     #[error("the write-ahead log {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("the write-ahead log {path} has a record that cannot be decoded: {reason}")]
+    /// A record passed its checksum but does not decode as any format this
+    /// imboxd reads: the file was changed by something other than imboxd,
+    /// or a newer imboxd wrote operations this one does not know without
+    /// raising [`WAL_FORMAT`]. Nothing of the log is applied.
+    #[error(
+        "the write-ahead log {path} has a record that this imboxd ({RELEASE}) cannot decode \
+         ({reason}): if a newer imboxd ran on this data, start it again so it can apply its log; \
+         otherwise the file is damaged: restore it and the database beside it from a backup"
+    )]
     Undecodable { path: PathBuf, reason: String },
+    /// A record is in a format newer than this imboxd's: the log was left by
+    /// a newer imboxd (stopped without a checkpoint, then this older one
+    /// started on its data). Nothing of the log is applied, so the newer
+    /// imboxd can still apply all of it.
+    #[error(
+        "the write-ahead log {path} holds records of format {format}, written by a newer imboxd than \
+         this one ({RELEASE}, which reads formats {readable}): start that newer imboxd again so it can \
+         apply its log, or restore a backup",
+        readable = readable_formats()
+    )]
+    NewerFormat { path: PathBuf, format: u32 },
+    /// A record names a format that no imboxd release ever wrote (older than
+    /// this one's, yet not in its table): the file is damaged.
+    #[error(
+        "the write-ahead log {path} holds a record of format {format}, which no imboxd release \
+         writes (this one, {RELEASE}, reads formats {readable}): the file is damaged; restore it \
+         and the database beside it from a backup",
+        readable = readable_formats()
+    )]
+    UnknownFormat { path: PathBuf, format: u32 },
     /// The disk is full: the record was not written, and the file was cut
     /// back to its last whole record, so appending may go on once there is
     /// space.
@@ -126,7 +185,7 @@ impl Wal {
         self.buffer.clear();
         self.buffer.extend_from_slice(&[0; 8]);
         // Encoding plain derived data into a Vec cannot fail.
-        rmp_serde::encode::write(&mut self.buffer, &(seq, now, ops))
+        rmp_serde::encode::write(&mut self.buffer, &(WAL_FORMAT, seq, now, ops))
             .unwrap_or_else(|e| unreachable!("encoding a log record failed: {e}"));
         let payload = self.buffer.len() - 8;
         let crc = crc32fast::hash(&self.buffer[8..]);
@@ -199,10 +258,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, usize), WalError> {
         if len > MAX_RECORD || crc32fast::hash(payload) != crc {
             break;
         }
-        // A record that passed its checksum but does not decode was written
-        // by another version: stop rather than drop acknowledged writes.
-        let record: Record = rmp_serde::from_slice(payload)
-            .map_err(|e| WalError::Undecodable { path: path.to_owned(), reason: e.to_string() })?;
+        // A record that passed its checksum was written whole: one that
+        // cannot be read stops the opening rather than dropping
+        // acknowledged writes.
+        let record = decode(path, payload)?;
         if let Some(previous) = records.last() {
             if record.seq != previous.seq + 1 {
                 break;
@@ -212,6 +271,51 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, usize), WalError> {
         at += 8 + len;
     }
     Ok((records, at))
+}
+
+/// Decodes one payload of any format this imboxd reads.
+fn decode(path: &Path, payload: &[u8]) -> Result<Record, WalError> {
+    let undecodable = |reason: String| WalError::Undecodable { path: path.to_owned(), reason };
+    // The array's length and first element tell the format; both are read
+    // before the operations, so that a newer format is named rather than
+    // reported as garbage.
+    let mut header = payload;
+    let len = rmp::decode::read_array_len(&mut header)
+        .map_err(|e| undecodable(format!("the record is not an array: {e}")))?;
+    let format = match len {
+        3 => 1,
+        4.. => rmp::decode::read_int::<u32, _>(&mut header)
+            .map_err(|e| undecodable(format!("the record's first element is not a format number: {e}")))?,
+        _ => return Err(undecodable(format!("the record is an array of {len} elements"))),
+    };
+    let ops = |e: rmp_serde::decode::Error| undecodable(e.to_string());
+    match format {
+        1 => {
+            let (seq, now, ops) = rmp_serde::from_slice::<(u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
+            Ok(Record { format, seq, now, ops })
+        }
+        2 => {
+            let (_, seq, now, ops) =
+                rmp_serde::from_slice::<(u32, u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
+            Ok(Record { format, seq, now, ops })
+        }
+        newer if newer > WAL_FORMAT => Err(WalError::NewerFormat { path: path.to_owned(), format }),
+        _ => Err(WalError::UnknownFormat { path: path.to_owned(), format }),
+    }
+}
+
+/// The release that introduced a record format, if this imboxd knows it.
+pub fn introduced_by(format: u32) -> Option<&'static str> {
+    FORMATS.iter().find(|(f, _)| *f == format).map(|(_, release)| *release)
+}
+
+/// "1 and 2": the formats this imboxd reads, for error messages.
+fn readable_formats() -> String {
+    let numbers: Vec<String> = FORMATS.iter().map(|(format, _)| format.to_string()).collect();
+    match numbers.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => numbers.join(""),
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +401,126 @@ mod tests {
         drop(wal);
         let records = reread(&path);
         assert_eq!(records.iter().map(|r| r.now).collect::<Vec<_>>(), [1]);
+    }
+
+    /// A whole record around `payload`, as every format frames it: length,
+    /// CRC-32, payload.
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// A record exactly as imboxd 0.1.0 wrote it: the tuple (seq, now, ops).
+    fn format_1(seq: u64, now: u64, ops: &[&WriteOp]) -> Vec<u8> {
+        framed(&rmp_serde::to_vec(&(seq, now, ops)).unwrap())
+    }
+
+    /// A new log holding `bytes` (opened afterwards by the caller).
+    fn log_of(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.wal");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_record_of_imboxd_0_1_0_is_read_as_format_1() {
+        let (_dir, path) = log_of(&format_1(1, 100, &[&ack(1), &ack(2)]));
+        let records = reread(&path);
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!((record.format, record.seq, record.now, record.ops.len()), (1, 1, 100, 2));
+        assert!(matches!(record.ops[1], WriteOp::Ack { device: 7, position: 2 }));
+    }
+
+    #[test]
+    fn new_records_are_written_in_the_current_format() {
+        let (_dir, path, mut wal) = new_log();
+        wal.append(100, &[&ack(1)]).unwrap();
+        drop(wal);
+        let bytes = std::fs::read(&path).unwrap();
+        // On the disk: a 4-element array whose first element is the format.
+        let (format, seq, now, ops): (u32, u64, u64, Vec<WriteOp>) =
+            rmp_serde::from_slice(&bytes[8..]).unwrap();
+        assert_eq!((format, seq, now, ops.len()), (WAL_FORMAT, 1, 100, 1));
+        let records = reread(&path);
+        assert_eq!(records.iter().map(|r| (r.format, r.seq)).collect::<Vec<_>>(), [(2, 1)]);
+    }
+
+    #[test]
+    fn a_record_of_a_newer_format_is_refused_naming_the_releases() {
+        // A format-99 record with a good checksum, whose operations this
+        // imboxd could not decode anyway.
+        let payload = rmp_serde::to_vec(&(99u32, 1u64, 100u64, ["an operation of the future"])).unwrap();
+        let (_dir, path) = log_of(&framed(&payload));
+        let err = Wal::open(&path).unwrap_err();
+        assert!(matches!(err, WalError::NewerFormat { format: 99, .. }), "{err:?}");
+        let message = err.to_string();
+        let expected = format!(
+            "the write-ahead log {} holds records of format 99, written by a newer imboxd than this one \
+             ({}, which reads formats 1 and 2): start that newer imboxd again so it can apply its log, \
+             or restore a backup",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(message, expected);
+        // Refused, not cut off: the newer imboxd must still find it.
+        assert_eq!(std::fs::read(&path).unwrap(), framed(&payload));
+    }
+
+    #[test]
+    fn a_format_no_release_wrote_is_refused_as_damage() {
+        let payload = rmp_serde::to_vec(&(0u32, 1u64, 100u64, [ack(1)])).unwrap();
+        let (_dir, path) = log_of(&framed(&payload));
+        let err = Wal::open(&path).unwrap_err();
+        assert!(matches!(err, WalError::UnknownFormat { format: 0, .. }), "{err:?}");
+        assert!(err.to_string().contains("restore it"), "{err}");
+    }
+
+    #[test]
+    fn records_of_format_1_then_2_in_one_log_are_read_in_order() {
+        // A log of imboxd 0.1.0 that this imboxd appends to.
+        let mut bytes = format_1(1, 100, &[&ack(1)]);
+        bytes.extend(format_1(2, 200, &[&ack(2), &ack(3)]));
+        let (_dir, path) = log_of(&bytes);
+        let (mut wal, records) = Wal::open(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(wal.append(300, &[&ack(4)]).unwrap(), 3);
+        drop(wal);
+        let records = reread(&path);
+        assert_eq!(
+            records.iter().map(|r| (r.format, r.seq, r.now, r.ops.len())).collect::<Vec<_>>(),
+            [(1, 1, 100, 1), (1, 2, 200, 2), (2, 3, 300, 1)]
+        );
+    }
+
+    /// The other way round: imboxd 0.1.0 decoded a record as the struct
+    /// (seq, now, ops). A format-2 record must fail that decoding (0.1.0
+    /// then refuses the log) rather than be misread as another batch.
+    #[test]
+    fn a_format_2_record_does_not_decode_as_format_1() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct RecordOf010 {
+            seq: u64,
+            now: u64,
+            ops: Vec<WriteOp>,
+        }
+        let (_dir, path, mut wal) = new_log();
+        wal.append(100, &[&ack(1)]).unwrap();
+        drop(wal);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(rmp_serde::from_slice::<RecordOf010>(&bytes[8..]).is_err());
+    }
+
+    #[test]
+    fn the_table_of_formats_ends_with_the_one_written() {
+        assert_eq!(FORMATS.last().map(|(f, _)| *f), Some(WAL_FORMAT));
+        assert_eq!(introduced_by(1), Some("0.1.0"));
+        assert_eq!(readable_formats(), "1 and 2");
     }
 
     #[test]
