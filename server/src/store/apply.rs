@@ -738,7 +738,8 @@ fn create_group(
         t.open_span(user, id, position)?;
     }
     let members = t.member_ids(id)?;
-    let event = EventRecord::Membership { user: creator, change: MembershipChangeRecord::Created, by: creator };
+    let event =
+        EventRecord::Membership { user: creator, change: MembershipChangeRecord::Created, by: creator };
     t.record_event(id, event, members, fresh)?;
     Ok(Outcome::Conversation(id))
 }

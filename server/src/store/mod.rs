@@ -18,6 +18,8 @@ mod wal;
 mod writer;
 
 #[cfg(test)]
+mod row_costs;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
