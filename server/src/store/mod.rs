@@ -20,6 +20,8 @@ mod writer;
 #[cfg(test)]
 mod row_costs;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
