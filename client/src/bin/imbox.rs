@@ -320,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // as delivered (and may be committed).
             let mut out = std::io::stdout().lock();
             while let Some(entry) = client.next_backlog_entry().await? {
+                warn_if_resynced(&mut client);
                 if let Some(line) = entry_line(&entry, own_device) {
                     print_line(&mut out, &line)?;
                 }
@@ -392,6 +393,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells the person, on stderr, when the box said that this device was
+/// away too long for its stream to be complete.
+fn warn_if_resynced(client: &mut Client) {
+    if client.take_resync() {
+        eprintln!(
+            "imbox: this device was away longer than the box keeps its stream, so some messages \
+             may be missing here; `imbox history CHAT` shows a conversation's past"
+        );
+    }
+}
+
 /// Prints the backlog, then pushed entries, until SIGINT or SIGTERM.
 async fn listen(mut client: Client) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -410,6 +422,7 @@ async fn listen(mut client: Client) -> anyhow::Result<()> {
         };
         match entry {
             Ok(entry) => {
+                warn_if_resynced(&mut client);
                 if let Some(line) = entry_line(&entry, own_device) {
                     // A reader that went away (a closed pipe) ends the
                     // listener; that entry is not committed.
