@@ -227,7 +227,8 @@ mod tests {
     fn a_full_queue_flags_the_session_as_lagging() {
         let router = Router::new(2);
         let reg = router.register(1, 10);
-        let notices = (1..=3).map(|p| Notice::Entry { users: Arc::from([1]), entry: Arc::new(entry(p)) }).collect();
+        let notices =
+            (1..=3).map(|p| Notice::Entry { users: Arc::from([1]), entry: Arc::new(entry(p)) }).collect();
         router.committed(notices);
         assert!(reg.inbox.signal.take_lagged());
         assert!(!reg.inbox.signal.take_lagged());
