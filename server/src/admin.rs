@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pairing::PairingTemplate;
 use crate::session::password::{PasswordError, Passwords};
-use crate::store::{now_ms, Store, StoreError, UserSummary};
+use crate::store::{conversation_ref, now_ms, Store, StoreError, UserSummary};
 
 /// An administrative request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub enum AdminRequest {
         #[serde(default)]
         uri: bool,
     },
+    /// Sets a conversation's retention (`#group` or an id): days, 0 for
+    /// forever, or `None` for the box's `storage.retention_days`.
+    Retention { conversation: String, days: Option<u32> },
 }
 
 /// The answer to an [`AdminRequest`].
@@ -36,6 +39,7 @@ pub enum AdminReply {
     Users { users: Vec<UserSummary> },
     UserRemoved,
     Invite { token: String, expires_at: Option<u64>, uri: Option<String> },
+    Retention { conversation: u64, days: Option<u32> },
 }
 
 /// Why an administrative request failed.
@@ -111,6 +115,15 @@ pub async fn execute(ctx: &AdminContext, request: AdminRequest) -> Result<AdminR
             let token = store.create_invite(None, uses.max(1), expires_at).await?;
             let uri = uri.then(|| ctx.pairing.uri(Some(token.clone())).to_string());
             Ok(AdminReply::Invite { token, expires_at, uri })
+        }
+        AdminRequest::Retention { conversation, days } => {
+            let target = conversation_ref(&conversation).ok_or_else(|| {
+                AdminError::Refused(format!(
+                    "{conversation:?} names no conversation: give a group as #name or a conversation's id"
+                ))
+            })?;
+            let id = store.set_retention(target, days).await?;
+            Ok(AdminReply::Retention { conversation: id, days })
         }
     }
 }

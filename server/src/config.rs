@@ -270,6 +270,12 @@ pub struct StorageConfig {
     /// Free space kept on the data disk, in MiB: below it writes are
     /// refused with `storage_full` until space is freed.
     pub min_free_mib: u32,
+    /// Messages older than this many days are deleted (0: kept forever);
+    /// a conversation may have a retention of its own.
+    pub retention_days: u32,
+    /// A device unused for this many days no longer holds back the pruning
+    /// of its user's delivery records; if it comes back, it resyncs.
+    pub device_inactive_days: u32,
 }
 
 /// Why the configuration could not be loaded. Each message names the key, its value where that
@@ -790,7 +796,7 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000),
         ];
         let s = &self.storage;
-        let storage_ranges: [(&'static str, u64, u64, u64); 7] = [
+        let storage_ranges: [(&'static str, u64, u64, u64); 9] = [
             ("storage.commit_batch_max", s.commit_batch_max.into(), 1, 65_536),
             ("storage.write_queue", s.write_queue.into(), 1, 1_048_576),
             ("storage.cache_mib", s.cache_mib.into(), 1, 4096),
@@ -798,6 +804,8 @@ impl Config {
             ("storage.checkpoint_interval_ms", s.checkpoint_interval_ms, 100, 3_600_000),
             ("storage.log_max_mib", s.log_max_mib.into(), 1, 4096),
             ("storage.min_free_mib", s.min_free_mib.into(), 0, 65_536),
+            ("storage.retention_days", s.retention_days.into(), 0, 36_500),
+            ("storage.device_inactive_days", s.device_inactive_days.into(), 1, 3650),
         ];
         let (q, id) = (&self.quic, &self.identity);
         let h = &self.http;

@@ -13,7 +13,7 @@ use imboxd::config::{Config, Overrides};
 use imboxd::control::{self, ControlError};
 use imboxd::identity::{Identity, Validity};
 use imboxd::pairing::PairingTemplate;
-use imboxd::store::{NoListener, Store, StoreOptions};
+use imboxd::store::{NoListener, Store, StoreError, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc rather than the C library's allocator: the message path allocates
@@ -67,6 +67,25 @@ enum Command {
     /// Manage invites.
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// Manage conversations.
+    #[command(subcommand)]
+    Conversation(ConversationCommand),
+    /// Give the database file's free space back to the disk, while imboxd is
+    /// stopped (it also compacts by itself when much is free). Prints the
+    /// file's size before and after.
+    Compact,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConversationCommand {
+    /// Set how long a conversation keeps its messages.
+    Retention {
+        /// The conversation: a group as #name, or a conversation id.
+        conversation: String,
+        /// Days to keep messages (0: forever), or `default` for the box's
+        /// storage.retention_days.
+        days: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +198,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Remove { name }) => {
             runtime.block_on(administer(&config, AdminRequest::UserRemove { name: name.clone() }))?;
             println!("removed {name}");
+            Ok(())
+        }
+        Command::Conversation(ConversationCommand::Retention { conversation, days }) => {
+            let days = match days.as_str() {
+                "default" => None,
+                number => Some(number.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{number:?} is not a number of days: give 0 (forever), 1 to 36500, or `default`"
+                    )
+                })?),
+            };
+            let request = AdminRequest::Retention { conversation: conversation.clone(), days };
+            if let AdminReply::Retention { conversation: id, days } =
+                runtime.block_on(administer(&config, request))?
+            {
+                match days {
+                    None => println!("conversation {id} keeps messages as storage.retention_days says"),
+                    Some(0) => println!("conversation {id} keeps its messages forever"),
+                    Some(days) => println!("conversation {id} keeps messages for {days} days"),
+                }
+            }
+            Ok(())
+        }
+        Command::Compact => {
+            let path = config.database_path();
+            let done = match runtime.block_on(imboxd::store::compact_file(&path)) {
+                Err(StoreError::Locked) => bail!(
+                    "{} is in use: imboxd is running (it compacts by itself when much of the file is \
+                     free). To compact now, stop it first (systemctl stop imboxd), run imboxd compact, \
+                     then start it again",
+                    path.display()
+                ),
+                other => other.with_context(|| format!("cannot compact {}", path.display()))?,
+            };
+            println!(
+                "compacted {}: {} -> {} bytes ({} MiB freed) in {} ms",
+                path.display(),
+                done.before,
+                done.after,
+                done.before.saturating_sub(done.after) >> 20,
+                done.took.as_millis()
+            );
             Ok(())
         }
         Command::Invite(InviteCommand::Create { uses, expires_in, uri }) => {

@@ -21,7 +21,7 @@ use crate::router::Router;
 use crate::session::limits::{LoginLimit, SendLimit};
 use crate::session::password::Passwords;
 use crate::session::Hub;
-use crate::store::{Checkpoints, Store, StoreError, StoreOptions};
+use crate::store::{Checkpoints, Prune, PruneFrom, PruneReport, Store, StoreError, StoreOptions, DAY_MS};
 use crate::transport::connection::ConnectionLimits;
 use crate::transport::quic::{self, QuicTuning};
 use crate::transport::websocket::Heartbeat;
@@ -156,6 +156,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             log_max_bytes: u64::from(config.storage.log_max_mib) << 20,
         },
         min_free_bytes: u64::from(config.storage.min_free_mib) << 20,
+        ..StoreOptions::default()
     };
     let store = Store::open(&config.database_path(), options, router.clone())?;
     // The name the owner gave the box wins over the configured default.
@@ -240,6 +241,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         );
     }
     tasks.spawn(crate::web::status::sample(web.clone(), shutdown.clone()));
+    tasks.spawn(prune_periodically(store.clone(), PruneSchedule::from_config(&config), shutdown.clone()));
 
     let ctx = Arc::new(ListenerContext {
         hub,
@@ -329,6 +331,86 @@ async fn watchdog(store: Store, every: Duration, shutdown: CancellationToken) {
             }
             Err(e) => tracing::error!(error = %e, "database unreadable; not pinging the watchdog"),
         }
+    }
+}
+
+/// When and how pruning runs (see `store/prune.rs`).
+#[derive(Debug, Clone, Copy)]
+struct PruneSchedule {
+    /// After start-up, once the box has settled.
+    first: Duration,
+    /// Between complete rounds.
+    every: Duration,
+    device_inactive_ms: u64,
+    retention_days: u32,
+}
+
+impl PruneSchedule {
+    fn from_config(config: &Config) -> PruneSchedule {
+        PruneSchedule {
+            first: Duration::from_secs(30),
+            every: Duration::from_secs(600),
+            device_inactive_ms: u64::from(config.storage.device_inactive_days).saturating_mul(DAY_MS),
+            retention_days: config.storage.retention_days,
+        }
+    }
+}
+
+/// The most rows one prune op deletes: at about a microsecond or two a row,
+/// a few milliseconds added to the batch that carries it.
+const PRUNE_MAX_ROWS: u32 = 5000;
+
+/// Prunes in rounds: a round is a series of bounded ops, each queued as
+/// soon as the previous one said work remains (other writes queued
+/// meanwhile go between them), then a pause. A refused op (disk full, data
+/// moving, overloaded) is tried again at the next round, from where it was.
+async fn prune_periodically(store: Store, schedule: PruneSchedule, shutdown: CancellationToken) {
+    let mut wait = schedule.first;
+    let mut from = PruneFrom::default();
+    let mut round = PruneReport::default();
+    let mut ops = 0u64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let op = Prune {
+            device_inactive_ms: schedule.device_inactive_ms,
+            retention_days: schedule.retention_days,
+            max_rows: PRUNE_MAX_ROWS,
+            from,
+        };
+        let report = match store.prune(op).await {
+            Ok(report) => report,
+            Err(e) => {
+                let retry_in_s = schedule.every.as_secs();
+                tracing::warn!(error = %e, retry_in_s, "pruning was refused; it is tried again later");
+                wait = schedule.every;
+                continue;
+            }
+        };
+        ops += 1;
+        round.log_rows += report.log_rows;
+        round.spans += report.spans;
+        round.messages += report.messages;
+        round.events += report.events;
+        tracing::debug!(?report, "prune op");
+        if let Some(next) = report.next {
+            from = next;
+            wait = Duration::ZERO;
+            continue;
+        }
+        if round.deleted() > 0 {
+            tracing::info!(
+                log_rows = round.log_rows,
+                spans = round.spans,
+                messages = round.messages,
+                events = round.events,
+                ops,
+                "pruned what no device needs and what is past its retention"
+            );
+        }
+        (from, round, ops, wait) = (PruneFrom::default(), PruneReport::default(), 0, schedule.every);
     }
 }
 

@@ -33,6 +33,8 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
         StoreError::Closed => {
             (ErrorCode::Unavailable, "the server is shutting down; reconnect shortly".into())
         }
+        // Sessions never compact; should it reach one, it is a passing state.
+        StoreError::CompactionBusy(_) => return retry_after("the server is busy; retry shortly", 1000),
         StoreError::Locked
         | StoreError::Storage(_)
         | StoreError::Corrupt { .. }

@@ -4,6 +4,7 @@
 //! the messaging protocol; these writes still go through the same group
 //! commit, so they are ordered with every other write.
 
+use imbox_protocol::Target;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
@@ -27,7 +28,15 @@ pub enum AdminOp {
     SetPassword { name: String, password_hash: String },
     /// Deletes an invite that is not used up yet.
     RevokeInvite { token_hash: [u8; 32] },
+    /// Sets how long a conversation keeps its messages: `Some(days)` (0:
+    /// forever, whatever the box's setting), or `None` for the box's
+    /// `storage.retention_days`. Pruning deletes what is older.
+    SetRetention { conversation: Target, days: Option<u32> },
 }
+
+/// The longest retention a conversation can be given, in days (a hundred
+/// years: longer is "forever", which is 0).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// An account as the web pages check it on every request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +60,16 @@ pub struct InviteSummary {
     pub expires_at: Option<u64>,
     pub uses_left: u32,
     pub expired: bool,
+}
+
+/// A conversation as an administrator names it: `#group`, or its id
+/// (`42` or `=42`). Direct conversations have no name an administrator
+/// could give, only their id.
+pub fn conversation_ref(text: &str) -> Option<Target> {
+    if let Some(name) = text.strip_prefix('#') {
+        return imbox_protocol::names::valid_group_name(name).then(|| Target::Group(name.to_owned()));
+    }
+    text.strip_prefix('=').unwrap_or(text).parse().ok().map(Target::Id)
 }
 
 /// Box names: what `box_name` in the configuration allows.
@@ -143,6 +162,33 @@ pub fn apply(t: &mut Tables<'_>, op: &AdminOp, notices: &mut Vec<Notice>) -> Res
             }
             Ok(Outcome::Done)
         }
+        AdminOp::SetRetention { conversation, days } => {
+            if let Some(days) = days.filter(|&d| d > MAX_RETENTION_DAYS) {
+                return Err(StoreError::Invalid(format!(
+                    "a retention of {days} days is too long: give 1 to {MAX_RETENTION_DAYS} days, \
+                     0 to keep messages forever, or none for the box's setting"
+                )));
+            }
+            let id = match conversation {
+                Target::Id(id) => *id,
+                Target::Group(name) => t
+                    .group_names
+                    .get(name.as_str())?
+                    .map(|v| v.value())
+                    .ok_or_else(|| StoreError::NoSuchConversation(conversation.to_string()))?,
+                Target::User(_) => {
+                    return Err(StoreError::Invalid(format!(
+                        "{conversation} names a person: give a group (#name) or a conversation id"
+                    )))
+                }
+            };
+            let mut record = t
+                .conversation(id)?
+                .ok_or_else(|| StoreError::NoSuchConversation(conversation.to_string()))?;
+            record.retention_days = *days;
+            t.conversations.insert(id, encode(&record).as_slice())?;
+            Ok(Outcome::Conversation(id))
+        }
     }
 }
 
@@ -189,7 +235,8 @@ impl Store {
 
     /// The box record: claimed or not, owner, name, settings.
     pub fn box_settings(&self) -> Result<BoxRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         box_record(&txn.open_table(SETTINGS)?)
     }
 
@@ -227,6 +274,12 @@ impl Store {
         self.admin(AdminOp::SetPassword { name: name.to_owned(), password_hash }).await.map(drop)
     }
 
+    /// Sets a conversation's retention (see [`AdminOp::SetRetention`]);
+    /// returns the conversation's id.
+    pub async fn set_retention(&self, conversation: Target, days: Option<u32>) -> Result<u64, StoreError> {
+        self.admin(AdminOp::SetRetention { conversation, days }).await?.conversation()
+    }
+
     /// Deletes an invite by its id (see [`InviteSummary::id`]).
     pub async fn revoke_invite(&self, token_hash: [u8; 32]) -> Result<(), StoreError> {
         self.admin(AdminOp::RevokeInvite { token_hash }).await.map(drop)
@@ -234,13 +287,15 @@ impl Store {
 
     /// A live (not removed) account by id.
     pub fn account(&self, id: u64) -> Result<Option<AccountState>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         Ok(get_record::<UserRecord>(&txn.open_table(USERS)?, "users", id)?.and_then(|r| account_of(id, r)))
     }
 
     /// A live account by name.
     pub fn account_by_name(&self, name: &str) -> Result<Option<AccountState>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         let Some(id) = txn.open_table(USER_NAMES)?.get(name)?.map(|v| v.value()) else {
             return Ok(None);
         };
@@ -250,7 +305,8 @@ impl Store {
     /// Whether a device may still hold a session: not revoked, and its user
     /// neither removed nor disabled.
     pub fn device_active(&self, user: u64, device: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         let Some(record) = get_record::<DeviceRecord>(&txn.open_table(DEVICES)?, "devices", device)? else {
             return Ok(false);
         };
@@ -263,7 +319,8 @@ impl Store {
 
     /// Invites that are not used up, newest first (at most 1000).
     pub fn invites(&self) -> Result<Vec<InviteSummary>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         let users = txn.open_table(USERS)?;
         let now = now_ms();
         let mut out = Vec::new();
@@ -291,7 +348,8 @@ impl Store {
     /// Live accounts and stored messages; both are kept by redb with each
     /// table, so this reads no rows.
     pub fn counts(&self) -> Result<(u64, u64), StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db();
+        let txn = db.begin_read()?;
         let users = txn.open_table(USER_NAMES)?.len()?;
         let messages = txn.open_table(MESSAGES)?.len()?;
         Ok((users, messages))

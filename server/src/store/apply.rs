@@ -89,6 +89,8 @@ pub enum WriteOp {
         expires_at: Option<u64>,
     },
     Admin(super::admin_ops::AdminOp),
+    /// A bounded round of pruning and retention (`prune.rs`).
+    Prune(super::prune::Prune),
 }
 
 /// What a write produced.
@@ -98,6 +100,7 @@ pub enum Outcome {
     Device(DeviceAuth),
     Sent(Sent),
     Conversation(u64),
+    Pruned(super::prune::PruneReport),
     Done,
 }
 
@@ -120,6 +123,12 @@ impl Outcome {
     pub(super) fn sent(self) -> Result<Sent, StoreError> {
         match self {
             Outcome::Sent(sent) => Ok(sent),
+            other => Err(other.unexpected()),
+        }
+    }
+    pub(super) fn pruned(self) -> Result<super::prune::PruneReport, StoreError> {
+        match self {
+            Outcome::Pruned(report) => Ok(report),
             other => Err(other.unexpected()),
         }
     }
@@ -238,7 +247,7 @@ impl<'txn> Tables<'txn> {
         self.user_names.get(name)?.map(|v| v.value()).ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
     }
 
-    fn device(&self, id: u64) -> Result<Option<DeviceRecord>, StoreError> {
+    pub(super) fn device(&self, id: u64) -> Result<Option<DeviceRecord>, StoreError> {
         self.devices.get(id)?.map(|v| decode("devices", v.value())).transpose()
     }
 
@@ -471,6 +480,7 @@ pub fn apply(
         }
         WriteOp::RemoveUser { name } => remove_user(t, name, fresh, notices),
         WriteOp::Admin(op) => super::admin_ops::apply(t, op, notices),
+        WriteOp::Prune(op) => super::prune::apply(t, op),
         WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
             let record = InviteRecord {
                 created_by: *created_by,

@@ -10,13 +10,17 @@
 
 mod admin_ops;
 mod apply;
+mod compact;
 pub mod health;
+mod prune;
 mod read;
 pub mod records;
 mod render;
 mod wal;
 mod writer;
 
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod row_costs;
 #[cfg(test)]
@@ -25,17 +29,22 @@ mod stream_tests;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use imbox_protocol::{ConversationInfo, DeviceInfo, Entry, Message, ReceiptKind, Target};
 use redb::Database;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
+pub use admin_ops::{
+    conversation_ref, invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary,
+    MAX_RETENTION_DAYS,
+};
 pub use apply::{Outcome, WriteOp};
+pub use compact::{compact_file, Compacted, Compaction};
 pub use health::{WriterHealth, WriterState};
+pub use prune::{Prune, PruneFrom, PruneReport, DAY_MS};
 pub use read::Page;
 pub use writer::Checkpoints;
 use writer::{Command, Job};
@@ -122,6 +131,10 @@ pub enum StoreError {
     /// No invite with that id exists (it was used up, revoked or never made).
     #[error("no such invite: it was used up, revoked or never existed")]
     NoSuchInvite,
+    /// Compaction found the database in use (a transaction or savepoint
+    /// open); nothing was changed, and it can be tried again.
+    #[error("the database could not be compacted because it is in use ({0}); try again later")]
+    CompactionBusy(String),
 }
 
 macro_rules! storage_errors {
@@ -252,6 +265,45 @@ pub struct StoreOptions {
     /// Writes are refused while the data disk has less than this free
     /// (0: only when a write fails for want of space).
     pub min_free_bytes: u64,
+    /// Where each batch's time comes from.
+    pub clock: Clock,
+    /// When the writer compacts the file by itself.
+    pub compaction: Compaction,
+}
+
+/// Where the writer reads each batch's time (milliseconds since the Unix
+/// epoch). The reading is logged with the batch, so that applying the log
+/// again gives the same records whatever the clock says then.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock that moves only when told to: for tests of what happens
+    /// days later (retention, inactive devices) without waiting for days.
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    /// A manual clock that starts at `start_ms`.
+    pub fn manual(start_ms: u64) -> Clock {
+        Clock::Manual(Arc::new(AtomicU64::new(start_ms)))
+    }
+
+    /// The time now.
+    pub fn now(&self) -> u64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Manual(at) => at.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves a manual clock forward; the system clock moves by itself.
+    pub fn advance(&self, ms: u64) {
+        if let Clock::Manual(at) = self {
+            at.fetch_add(ms, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -266,6 +318,8 @@ impl Default for StoreOptions {
                 log_max_bytes: 16 << 20,
             },
             min_free_bytes: 0,
+            clock: Clock::System,
+            compaction: Compaction::default(),
         }
     }
 }
@@ -279,12 +333,20 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Checkpoints made (each one a durable database commit).
     pub checkpoints: AtomicU64,
+    /// Times the writer compacted the file by itself.
+    pub compactions: AtomicU64,
 }
+
+/// The database, shared by every reader and the writer. Readers hold the
+/// read lock for the life of their read transaction; the writer takes the
+/// write lock only to compact the file, which redb refuses while any
+/// transaction is open.
+type SharedDb = Arc<RwLock<Database>>;
 
 /// The store. Cheap to clone; the writer stops at [`Store::shutdown`].
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: SharedDb,
     writes: mpsc::Sender<Command>,
     stats: Arc<WriterStats>,
     health: Arc<WriterHealth>,
@@ -416,7 +478,7 @@ impl Store {
         let wal_path = path.with_extension("wal");
         let wal = recover(&db, &wal_path)?;
         restrict(&wal_path);
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(db));
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let stats = Arc::new(WriterStats::default());
         let batch_max = options.commit_batch_max.max(1);
@@ -425,7 +487,14 @@ impl Store {
             dir: path.parent().map_or_else(|| Path::new(".").to_owned(), Path::to_owned),
             min_free_bytes: options.min_free_bytes,
         };
-        let tuning = writer::Tuning { batch_max, checkpoints: options.checkpoints, reserve };
+        let tuning = writer::Tuning {
+            batch_max,
+            checkpoints: options.checkpoints,
+            reserve,
+            clock: options.clock,
+            compaction: options.compaction,
+            path: path.to_owned(),
+        };
         writer::spawn(db.clone(), wal, rx, listener, tuning, stats.clone(), health.clone())?;
         Ok(Store { db, writes: tx, stats, health })
     }
@@ -446,6 +515,19 @@ impl Store {
     /// Applies one write through the group commit and waits until it is durable.
     pub async fn write(&self, op: WriteOp) -> Result<apply::Outcome, StoreError> {
         self.submit(op)?.wait().await
+    }
+
+    /// The database for one read: the guard must outlive the read
+    /// transaction, so that compaction never finds one open.
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        // A reader that panicked leaves nothing half-done in the database
+        // (its transaction was read-only): the lock's data is still sound.
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one bounded round of pruning and retention (see [`Prune`]).
+    pub async fn prune(&self, op: Prune) -> Result<PruneReport, StoreError> {
+        self.write(WriteOp::Prune(op)).await?.pruned()
     }
 
     /// The writer's counters.
@@ -634,22 +716,22 @@ impl Store {
     /// Whether an invite token can still be used (checked again, atomically,
     /// when it is used).
     pub fn invite_usable(&self, token: &str) -> Result<bool, StoreError> {
-        read::invite_usable(&self.db, &token_hash(token))
+        read::invite_usable(&self.db(), &token_hash(token))
     }
 
     /// The device a token belongs to, if it is valid.
     pub fn authenticate(&self, token: &str) -> Result<Option<DeviceAuth>, StoreError> {
-        read::authenticate(&self.db, &token_hash(token))
+        read::authenticate(&self.db(), &token_hash(token))
     }
 
     /// A user's password hash, for login.
     pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StoreError> {
-        read::credentials(&self.db, name)
+        read::credentials(&self.db(), name)
     }
 
     /// A page of a user's stream after the cursor `since`.
     pub fn stream_page(&self, user: u64, since: u64, limit: u32) -> Result<Page, StoreError> {
-        read::stream_page(&self.db, user, since, limit)
+        read::stream_page(&self.db(), user, since, limit)
     }
 
     /// Messages of a conversation before `before`, newest `limit`, oldest
@@ -661,33 +743,33 @@ impl Store {
         before: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<Message>, bool), StoreError> {
-        read::history(&self.db, user, conversation, before, limit)
+        read::history(&self.db(), user, conversation, before, limit)
     }
 
     /// The user's conversations.
     pub fn conversations(&self, user: u64) -> Result<Vec<ConversationInfo>, StoreError> {
-        read::conversations(&self.db, user)
+        read::conversations(&self.db(), user)
     }
 
     /// One conversation as the user sees it.
     pub fn conversation(&self, user: u64, id: u64) -> Result<ConversationInfo, StoreError> {
-        read::conversation(&self.db, user, id)
+        read::conversation(&self.db(), user, id)
     }
 
     /// The user's devices.
     pub fn devices(&self, user: u64, current: u64) -> Result<Vec<DeviceInfo>, StoreError> {
-        read::devices(&self.db, user, current)
+        read::devices(&self.db(), user, current)
     }
 
     /// Every user, for administrators.
     pub fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
-        read::users(&self.db)
+        read::users(&self.db())
     }
 
     /// The users who share a conversation with `user` (at most `limit`), for
     /// presence.
     pub fn contacts(&self, user: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        read::contacts(&self.db, user, limit)
+        read::contacts(&self.db(), user, limit)
     }
 
     /// A conversation's members and its label for `viewer`, if `viewer` is a
@@ -697,16 +779,16 @@ impl Store {
         viewer: u64,
         conversation: &Target,
     ) -> Result<(u64, String, Vec<u64>), StoreError> {
-        read::members_for(&self.db, viewer, conversation)
+        read::members_for(&self.db(), viewer, conversation)
     }
 
     /// The last stream position given out (0 before the first).
     pub fn stream_head(&self) -> Result<u64, StoreError> {
-        read::stream_head(&self.db)
+        read::stream_head(&self.db())
     }
 
     /// The user's name, if the id exists.
     pub fn username(&self, user: u64) -> Result<Option<String>, StoreError> {
-        read::username(&self.db, user)
+        read::username(&self.db(), user)
     }
 }

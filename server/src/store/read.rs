@@ -190,7 +190,11 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
             }
             let (key, value) = row?;
             let item: LogItem = decode("log", value.value())?;
-            page.entries.push(Entry { position: key.value().1, item: lookup.item(&item, user)? });
+            // A message that retention deleted is skipped; the row itself
+            // goes when pruning reaches it.
+            if let Some(item) = lookup.item(&item, user)? {
+                page.entries.push(Entry { position: key.value().1, item });
+            }
         }
     }
     let events = reader.txn.open_table(EVENTS)?;
@@ -239,8 +243,9 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
             _ => Some(0),
         };
         if let Some(marker) = marker {
-            let item = lookup.event(conversation, &event, user, marker)?;
-            page.entries.push(Entry { position, item });
+            if let Some(item) = lookup.event(conversation, &event, user, marker)? {
+                page.entries.push(Entry { position, item });
+            }
         }
         if let Some(row) = sources[index].rows.next() {
             let (key, value) = row?;

@@ -80,18 +80,26 @@ where
     }
 
     pub fn message(&self, conversation: u64, label: &str, seq: u64) -> Result<Message, StoreError> {
+        self.kept_message(conversation, label, seq)?.ok_or(StoreError::Corrupt {
+            table: "messages",
+            reason: format!("message {conversation}/{seq} is missing"),
+        })
+    }
+
+    /// A message, or `None` when retention deleted it (legacy log rows
+    /// still name messages that expired).
+    fn kept_message(&self, conversation: u64, label: &str, seq: u64) -> Result<Option<Message>, StoreError> {
         if let Some(message) = self.rendered.borrow().get(&(conversation, seq)) {
-            return Ok(Message { chat: label.to_owned(), ..message.clone() });
+            return Ok(Some(Message { chat: label.to_owned(), ..message.clone() }));
         }
-        let record: MessageRecord = self
+        let Some(record) = self
             .messages
             .get((conversation, seq))?
-            .map(|v| decode("messages", v.value()))
+            .map(|v| decode::<MessageRecord>("messages", v.value()))
             .transpose()?
-            .ok_or(StoreError::Corrupt {
-                table: "messages",
-                reason: format!("message {conversation}/{seq} is missing"),
-            })?;
+        else {
+            return Ok(None);
+        };
         let message = Message {
             conversation,
             chat: label.to_owned(),
@@ -103,22 +111,24 @@ where
             text: record.text,
         };
         self.rendered.borrow_mut().insert((conversation, seq), message.clone());
-        Ok(message)
+        Ok(Some(message))
     }
 
     /// Renders a conversation's event for `viewer`; `marker` is the seq of
-    /// a receipt marker.
+    /// a receipt marker. `None` for a message that retention deleted (its
+    /// event goes in the same transaction, so only a legacy log row, which
+    /// [`Lookup::item`] renders, can still name one).
     pub fn event(
         &self,
         conversation: u64,
         event: &EventRecord,
         viewer: u64,
         marker: u64,
-    ) -> Result<Item, StoreError> {
+    ) -> Result<Option<Item>, StoreError> {
         Ok(match *event {
             EventRecord::Message { seq } => {
                 let label = self.label(&self.conversation(conversation)?, viewer)?;
-                Item::Message(self.message(conversation, &label, seq)?)
+                return Ok(self.kept_message(conversation, &label, seq)?.map(Item::Message));
             }
             EventRecord::Receipt { user, kind } => {
                 self.item(&LogItem::Receipt { conversation, user, kind, seq: marker }, viewer)?
@@ -135,11 +145,13 @@ where
         Ok(self.conversation(conversation)?.kind == ConversationKindRecord::Group)
     }
 
-    pub fn item(&self, item: &LogItem, viewer: u64) -> Result<Item, StoreError> {
-        Ok(match *item {
+    /// Renders a legacy log row (or an event, as one) for `viewer`; `None`
+    /// for a message that retention deleted.
+    pub fn item(&self, item: &LogItem, viewer: u64) -> Result<Option<Item>, StoreError> {
+        Ok(Some(match *item {
             LogItem::Message { conversation, seq } => {
                 let label = self.label(&self.conversation(conversation)?, viewer)?;
-                Item::Message(self.message(conversation, &label, seq)?)
+                return Ok(self.kept_message(conversation, &label, seq)?.map(Item::Message));
             }
             LogItem::Receipt { conversation, user, kind, seq } => Item::Receipt(Receipt {
                 conversation,
@@ -163,6 +175,6 @@ where
                 },
                 by: self.username(by)?,
             }),
-        })
+        }))
     }
 }

@@ -11,7 +11,7 @@ use super::*;
 
 /// Rows in every table that grows with messages and receipts.
 fn rows(store: &Store) -> u64 {
-    let txn = store.db.begin_read().unwrap();
+    let txn = store.db().begin_read().unwrap();
     let mut total = 0;
     for table in [MESSAGES, EVENTS, MEMBERS, SPANS, LOG] {
         total += txn.open_table(table).unwrap().len().unwrap();

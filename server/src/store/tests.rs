@@ -341,7 +341,8 @@ async fn a_revoked_device_leaves_nothing_behind() {
     let phone = store.add_device(1, "phone").await.unwrap();
     let laptop = store.add_device(1, "laptop").await.unwrap();
     store.revoke_device(1, phone.auth.device).await.unwrap();
-    let txn = store.db.begin_read().unwrap();
+    let db = store.db();
+    let txn = db.begin_read().unwrap();
     assert!(txn.open_table(records::DEVICES).unwrap().get(phone.auth.device).unwrap().is_none());
     assert!(txn
         .open_table(records::TOKENS)

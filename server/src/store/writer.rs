@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use imbox_protocol::Entry;
@@ -21,11 +21,12 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply, Outcome, Tables, WriteOp};
+use super::compact::{self, Compaction};
 use super::health::{WriterHealth, HEARTBEAT};
 use super::records::META;
 use super::render::Lookup;
 use super::wal::Wal;
-use super::{CommitListener, Notice, StoreError, WriterStats};
+use super::{Clock, CommitListener, Notice, SharedDb, StoreError, WriterStats};
 
 /// The meta key holding the sequence number of the last log record that the
 /// durable database includes.
@@ -73,6 +74,11 @@ pub struct Tuning {
     pub batch_max: usize,
     pub checkpoints: Checkpoints,
     pub reserve: Reserve,
+    /// Each batch's time.
+    pub clock: Clock,
+    pub compaction: Compaction,
+    /// The database file, for its size.
+    pub path: PathBuf,
 }
 
 /// How much free space the writer keeps on the data disk.
@@ -88,7 +94,7 @@ pub struct Reserve {
 }
 
 struct Writer {
-    db: Arc<Database>,
+    db: SharedDb,
     wal: Wal,
     listener: Arc<dyn CommitListener>,
     stats: Arc<WriterStats>,
@@ -100,10 +106,17 @@ struct Writer {
     reserve: Reserve,
     /// When the last write came, for the idle checkpoint.
     last_write: Instant,
+    clock: Clock,
+    compaction: Compaction,
+    path: PathBuf,
+    /// Rows pruning deleted since the file was last measured.
+    deleted_since_measure: u64,
+    /// When the file was last measured for compaction.
+    last_measure: Option<Instant>,
 }
 
 pub fn spawn(
-    db: Arc<Database>,
+    db: SharedDb,
     wal: Wal,
     mut queue: mpsc::Receiver<Command>,
     listener: Arc<dyn CommitListener>,
@@ -111,7 +124,7 @@ pub fn spawn(
     stats: Arc<WriterStats>,
     health: Arc<WriterHealth>,
 ) -> Result<(), StoreError> {
-    let Tuning { batch_max, checkpoints, reserve } = tuning;
+    let Tuning { batch_max, checkpoints, reserve, clock, compaction, path } = tuning;
     let cannot = |e: std::io::Error| StoreError::Invalid(format!("cannot start the writer thread: {e}"));
     // A small runtime of its own, for waiting on the queue with a timeout.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(cannot)?;
@@ -127,6 +140,11 @@ pub fn spawn(
         health,
         reserve,
         last_write: now,
+        clock,
+        compaction,
+        path,
+        deleted_since_measure: 0,
+        last_measure: None,
     };
     writer.health.beat();
     writer.measure_space();
@@ -251,8 +269,12 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Job>) -> bool {
         let size = batch.len();
         let started = Instant::now();
-        let now = super::now_ms();
-        let (txn, (results, notices)) = match self.apply_batch(batch, now) {
+        let now = self.clock.now();
+        // Held until the batch is committed: compaction, which takes the
+        // database alone, comes between batches on this same thread.
+        let shared = self.db.clone();
+        let db = shared.read().unwrap_or_else(PoisonError::into_inner);
+        let (txn, (results, notices)) = match Self::apply_batch(&db, batch, now) {
             Ok(applied) => applied,
             Err(err @ StoreError::Storage(_)) => {
                 // redb failed to read or write its file, and refuses every
@@ -310,6 +332,11 @@ impl Writer {
         if !notices.is_empty() {
             self.listener.committed(notices);
         }
+        for result in &results {
+            if let Ok(Outcome::Pruned(report)) = result {
+                self.deleted_since_measure = self.deleted_since_measure.saturating_add(report.deleted());
+            }
+        }
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
@@ -317,8 +344,12 @@ impl Writer {
         true
     }
 
-    fn apply_batch(&self, batch: &[Job], now: u64) -> Result<(redb::WriteTransaction, Applied), StoreError> {
-        let mut txn = self.db.begin_write()?;
+    fn apply_batch(
+        db: &Database,
+        batch: &[Job],
+        now: u64,
+    ) -> Result<(redb::WriteTransaction, Applied), StoreError> {
+        let mut txn = db.begin_write()?;
         // Durable through the log; redb syncs at checkpoints.
         txn.set_durability(Durability::None)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -334,18 +365,24 @@ impl Writer {
             }
             let lookup = Lookup::new(&tables.users, &tables.conversations, &tables.messages);
             for event in fresh {
-                let render = |viewer| -> Result<Arc<Entry>, StoreError> {
+                // `None` only for a message deleted later in the same batch,
+                // which nobody is told of: the store is the record.
+                let render = |viewer| -> Result<Option<Arc<Entry>>, StoreError> {
                     let item = lookup.event(event.conversation, &event.event, viewer, event.marker)?;
-                    Ok(Arc::new(Entry { position: event.position, item }))
+                    Ok(item.map(|item| Arc::new(Entry { position: event.position, item })))
                 };
                 if lookup.shared_label(event.conversation)? {
                     // A group's event reads the same for every member:
                     // rendered once, shared by every member's sessions.
                     let Some(&first) = event.recipients.first() else { continue };
-                    notices.push(Notice::Entry { users: event.recipients.clone(), entry: render(first)? });
+                    if let Some(entry) = render(first)? {
+                        notices.push(Notice::Entry { users: event.recipients.clone(), entry });
+                    }
                 } else {
                     for &user in event.recipients.iter() {
-                        notices.push(Notice::Entry { users: Arc::from([user]), entry: render(user)? });
+                        if let Some(entry) = render(user)? {
+                            notices.push(Notice::Entry { users: Arc::from([user]), entry });
+                        }
                     }
                 }
             }
@@ -420,10 +457,80 @@ impl Writer {
         if self.health.state() == super::health::WriterState::StorageFull && !self.measure_space() {
             return true;
         }
-        if !self.wal.is_empty() && self.last_write.elapsed() >= self.checkpoints.idle {
-            return self.checkpoint();
+        if !self.wal.is_empty() && self.last_write.elapsed() >= self.checkpoints.idle && !self.checkpoint() {
+            return false;
         }
-        true
+        self.maybe_compact()
+    }
+
+    /// At an idle moment, with everything checkpointed: measures the file
+    /// once pruning has freed enough rows, and compacts it when enough of it
+    /// is free (see [`Compaction`]). Reads wait while it compacts. Returns
+    /// false when the writer cannot go on.
+    fn maybe_compact(&mut self) -> bool {
+        let c = self.compaction;
+        let due = self.deleted_since_measure >= c.min_deleted_rows
+            && self.last_measure.is_none_or(|at| at.elapsed() >= c.check_interval)
+            && self.wal.is_empty()
+            && !self.paused
+            && self.health.state() == super::health::WriterState::Running;
+        if !due {
+            return true;
+        }
+        self.deleted_since_measure = 0;
+        self.last_measure = Some(Instant::now());
+        let started = Instant::now();
+        let measured = {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            compact::measure(&db, &self.path)
+        };
+        let space = match measured {
+            Ok(space) => space,
+            Err(err) => {
+                // Nothing was written: the next batch finds out whether
+                // the database itself is in trouble.
+                tracing::warn!(error = %err, "cannot measure the database's free space");
+                return true;
+            }
+        };
+        let worth = space.worth_compacting(&c);
+        tracing::info!(
+            file_bytes = space.file_bytes,
+            reclaimable_bytes = space.reclaimable(),
+            took_ms = started.elapsed().as_millis() as u64,
+            compact = worth,
+            "measured the database's free space after pruning"
+        );
+        if !worth {
+            return true;
+        }
+        self.health.beat();
+        let result = {
+            // Waits for the reads in progress to end; new ones wait for this.
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            compact::compact_db(&mut db, &self.path)
+        };
+        self.health.beat();
+        match result {
+            Ok(done) => {
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    before_bytes = done.before,
+                    after_bytes = done.after,
+                    took_ms = done.took.as_millis() as u64,
+                    "compacted the database: reads waited this long"
+                );
+                true
+            }
+            Err(err) if err.is_storage() => {
+                self.fail(format!("compacting the database failed: {err}"));
+                false
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the database was not compacted");
+                true
+            }
+        }
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -459,7 +566,7 @@ impl Writer {
         }
         let started = Instant::now();
         let through = self.wal.last_seq();
-        mark_durable(&self.db, through)?;
+        mark_durable(&self.db.read().unwrap_or_else(PoisonError::into_inner), through)?;
         let log_bytes = self.wal.len();
         if let Err(err) = self.wal.clear() {
             // Harmless for correctness: the records are older than the

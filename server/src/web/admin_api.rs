@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::reply::{json, no_content, read_json, Reply};
 use super::setup::{check_new_password, check_username, StrengthBody};
 use super::{qr, setup, status, Caller, Web};
-use crate::store::{invite_id, now_ms, parse_invite_id, valid_box_name, AccountState};
+use crate::store::{conversation_ref, invite_id, now_ms, parse_invite_id, valid_box_name, AccountState};
 
 /// Most accounts one invite may create.
 const MAX_INVITE_USES: u32 = 1000;
@@ -58,6 +58,14 @@ struct SettingsChange {
     box_name: Option<String>,
     #[serde(default)]
     members_may_invite: Option<bool>,
+}
+
+/// `PUT /api/admin/conversations/REF/retention`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionChange {
+    /// Days (0: forever); `null` for the box's setting.
+    days: Option<u32>,
 }
 
 /// `POST /api/admin/storage/adopt`: move the data to this USB disk.
@@ -190,6 +198,22 @@ pub async fn route(
             tracing::info!(by = %caller.account.name, invite = %id, "invite revoked");
             Ok(no_content())
         }
+        (&Method::PUT, ["conversations", reference, "retention"]) => {
+            // A path cannot carry '#' as it is: `%23name` is a group.
+            let reference = match reference.strip_prefix("%23") {
+                Some(name) => format!("#{name}"),
+                None => (*reference).to_owned(),
+            };
+            let target = conversation_ref(&reference).ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "{reference:?} names no conversation: give a group as #name (%23name in a path) or a conversation id"
+                ))
+            })?;
+            let change: RetentionChange = read_json(parts, body).await?;
+            let id = store.set_retention(target, change.days).await?;
+            tracing::info!(by = %caller.account.name, conversation = id, days = ?change.days, "retention changed");
+            Ok(json(StatusCode::OK, &json!({ "conversation": id, "days": change.days })))
+        }
         (&Method::GET, ["settings"]) => settings(web),
         (&Method::PUT, ["settings"]) => {
             let change: SettingsChange = read_json(parts, body).await?;
@@ -216,6 +240,7 @@ pub async fn route(
             | ["users", _, "devices", _]
             | ["invites"]
             | ["invites", _]
+            | ["conversations", _, "retention"]
             | ["settings"],
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("no such admin endpoint: see docs/API.md".into())),
