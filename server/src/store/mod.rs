@@ -11,6 +11,7 @@
 mod admin_ops;
 mod apply;
 pub mod health;
+mod migrate;
 mod read;
 pub mod records;
 mod render;
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin_ops::{invite_id, parse_invite_id, valid_box_name, AccountState, AdminOp, InviteSummary};
 pub use apply::{Outcome, WriteOp};
 pub use health::{WriterHealth, WriterState};
+pub use migrate::MigrateError;
 pub use read::Page;
 pub use writer::Checkpoints;
 use writer::{Command, Job};
@@ -54,6 +56,10 @@ pub enum StoreError {
         "the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd"
     )]
     NewerSchema { found: u64, supported: u64 },
+    /// The database is of an older layout that could not be migrated to
+    /// this one (the reason says what to do).
+    #[error("{0}")]
+    Migrate(#[from] MigrateError),
     /// The write-ahead log could not be written or read.
     #[error("{0}")]
     Log(#[from] wal::WalError),
@@ -322,7 +328,7 @@ fn restrict(path: &Path) {
 /// without one (a crash or a power cut). Then checkpoints, so that the log
 /// starts empty.
 fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
-    use redb::ReadableDatabase;
+    use redb::{ReadableDatabase, ReadableTable};
     let (mut log, records) = wal::Wal::open(wal_path)?;
     let through =
         db.begin_read()?.open_table(records::META)?.get(writer::WAL_THROUGH)?.map_or(0, |v| v.value());
@@ -333,12 +339,14 @@ fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
         txn.set_durability(redb::Durability::None)?;
         let writes = {
             let mut tables = apply::Tables::open(&txn, 0)?;
+            let stream_base = tables.meta.get(records::STREAM_BASE)?.map_or(1, |v| v.value());
             let (mut fresh, mut notices, mut writes) = (Vec::new(), Vec::new(), 0);
             for record in &pending {
                 // The clock the batch had the first time: same input, same result.
                 tables.now = record.now;
                 for op in &record.ops {
-                    match apply::apply(&mut tables, op, &mut fresh, &mut notices) {
+                    let op = migrate::legacy_write(op, record.format, stream_base);
+                    match apply::apply(&mut tables, &op, &mut fresh, &mut notices) {
                         Err(e) if e.is_storage() => return Err(e),
                         _ => writes += 1,
                     }
@@ -396,7 +404,9 @@ pub fn new_secret() -> Result<String, StoreError> {
 impl Store {
     /// Opens (or creates) the database at `path` and starts its writer.
     /// Opening costs the same for an empty and a full database: nothing is
-    /// scanned, and crash recovery uses redb's quick repair.
+    /// scanned, and crash recovery uses redb's quick repair. The exception
+    /// is the first start on a database of an older layout, which is
+    /// migrated first (`migrate.rs`: it walks the legacy logs once).
     pub fn open(
         path: &Path,
         options: StoreOptions,
@@ -409,6 +419,10 @@ impl Store {
             })?;
         apply::initialize(&db)?;
         restrict(path);
+        // An older layout is migrated before the log is applied: a log left
+        // by the release before holds writes of that release, which apply
+        // to the new layout (see `migrate::legacy_write`).
+        migrate::run(&db, migrate::Budget::default())?;
         let wal_path = path.with_extension("wal");
         let wal = recover(&db, &wal_path)?;
         restrict(&wal_path);
