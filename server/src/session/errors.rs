@@ -40,6 +40,7 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
         | StoreError::Corrupt { .. }
         | StoreError::Log(_)
         | StoreError::NewerSchema { .. }
+        | StoreError::Migrate(_)
         | StoreError::BatchFailed(_) => {
             tracing::error!(error = %err, "store failure");
             (ErrorCode::Internal, "the server could not store this and changed nothing; retry later".into())

@@ -12,6 +12,7 @@ mod admin_ops;
 mod apply;
 mod compact;
 pub mod health;
+mod migrate;
 mod prune;
 mod read;
 pub mod records;
@@ -44,6 +45,7 @@ pub use admin_ops::{
 pub use apply::{Outcome, WriteOp};
 pub use compact::{compact_file, Compacted, Compaction};
 pub use health::{WriterHealth, WriterState};
+pub use migrate::MigrateError;
 pub use prune::{Prune, PruneFrom, PruneReport, DAY_MS};
 pub use read::Page;
 pub use writer::Checkpoints;
@@ -67,6 +69,10 @@ pub enum StoreError {
         "the database has layout version {found}; this imboxd understands up to {supported}: upgrade imboxd"
     )]
     NewerSchema { found: u64, supported: u64 },
+    /// The database is of an older layout that could not be migrated to
+    /// this one (the reason says what to do).
+    #[error("{0}")]
+    Migrate(#[from] MigrateError),
     /// The write-ahead log could not be written or read.
     #[error("{0}")]
     Log(#[from] wal::WalError),
@@ -387,11 +393,8 @@ fn restrict(path: &Path) {
 /// yet: the batches logged after the last checkpoint, when imboxd stopped
 /// without one (a crash or a power cut). Then checkpoints, so that the log
 /// starts empty.
-fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
-    use redb::ReadableDatabase;
-    let (mut log, records) = wal::Wal::open(wal_path)?;
-    let through =
-        db.begin_read()?.open_table(records::META)?.get(writer::WAL_THROUGH)?.map_or(0, |v| v.value());
+fn recover(db: &Database, mut log: wal::Wal, records: &[wal::Record]) -> Result<wal::Wal, StoreError> {
+    let through = wal_through(db)?;
     let pending: Vec<&wal::Record> = records.iter().filter(|r| r.seq > through).collect();
     if let Some(last) = pending.last().map(|r| r.seq) {
         let started = std::time::Instant::now();
@@ -437,6 +440,12 @@ fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
     Ok(log)
 }
 
+/// The last log record the durable database includes.
+fn wal_through(db: &Database) -> Result<u64, StoreError> {
+    use redb::ReadableDatabase;
+    Ok(db.begin_read()?.open_table(records::META)?.get(writer::WAL_THROUGH)?.map_or(0, |v| v.value()))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -462,7 +471,9 @@ pub fn new_secret() -> Result<String, StoreError> {
 impl Store {
     /// Opens (or creates) the database at `path` and starts its writer.
     /// Opening costs the same for an empty and a full database: nothing is
-    /// scanned, and crash recovery uses redb's quick repair.
+    /// scanned, and crash recovery uses redb's quick repair. The exception
+    /// is the first start on a database of an older layout, which is
+    /// migrated first (`migrate.rs`: it walks the legacy logs once).
     pub fn open(
         path: &Path,
         options: StoreOptions,
@@ -475,8 +486,18 @@ impl Store {
             })?;
         apply::initialize(&db)?;
         restrict(path);
+        // An older layout is migrated before the log is applied: a log left
+        // by the release before holds writes of that release, which apply
+        // to the new layout. Those writes made entries in the old per-user
+        // logs, which devices may have received and acknowledged before the
+        // crash; the migration keeps room for them below the new stream
+        // (see `migrate::place_base`).
         let wal_path = path.with_extension("wal");
-        let wal = recover(&db, &wal_path)?;
+        let (log, records) = wal::Wal::open(&wal_path)?;
+        let through = wal_through(&db)?;
+        let unreplayed: u64 = records.iter().filter(|r| r.seq > through).map(|r| r.ops.len() as u64).sum();
+        migrate::run(&db, migrate::Budget::default(), unreplayed)?;
+        let wal = recover(&db, log, &records)?;
         restrict(&wal_path);
         let db = Arc::new(RwLock::new(db));
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));

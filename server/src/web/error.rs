@@ -180,7 +180,10 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(reason) => ApiError::BadRequest(reason),
             other
                 if other.is_storage()
-                    || matches!(other, StoreError::Locked | StoreError::NewerSchema { .. }) =>
+                    || matches!(
+                        other,
+                        StoreError::Locked | StoreError::NewerSchema { .. } | StoreError::Migrate(_)
+                    ) =>
             {
                 ApiError::Internal(other.to_string())
             }
