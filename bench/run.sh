@@ -6,7 +6,7 @@
 #   bench/run.sh [standard|full]        (make bench / make bench-full)
 #
 # standard: idle 10,000 sessions; chat with 1,000 users (direct, then groups
-#   of 100); a reconnect storm of 2,000 devices; imboxd start-up with
+#   of 10, 100 and 1,000); a reconnect storm of 2,000 devices; imboxd start-up with
 #   1,000,000 stored messages. Budgeted to finish in under 15 minutes on
 #   2 cores once built and installed (the first run also builds imboxd and
 #   imbox-bench in release mode, installs the peers and seeds the start-up
@@ -19,10 +19,13 @@
 #
 # Environment knobs (mostly for trying the script on a part of the run):
 #   BENCH_SYSTEMS      systems to run, default "imbox-wss imbox-quic mosquitto rumqttd ejabberd"
-#   BENCH_SCENARIOS    scenarios to run, default "idle chat group storm startup"
+#   BENCH_SCENARIOS    scenarios to run, default "idle chat group10 group group1000 storm startup"
+#                      (group: groups of BENCH_GROUP_SIZE, 100 by default; group10 and
+#                      group1000: groups of 10 and of 1,000)
 #   BENCH_STEP_SECONDS seconds per load step (standard 5, full 10)
 #   BENCH_IDLE_SESSIONS, BENCH_CHAT_USERS, BENCH_CHAT_RATES, BENCH_GROUP_USERS,
-#   BENCH_GROUP_SIZE, BENCH_GROUP_RATES, BENCH_STORM_DEVICES,
+#   BENCH_GROUP_SIZE, BENCH_GROUP_RATES, BENCH_GROUP10_RATES, BENCH_GROUP1000_RATES,
+#   BENCH_STORM_DEVICES,
 #   BENCH_STARTUP_MESSAGES, BENCH_PROVISION_USERS, BENCH_SOURCES
 #   BENCH_IMBOX_PORT   imboxd's HTTPS/QUIC port, default 8443
 #   BENCH_NO_BUILD=1   use the binaries already in target/release
@@ -50,7 +53,7 @@ DOCS_OUT="$ROOT/docs/benchmarks"
 
 # --- sizes ------------------------------------------------------------------
 SYSTEMS="${BENCH_SYSTEMS:-imbox-wss imbox-quic mosquitto rumqttd ejabberd}"
-SCENARIOS="${BENCH_SCENARIOS:-idle chat group storm startup}"
+SCENARIOS="${BENCH_SCENARIOS:-idle chat group10 group group1000 storm startup}"
 if [ "$MODE" = full ]; then
     IDLE_SESSIONS="${BENCH_IDLE_SESSIONS:-100000}"
     STEP_SECONDS="${BENCH_STEP_SECONDS:-10}"
@@ -64,7 +67,13 @@ CHAT_USERS="${BENCH_CHAT_USERS:-1000}"
 CHAT_RATES="${BENCH_CHAT_RATES:-1000,2000,5000,10000,20000,40000}"
 GROUP_USERS="${BENCH_GROUP_USERS:-1000}"
 GROUP_SIZE="${BENCH_GROUP_SIZE:-100}"
-GROUP_RATES="${BENCH_GROUP_RATES:-100,200,500,1000,2000}"
+# Groups of 10 make 9 deliveries per message, groups of 1,000 make 999 (one
+# group of every user): the rates keep deliveries per second in the range
+# two cores can carry. Every group size starts at 20 msg/s, the step whose
+# disk bytes per message the report compares across sizes.
+GROUP_RATES="${BENCH_GROUP_RATES:-20,100,200,500,1000,2000}"
+GROUP10_RATES="${BENCH_GROUP10_RATES:-20,500,1000,2000,5000,10000}"
+GROUP1000_RATES="${BENCH_GROUP1000_RATES:-20,50,100,200}"
 STORM_DEVICES="${BENCH_STORM_DEVICES:-2000}"
 STARTUP_MESSAGES="${BENCH_STARTUP_MESSAGES:-1000000}"
 max() { local m=0 v; for v in "$@"; do [ "$v" -gt "$m" ] && m="$v"; done; echo "$m"; }
@@ -230,7 +239,8 @@ record_environment() {
         echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo not installed)"
         echo "erlang: $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo not installed)"
         echo "sizes: idle $IDLE_SESSIONS sessions (sources $SOURCES); chat $CHAT_USERS users at $CHAT_RATES msg/s;" \
-            "group $GROUP_USERS users in groups of $GROUP_SIZE at $GROUP_RATES msg/s; steps $STEP_SECONDS s;" \
+            "group $GROUP_USERS users in groups of $GROUP_SIZE at $GROUP_RATES msg/s," \
+            "of 10 at $GROUP10_RATES msg/s, of 1000 at $GROUP1000_RATES msg/s; steps $STEP_SECONDS s;" \
             "storm $STORM_DEVICES devices; startup $STARTUP_MESSAGES messages"
         echo
         cat "$OUT/sysctl.txt"
@@ -357,15 +367,24 @@ run_scenarios() {
             bench chat "${common[@]}" --users "$CHAT_USERS" --rates "$CHAT_RATES" --step-seconds "$STEP_SECONDS" \
             --out "$RESULTS/$LABEL-chat.json"
     fi
-    if has "$SCENARIOS" group; then
-        phase "$LABEL chat groups of $GROUP_SIZE" \
-            bench chat "${common[@]}" --users "$GROUP_USERS" --group-size "$GROUP_SIZE" --rates "$GROUP_RATES" \
-            --step-seconds "$STEP_SECONDS" --out "$RESULTS/$LABEL-group.json"
-    fi
+    # Groups of 1,000 with the 1,000 users of the standard run: one group
+    # of everybody.
+    if has "$SCENARIOS" group10; then run_group 10 "$GROUP10_RATES" group10; fi
+    if has "$SCENARIOS" group; then run_group "$GROUP_SIZE" "$GROUP_RATES" group; fi
+    if has "$SCENARIOS" group1000; then run_group 1000 "$GROUP1000_RATES" group1000; fi
     if has "$SCENARIOS" storm; then
         phase "$LABEL storm ($STORM_DEVICES devices)" \
             bench storm "${common[@]}" --devices "$STORM_DEVICES" --out "$RESULTS/$LABEL-storm.json"
     fi
+}
+
+# Group chat with groups of $1 at rates $2; results in $LABEL-$3.json.
+run_group() {
+    local size="$1" rates="$2" name="$3"
+    local common=(--label "$NAME" --server-pid "$SERVER_PID" "${SYSTEM_ARGS[@]}")
+    phase "$LABEL chat groups of $size" \
+        bench chat "${common[@]}" --users "$GROUP_USERS" --group-size "$size" --rates "$rates" \
+        --step-seconds "$STEP_SECONDS" --out "$RESULTS/$LABEL-$name.json"
 }
 
 run_imbox() {

@@ -22,6 +22,7 @@
 mod cli;
 mod clock;
 mod cpu;
+mod diskio;
 mod latency;
 mod machine;
 mod memory;

@@ -153,7 +153,10 @@ pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
     let _ = writeln!(out, "Measured on: {}.\n", machines.join("; "));
     idle_table(&mut out, results)?;
     chat_table(&mut out, results, "chat")?;
-    chat_table(&mut out, results, "chat-group")?;
+    for scenario in group_scenarios(results) {
+        chat_table(&mut out, results, &scenario)?;
+    }
+    disk_table(&mut out, results)?;
     storm_table(&mut out, results)?;
     startup_table(&mut out, results)?;
     cpu_table(&mut out, results);
@@ -241,7 +244,7 @@ fn chat_table(out: &mut String, results: &[ResultFile], scenario: &str) -> anyho
         return Ok(());
     }
     let figures: Vec<ChatFigures> = rows.iter().map(|r| r.figures()).collect::<anyhow::Result<_>>()?;
-    let group = scenario == "chat-group";
+    let group = is_group(scenario);
     let headline = |r: &ResultFile| {
         let f = r.figures::<ChatFigures>().ok()?;
         if group {
@@ -377,6 +380,91 @@ fn startup_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Whether a scenario is group chat (`chat-group-<size>`, or `chat-group`
+/// in older files).
+fn is_group(scenario: &str) -> bool {
+    scenario.starts_with("chat-group")
+}
+
+/// The group chat scenarios present, smallest groups first.
+fn group_scenarios(results: &[ResultFile]) -> Vec<String> {
+    let mut found: Vec<(u64, String)> = results
+        .iter()
+        .filter(|r| is_group(&r.scenario))
+        .map(|r| {
+            let size = r.figures::<ChatFigures>().ok().and_then(|f| f.group_size).unwrap_or(0);
+            (size, r.scenario.clone())
+        })
+        .collect();
+    found.sort();
+    found.dedup_by(|a, b| a.1 == b.1);
+    found.into_iter().map(|(_, scenario)| scenario).collect()
+}
+
+/// The step a disk figure is quoted from: the first, lightest one, which
+/// every system runs. Bytes per message fall as the load grows (a batch
+/// rewrites each page it touches once, however many of its messages touched
+/// it), so figures compare at equal rates: every group size starts at the
+/// same rate in the standard run.
+fn disk_step(figures: &ChatFigures) -> Option<&StepFigures> {
+    figures.steps.first().filter(|s| s.write_bytes_per_message.is_some())
+}
+
+/// Bytes the server wrote to storage per message, direct and per group size.
+fn disk_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
+    let mut scenarios = vec!["chat".to_owned()];
+    scenarios.extend(group_scenarios(results));
+    let mut columns = Vec::new();
+    for scenario in &scenarios {
+        let rows = ordered(results, scenario);
+        let figures: Vec<(&ResultFile, ChatFigures)> =
+            rows.into_iter().map(|r| Ok((r, r.figures()?))).collect::<anyhow::Result<_>>()?;
+        if figures.iter().any(|(_, f)| disk_step(f).is_some()) {
+            let title = match figures.iter().find_map(|(_, f)| f.group_size) {
+                Some(size) => format!("groups of {size}"),
+                None => "direct".to_owned(),
+            };
+            columns.push((title, figures));
+        }
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let mut labels: Vec<(bool, String)> = columns
+        .iter()
+        .flat_map(|(_, figures)| figures.iter().map(|(r, _)| (r.system != "imbox", r.label.clone())))
+        .collect();
+    labels.sort();
+    labels.dedup();
+    let _ = writeln!(
+        out,
+        "### Disk bytes written per message
+"
+    );
+    let _ = writeln!(
+        out,
+        "The server's `write_bytes` (/proc/PID/io) from before a load step until it has been quiet for 1.2 s after it (so imboxd's checkpoint of the step is counted), divided by the messages acknowledged in the step; a group message counts once. Taken at each scenario's first step (its rate in parentheses): bytes per message fall as batches grow, so sizes compare at equal rates. It includes what the load's other requests write (imbox sessions acknowledge their read position every 5 s).\n"
+    );
+    let header: Vec<&str> = columns.iter().map(|(title, _)| title.as_str()).collect();
+    let _ = writeln!(out, "| System | {} |", header.join(" | "));
+    let _ = writeln!(out, "| --- |{}", " ---: |".repeat(columns.len()));
+    for (_, label) in &labels {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(_, figures)| {
+                let step = figures.iter().find(|(r, _)| &r.label == label).and_then(|(_, f)| disk_step(f));
+                match step {
+                    Some(s) => format!("{} ({}/s)", number(s.write_bytes_per_message, 0), s.offered_rate),
+                    None => "—".to_owned(),
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
 /// The headline figure of every result, for `--out`.
 fn headlines(results: &[ResultFile]) -> anyhow::Result<serde_json::Value> {
     let mut all = serde_json::Map::new();
@@ -385,7 +473,7 @@ fn headlines(results: &[ResultFile]) -> anyhow::Result<serde_json::Value> {
             "idle" => {
                 serde_json::json!({ "bytes_per_session": result.figures::<IdleFigures>()?.bytes_per_session })
             }
-            "chat" | "chat-group" => {
+            scenario if scenario == "chat" || is_group(scenario) => {
                 let f: ChatFigures = result.figures()?;
                 serde_json::json!({ "headline_rate": f.headline_rate, "headline_delivered_rate": f.headline_delivered_rate })
             }
@@ -554,6 +642,48 @@ mod tests {
         let imbox_group =
             text.lines().find(|l| l.starts_with("| imbox (WSS) | 200 |")).expect("imbox group row");
         assert!(imbox_group.ends_with("| no peer figure |"), "{imbox_group}");
+    }
+
+    fn group(size: u64, headline: Option<u64>, steps: Vec<StepFigures>) -> serde_json::Value {
+        let mut figures: ChatFigures = serde_json::from_value(chat(headline, steps)).expect("chat");
+        figures.group_size = Some(size);
+        serde_json::to_value(figures).expect("json")
+    }
+
+    #[test]
+    fn group_sizes_get_a_table_each_and_a_disk_column_each() {
+        let with_disk = |rate: u64, meets: bool, per_message: f64| StepFigures {
+            write_bytes_per_message: Some(per_message),
+            ..step(rate, if meets { 10.0 } else { 90.0 }, meets)
+        };
+        let results = vec![
+            result(
+                "chat-group-1000",
+                "imbox",
+                "imbox (WSS)",
+                group(1000, Some(20), vec![with_disk(20, true, 900.0)]),
+            ),
+            result(
+                "chat-group-10",
+                "imbox",
+                "imbox (WSS)",
+                group(10, Some(500), vec![with_disk(500, true, 700.0)]),
+            ),
+            result(
+                "chat-group-10",
+                "mqtt",
+                "mosquitto",
+                group(10, None, vec![with_disk(200, false, 3.0), with_disk(500, false, 1.0)]),
+            ),
+        ];
+        let text = markdown(&results).expect("markdown");
+        let ten = text.find("### Group chat (groups of 10)").expect("groups of 10");
+        let thousand = text.find("### Group chat (groups of 1000)").expect("groups of 1000");
+        assert!(ten < thousand, "smaller groups first");
+        assert!(text.contains("| System | groups of 10 | groups of 1000 |"), "{text}");
+        // The first step's figure.
+        assert!(text.contains("| imbox (WSS) | 700 (500/s) | 900 (20/s) |"), "{text}");
+        assert!(text.contains("| mosquitto | 3 (200/s) | — |"), "{text}");
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub struct ResultFile {
     pub schema: u32,
     /// This program and its version.
     pub tool: String,
-    /// `provision`, `idle`, `chat`, `chat-group`, `storm` or `startup`.
+    /// `provision`, `idle`, `chat`, `chat-group-<size>` (`chat-group` in
+    /// files of runs before groups came in several sizes), `storm` or
+    /// `startup`.
     pub scenario: String,
     /// `imbox` or `mqtt`.
     pub system: String,
@@ -155,6 +157,21 @@ pub struct StepFigures {
     /// Delivery p99 under the target and at least 95 % of the offered
     /// messages acknowledged and delivered.
     pub meets_target: bool,
+    /// What the server made the kernel write to storage (`/proc/PID/io`
+    /// `write_bytes`) from before the step until it was quiet after it,
+    /// checkpoints included ([`crate::diskio`]); absent without
+    /// `--server-pid` and in older result files.
+    #[serde(default)]
+    pub server_write_bytes: Option<u64>,
+    /// `server_write_bytes` per acknowledged message (a group message counts
+    /// once, however many members it reaches).
+    #[serde(default)]
+    pub write_bytes_per_message: Option<f64>,
+    /// CPU seconds the server used over the same span as
+    /// `server_write_bytes`: per message, a figure that other work on the
+    /// machine disturbs less than latency.
+    #[serde(default)]
+    pub server_cpu_seconds: Option<f64>,
 }
 
 /// `storm`: devices logging in at once.

@@ -14,7 +14,7 @@ use imboxd::config::{Config, LimitsConfig, Overrides, Sources};
 use imboxd::router::{Inbox, Router};
 use imboxd::session::limits::{LoginLimit, SendLimit};
 use imboxd::session::password::{hash_now, Passwords};
-use imboxd::session::{Handled, Hub, Session};
+use imboxd::session::{Handled, Hub, Outbound, Session};
 use imboxd::store::{Store, StoreOptions};
 
 /// How deep the run went: a target that never authenticates tests little.
@@ -198,8 +198,11 @@ impl Conn {
         conn
     }
 
-    fn frames(&mut self, frames: Vec<ServerFrame>) {
+    /// Checks what the client receives, decoded from the bytes the
+    /// transport writes (a shared entry's frame is encoded once for all).
+    fn frames(&mut self, frames: Vec<Outbound>) {
         for frame in frames {
+            let frame = ServerFrame::decode(&frame.encode()).unwrap();
             if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
                 assert!(
                     entry.position > self.last_pushed,

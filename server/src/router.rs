@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use imbox_protocol::{Entry, Event};
+use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
 use crate::store::{CommitListener, Notice};
@@ -21,12 +23,60 @@ use crate::store::{CommitListener, Notice};
 /// session's queue allocation small (tokio allocates queue slots in blocks).
 #[derive(Debug, Clone)]
 pub enum Push {
-    /// A new entry of the user's log.
-    Entry(Arc<Entry>),
+    /// A new entry of the user's stream.
+    Entry(Arc<SharedEntry>),
     /// An ephemeral event (typing, presence).
     Event(Arc<Event>),
     /// The device's token was revoked or its user removed.
     Revoked,
+}
+
+/// A new entry as every live session sends it. A group's event goes to
+/// every member's sessions alike: its frame is encoded by the first session
+/// that sends it and the same bytes go out on every other connection, so
+/// that a message to a group of 1,000 costs one serialization, not 1,000.
+#[derive(Debug)]
+pub struct SharedEntry {
+    entry: Arc<Entry>,
+    frame: OnceLock<Bytes>,
+}
+
+impl SharedEntry {
+    pub fn new(entry: Arc<Entry>) -> SharedEntry {
+        SharedEntry { entry, frame: OnceLock::new() }
+    }
+
+    /// The entry's stream position.
+    pub fn position(&self) -> u64 {
+        self.entry.position
+    }
+
+    /// The entry's `event` frame, encoded once.
+    pub fn frame(&self) -> Bytes {
+        self.frame.get_or_init(|| Bytes::from(encode_entry_frame(&self.entry))).clone()
+    }
+}
+
+/// `ServerFrame::Event { event: Event::Entry { entry } }` encoded from a
+/// borrowed entry: the protocol's types own their entry, and building one
+/// would copy every string of it first. The test
+/// `a_shared_entry_encodes_as_the_protocol_frame` holds the two encodings
+/// byte for byte equal.
+fn encode_entry_frame(entry: &Entry) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(tag = "frame", rename_all = "snake_case")]
+    enum Frame<'a> {
+        Event { event: EntryEvent<'a> },
+    }
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum EntryEvent<'a> {
+        Entry { entry: &'a Entry },
+    }
+    let frame = Frame::Event { event: EntryEvent::Entry { entry } };
+    // As in `ServerFrame::encode`: plain data with string keys cannot fail
+    // to encode into a Vec.
+    rmp_serde::to_vec_named(&frame).unwrap_or_else(|e| unreachable!("encoding an entry frame failed: {e}"))
 }
 
 /// A session's side of its registration: its queue and its lag flag.
@@ -177,6 +227,7 @@ impl CommitListener for Router {
         for notice in notices {
             match notice {
                 Notice::Entry { users, entry } => {
+                    let entry = Arc::new(SharedEntry::new(entry));
                     for &user in users.iter() {
                         if let Some(links) = self.shard(user).get(&user) {
                             for link in links {
@@ -218,9 +269,34 @@ mod tests {
         let mut b = router.register(2, 20);
         assert!(a1.first && !a2.first && b.first);
         router.committed(vec![Notice::Entry { users: Arc::from([1]), entry: Arc::new(entry(1)) }]);
-        assert!(matches!(a1.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position == 1));
-        assert!(matches!(a2.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position == 1));
+        assert!(matches!(a1.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position() == 1));
+        assert!(matches!(a2.inbox.queue.try_recv(), Ok(Push::Entry(e)) if e.position() == 1));
         assert!(b.inbox.queue.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_shared_entry_encodes_as_the_protocol_frame() {
+        let message = Entry {
+            position: 7,
+            item: Item::Message(imbox_protocol::Message {
+                conversation: 3,
+                chat: "#ops".into(),
+                seq: 2,
+                from: "alice".into(),
+                from_device: 5,
+                id: "m-1".into(),
+                sent_at: 1_700_000_000_000,
+                text: "héllo".into(),
+            }),
+        };
+        for entry in [message, entry(9)] {
+            let expected =
+                imbox_protocol::ServerFrame::Event { event: Event::Entry { entry: entry.clone() } };
+            let shared = SharedEntry::new(Arc::new(entry));
+            assert_eq!(&shared.frame()[..], &expected.encode()[..]);
+            // Encoded once: later calls hand out the same bytes.
+            assert_eq!(shared.frame().as_ptr(), shared.frame().as_ptr());
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::cli::ChatArgs;
 use crate::clock;
+use crate::cpu;
+use crate::diskio;
 use crate::latency::Latencies;
 use crate::payload::Stamp;
 use crate::progress;
@@ -180,7 +182,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     let label = label(&args.target, &system);
     check_open_files(users);
-    let scenario = if args.group_size.is_some() { "chat-group" } else { "chat" };
+    // One scenario name per group size, so that a report keeps groups of 10,
+    // 100 and 1,000 apart.
+    let scenario = match args.group_size {
+        Some(size) => format!("chat-group-{size}"),
+        None => "chat".to_owned(),
+    };
 
     let slots: Vec<Slot> =
         (0..users).map(|index| Slot { index, group: args.group_size.map(|size| index / size) }).collect();
@@ -216,6 +223,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let mut seq = 0u64;
     let mut steps = Vec::new();
     let step_length = Duration::from_secs(args.step_seconds);
+    let server = args.target.server_pid;
+    // Each step's disk figure runs from the server's settled counter before
+    // it to the settled counter after it, so that the checkpoint its writes
+    // cause is counted with it (and group creation before the first is not).
+    let mut written_before = diskio::settle(server).await;
+    let mut cpu_before = server.and_then(cpu::cpu_seconds);
     for (index, &rate) in args.rates.iter().enumerate() {
         let step = index as u16;
         let schedule = Schedule::new(rate, step_length);
@@ -263,7 +276,15 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let figures = summarize(step_log, rate, schedule.total(), step_length, start_us);
+        let mut figures = summarize(step_log, rate, schedule.total(), step_length, start_us);
+        let written_after = diskio::settle(server).await;
+        figures.server_write_bytes = written_before.zip(written_after).map(|(a, b)| b.saturating_sub(a));
+        figures.write_bytes_per_message =
+            figures.server_write_bytes.filter(|_| figures.acked > 0).map(|b| b as f64 / figures.acked as f64);
+        written_before = written_after;
+        let cpu_after = server.and_then(cpu::cpu_seconds);
+        figures.server_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
+        cpu_before = cpu_after;
         tracing::info!(
             %label,
             offered = rate,
@@ -277,6 +298,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             late = figures.late,
             failed = figures.failed,
             meets_target = figures.meets_target,
+            write_bytes_per_message = figures.write_bytes_per_message.map(f64::round),
+            server_cpu_us_per_message =
+                figures.server_cpu_seconds.filter(|_| figures.acked > 0).map(|s| (s * 1e6 / figures.acked as f64).round()),
             "step done"
         );
         let meets = figures.meets_target;
@@ -315,7 +339,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         "max_in_flight_per_session": crate::systems::MAX_IN_FLIGHT,
         "sources": args.target.sources,
     });
-    let result = envelope.finish(scenario, Subject::of(&system, label), parameters, figures)?;
+    let result = envelope.finish(&scenario, Subject::of(&system, label), parameters, figures)?;
     result.write(&args.out)
 }
 
@@ -352,6 +376,9 @@ fn summarize(log: &StepLog, rate: u32, scheduled: u64, length: Duration, start_u
         delivery_latency,
         errors: log.errors.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         meets_target,
+        server_write_bytes: None,
+        write_bytes_per_message: None,
+        server_cpu_seconds: None,
     }
 }
 

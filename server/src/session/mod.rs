@@ -24,7 +24,7 @@ use imbox_protocol::{
 };
 
 use crate::config::LimitsConfig;
-use crate::router::{Inbox, Push, Router, Signal};
+use crate::router::{Inbox, Push, Router, SharedEntry, Signal};
 use crate::store::{DeviceAuth, NewDevice, Page, Store, StoreError, WriteOp};
 use limits::{LoginLimit, SendLimit};
 use password::Passwords;
@@ -85,6 +85,39 @@ impl std::fmt::Debug for Handled {
             Handled::Later(_) => f.write_str("Later(..)"),
             Handled::Close(frame) => f.debug_tuple("Close").field(frame).finish(),
         }
+    }
+}
+
+/// A frame on its way to the client: made for this session, or an entry's
+/// frame shared by every session the entry goes to (encoded once for all).
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Frame(ServerFrame),
+    Entry(Arc<SharedEntry>),
+}
+
+impl Outbound {
+    /// The frame's bytes.
+    pub fn encode(&self) -> bytes::Bytes {
+        match self {
+            Outbound::Frame(frame) => bytes::Bytes::from(frame.encode()),
+            Outbound::Entry(entry) => entry.frame(),
+        }
+    }
+
+    /// The frame itself, when it was made for this session (what decides a
+    /// close code; a shared entry never ends a session).
+    pub fn frame(&self) -> Option<&ServerFrame> {
+        match self {
+            Outbound::Frame(frame) => Some(frame),
+            Outbound::Entry(_) => None,
+        }
+    }
+}
+
+impl From<ServerFrame> for Outbound {
+    fn from(frame: ServerFrame) -> Outbound {
+        Outbound::Frame(frame)
     }
 }
 
@@ -617,18 +650,20 @@ impl Session {
 
     /// Turns something the router pushed into frames for the client, and
     /// whether the session must close.
-    pub fn on_push(&mut self, push: Push) -> (Vec<ServerFrame>, bool) {
+    pub fn on_push(&mut self, push: Push) -> (Vec<Outbound>, bool) {
         let Phase::Ready(device) = &mut self.phase else {
             return (Vec::new(), false);
         };
         match push {
-            Push::Event(event) => (vec![ServerFrame::Event { event: Arc::unwrap_or_clone(event) }], false),
+            Push::Event(event) => {
+                (vec![ServerFrame::Event { event: Arc::unwrap_or_clone(event) }.into()], false)
+            }
             Push::Revoked => {
                 self.end();
-                (vec![ServerFrame::Event { event: Event::Revoked }], true)
+                (vec![ServerFrame::Event { event: Event::Revoked }.into()], true)
             }
             Push::Entry(entry) => {
-                if !device.live || entry.position <= device.delivered {
+                if !device.live || entry.position() <= device.delivered {
                     // Not live yet (the client is paging through sync) or
                     // already sent: the client has it or will get it by sync.
                     return (Vec::new(), false);
@@ -642,8 +677,8 @@ impl Session {
                 if self.lag.as_ref().is_some_and(|lag| lag.take_lagged()) {
                     return self.catch_up();
                 }
-                device.delivered = entry.position;
-                (vec![entry_frame(Arc::unwrap_or_clone(entry))], false)
+                device.delivered = entry.position();
+                (vec![Outbound::Entry(entry)], false)
             }
         }
     }
@@ -651,7 +686,7 @@ impl Session {
     /// Sends what the router could not queue, read from the store (after the
     /// router flagged this session as lagging). Also re-checks the token,
     /// since a revocation may have been among what was not queued.
-    pub fn catch_up(&mut self) -> (Vec<ServerFrame>, bool) {
+    pub fn catch_up(&mut self) -> (Vec<Outbound>, bool) {
         let Phase::Ready(device) = &mut self.phase else {
             return (Vec::new(), false);
         };
@@ -661,7 +696,7 @@ impl Session {
         let still_valid = self.hub.store.device_active(user, device.auth.device);
         if let Ok(false) = still_valid {
             self.end();
-            return (vec![ServerFrame::Event { event: Event::Revoked }], true);
+            return (vec![ServerFrame::Event { event: Event::Revoked }.into()], true);
         }
         if !device.live {
             return (Vec::new(), false);
@@ -678,7 +713,7 @@ impl Session {
                 if let Some(last) = entries.last() {
                     device.delivered = last.position;
                 }
-                let frames = entries.into_iter().map(entry_frame).collect();
+                let frames = entries.into_iter().map(|entry| entry_frame(entry).into()).collect();
                 if more {
                     if let Some(lag) = &self.lag {
                         lag.raise();
@@ -691,7 +726,8 @@ impl Session {
                 (
                     vec![ServerFrame::Event {
                         event: Event::GoingAway { reason: "server error, please reconnect".into() },
-                    }],
+                    }
+                    .into()],
                     true,
                 )
             }

@@ -8,7 +8,7 @@ use imbox_protocol::{ClientFrame, ErrorCode, Event, Item, Request, Response, Ser
 
 use super::limits::{LoginLimit, SendLimit, ADDRESS_FACTOR};
 use super::password::{hash_now, Passwords};
-use super::{Handled, Hub, Session};
+use super::{Handled, Hub, Outbound, Session};
 use crate::config::{Config, LimitsConfig, Overrides, Sources};
 use crate::router::{Inbox, Router};
 use crate::store::{Store, StoreOptions};
@@ -18,6 +18,12 @@ mod protocol;
 struct World {
     hub: Arc<Hub>,
     _dir: tempfile::TempDir,
+}
+
+/// What the client receives of a push or catch-up, decoded from the bytes
+/// the transport writes.
+fn sent((out, close): (Vec<Outbound>, bool)) -> (Vec<ServerFrame>, bool) {
+    (out.iter().map(|o| ServerFrame::decode(&o.encode()).unwrap()).collect(), close)
 }
 
 fn limits() -> LimitsConfig {
@@ -255,7 +261,7 @@ async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
     ok(&mut alice, send("bob", "m1", "before live")).await;
     // Not live yet: the push is dropped, sync delivers it.
     let push = inbox.queue.recv().await.unwrap();
-    assert!(bob.on_push(push).0.is_empty());
+    assert!(sent(bob.on_push(push)).0.is_empty());
     let Response::Entries { entries, more: false, next, .. } =
         ok(&mut bob, Request::Sync { since: 0, limit: 10 }).await
     else {
@@ -265,7 +271,7 @@ async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
     assert_eq!(next, 1);
     // Live: the next entry is pushed.
     ok(&mut alice, send("bob", "m2", "live")).await;
-    let (frames, _) = bob.on_push(inbox.queue.recv().await.unwrap());
+    let (frames, _) = sent(bob.on_push(inbox.queue.recv().await.unwrap()));
     assert!(
         matches!(&frames[..], [ServerFrame::Event { event: Event::Entry { entry } }] if entry.position == 2)
     );
@@ -277,13 +283,13 @@ async fn entries_are_pushed_once_live_and_gaps_are_filled_from_the_store() {
     assert!(inbox.signal.take_lagged());
     let mut positions = Vec::new();
     while let Ok(push) = inbox.queue.try_recv() {
-        for frame in bob.on_push(push).0 {
+        for frame in sent(bob.on_push(push)).0 {
             if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
                 positions.push(entry.position);
             }
         }
     }
-    for frame in bob.catch_up().0 {
+    for frame in sent(bob.catch_up()).0 {
         if let ServerFrame::Event { event: Event::Entry { entry } } = frame {
             positions.push(entry.position);
         }
@@ -382,7 +388,7 @@ async fn revoking_another_device_ends_its_session() {
     let laptop_id = devices.iter().find(|d| !d.current).unwrap().id;
     ok(&mut phone, Request::RevokeDevice { device: laptop_id }).await;
     let push = laptop_inbox.queue.recv().await.unwrap();
-    let (frames, close) = laptop.on_push(push);
+    let (frames, close) = sent(laptop.on_push(push));
     assert!(close);
     assert!(matches!(&frames[..], [ServerFrame::Event { event: Event::Revoked }]));
     assert_eq!(fails(&mut laptop, Request::Ping).await, ErrorCode::NotAuthenticated);
@@ -429,11 +435,11 @@ fn drive(session: &mut Session, inbox: &mut Inbox, positions: &mut Vec<u64>) {
     for _ in 0..100 {
         let mut idle = true;
         while let Ok(push) = inbox.queue.try_recv() {
-            collect(session.on_push(push));
+            collect(sent(session.on_push(push)));
             idle = false;
         }
         if inbox.signal.take_lagged() {
-            collect(session.catch_up());
+            collect(sent(session.catch_up()));
             idle = false;
         }
         if idle {
@@ -463,10 +469,10 @@ async fn a_live_session_three_pages_behind_catches_up_once_in_order() {
     // it reads a page from the store instead (1-10), and the other queued
     // pushes are below it. Then the next page.
     while let Ok(push) = inbox.queue.try_recv() {
-        positions.extend(bob.on_push(push).0.iter().map(position));
+        positions.extend(sent(bob.on_push(push)).0.iter().map(position));
     }
     assert!(inbox.signal.take_lagged());
-    positions.extend(bob.catch_up().0.iter().map(position));
+    positions.extend(sent(bob.catch_up()).0.iter().map(position));
     assert_eq!(positions, (1..=20).collect::<Vec<_>>());
     // A live push arrives in the middle of catching up; no further push is
     // needed for the rest to come.
@@ -516,7 +522,7 @@ async fn a_login_at_the_device_cap_retires_the_longest_unused_device() {
     // Its session is told, and its token no longer works.
     let (session, inbox) = &mut sessions[1];
     let push = inbox.queue.recv().await.unwrap();
-    let (frames, close) = session.on_push(push);
+    let (frames, close) = sent(session.on_push(push));
     assert!(close && matches!(&frames[..], [ServerFrame::Event { event: Event::Revoked }]));
     let mut again = Session::new(w.hub.clone(), PEER);
     ok(&mut again, hello()).await;

@@ -343,6 +343,15 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// The first span of `user` in a conversation made in this batch: no
+    /// span record can exist yet under a new conversation id (ids are never
+    /// given out twice), so none is read.
+    fn first_span(&mut self, user: u64, conversation: u64, position: u64) -> Result<(), StoreError> {
+        let record = SpansRecord { spans: vec![Span { from: position, to: Span::OPEN }] };
+        self.spans.insert((user, conversation), encode(&record).as_slice())?;
+        Ok(())
+    }
+
     /// Ends the user's open span at `position` (the event that took the
     /// user out, which the user still receives).
     fn close_span(&mut self, user: u64, conversation: u64, position: u64) -> Result<(), StoreError> {
@@ -649,11 +658,16 @@ fn open_direct(t: &mut Tables<'_>, a: u64, b: u64) -> Result<(u64, ConversationR
     t.direct.insert(pair(a, b), id)?;
     let member = MemberRecord::joining(false, 0);
     let first = t.stream_head()? + 1;
-    for user in [a, b] {
+    let (low, high) = pair(a, b);
+    for user in [low, high] {
         t.set_member(id, user, &member)?;
         t.user_conversations.insert(user, id)?;
-        t.open_span(user, id, first)?;
+        t.first_span(user, id, first)?;
     }
+    // The member list as `member_ids` would read it back (by user id): the
+    // message that opens the conversation needs it at once. Nearly every
+    // message of a load that picks random pairs opens one.
+    t.member_lists.insert(id, Arc::from([low, high]));
     Ok((id, record))
 }
 
@@ -745,7 +759,7 @@ fn create_group(
     for &user in &ids {
         t.set_member(id, user, &MemberRecord::joining(user == creator, 0))?;
         t.user_conversations.insert(user, id)?;
-        t.open_span(user, id, position)?;
+        t.first_span(user, id, position)?;
     }
     let members = t.member_ids(id)?;
     let event =

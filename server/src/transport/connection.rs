@@ -5,13 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use imbox_protocol::{ClientFrame, ErrorBody, ErrorCode, Event, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{CloseReason, FrameIo, TransportError};
 use crate::router::{Push, Signal};
-use crate::session::{Handled, Hub, Session};
+use crate::session::{Deferred, Handled, Hub, Outbound, Session};
+
+/// Frames gathered into one write at most, besides a catch-up page (itself
+/// bounded by `limits.max_sync_page`). Bounds how long one write may take
+/// and how much a connection buffers at once.
+const GATHER_MAX: usize = 64;
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -21,9 +27,10 @@ pub struct ConnectionLimits {
     pub max_inflight: usize,
     /// Time allowed from connecting to being authenticated.
     pub handshake_timeout: Duration,
-    /// Time one frame may take to leave; a peer that stops reading would
-    /// otherwise hold its connection, its place and its "online" presence
-    /// for as long as TCP or QUIC keeps retrying.
+    /// Time one write (a frame, or the frames ready at once, at most
+    /// [`GATHER_MAX`] or a catch-up page) may take to leave; a peer that
+    /// stops reading would otherwise hold its connection, its place and its
+    /// "online" presence for as long as TCP or QUIC keeps retrying.
     pub write_timeout: Duration,
 }
 
@@ -47,12 +54,20 @@ enum Step {
     Close,
 }
 
-async fn send_all<T: FrameIo>(io: &mut T, limit: Duration, frames: Vec<ServerFrame>, close: bool) -> Step {
-    if let (true, Some(last)) = (close, frames.last()) {
+/// Writes `frames` in one go: fed one by one, flushed once, so that they
+/// share TLS records and system calls.
+async fn send_all<T: FrameIo>(io: &mut T, limit: Duration, frames: Vec<Outbound>, close: bool) -> Step {
+    if let (true, Some(last)) = (close, frames.last().and_then(Outbound::frame)) {
         io.closing(CloseReason::after(last));
     }
-    for frame in frames {
-        match tokio::time::timeout(limit, io.send(frame.encode())).await {
+    if !frames.is_empty() {
+        let write = async {
+            for frame in &frames {
+                io.feed(frame.encode()).await?;
+            }
+            io.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Step::Close,
             Err(_) => {
@@ -66,6 +81,37 @@ async fn send_all<T: FrameIo>(io: &mut T, limit: Duration, frames: Vec<ServerFra
     } else {
         Step::Continue
     }
+}
+
+/// Adds to `frames` what is ready without waiting, up to [`GATHER_MAX`]:
+/// answers whose commits are done, then pushes already queued. One commit
+/// wakes a session with several of either (a busy group's batch holds many
+/// of its messages), and they leave in one write. Returns whether the
+/// session must close after them.
+fn gather(
+    session: &mut Session,
+    inflight: &mut FuturesUnordered<Deferred>,
+    queue: &mut Option<mpsc::Receiver<Push>>,
+    frames: &mut Vec<Outbound>,
+) -> bool {
+    while frames.len() < GATHER_MAX {
+        // Polled again by the loop's `select!` before it sleeps, which
+        // registers the task's waker anew: polling here without it loses
+        // no wake-up.
+        if !inflight.is_empty() {
+            if let Some(Some(frame)) = inflight.next().now_or_never() {
+                frames.push(frame.into());
+                continue;
+            }
+        }
+        let Some(push) = queue.as_mut().and_then(|q| q.try_recv().ok()) else { break };
+        let (more, close) = session.on_push(push);
+        frames.extend(more);
+        if close {
+            return true;
+        }
+    }
+    false
 }
 
 /// Serves one connection until either side closes it or `shutdown` fires.
@@ -99,12 +145,20 @@ pub async fn serve<T: FrameIo>(
                 })
                 .await;
                 frames.push(event);
+                let frames = frames.into_iter().map(Outbound::from).collect();
                 send_all(&mut io, limits.write_timeout, frames, true).await
             }
-            Some(frame) = inflight.next(), if !inflight.is_empty() => send_all(&mut io, limits.write_timeout, vec![frame], false).await,
+            Some(frame) = inflight.next(), if !inflight.is_empty() => {
+                let mut frames = vec![frame.into()];
+                let close = gather(&mut session, &mut inflight, &mut queue, &mut frames);
+                send_all(&mut io, limits.write_timeout, frames, close).await
+            }
             push = next_push(&mut queue) => match push {
                 Some(push) => {
-                    let (frames, close) = session.on_push(push);
+                    let (mut frames, mut close) = session.on_push(push);
+                    if !close {
+                        close = gather(&mut session, &mut inflight, &mut queue, &mut frames);
+                    }
                     send_all(&mut io, limits.write_timeout, frames, close).await
                 }
                 None => Step::Close,
@@ -114,7 +168,7 @@ pub async fn serve<T: FrameIo>(
                     id: 0,
                     error: ErrorBody::new(ErrorCode::NotAuthenticated, "no authentication in time; closing"),
                 };
-                send_all(&mut io, limits.write_timeout, vec![frame], true).await
+                send_all(&mut io, limits.write_timeout, vec![frame.into()], true).await
             }
             received = io.recv(), if inflight.len() < limits.max_inflight => match received {
                 Ok(Some(bytes)) => match ClientFrame::decode(&bytes) {
@@ -126,12 +180,16 @@ pub async fn serve<T: FrameIo>(
                             signal = Some(inbox.signal);
                         }
                         match handled {
-                            Handled::Reply(frame) => send_all(&mut io, limits.write_timeout, vec![frame], false).await,
+                            Handled::Reply(frame) => {
+                                let mut frames = vec![frame.into()];
+                                let close = gather(&mut session, &mut inflight, &mut queue, &mut frames);
+                                send_all(&mut io, limits.write_timeout, frames, close).await
+                            }
                             Handled::Later(future) => {
                                 inflight.push(future);
                                 Step::Continue
                             }
-                            Handled::Close(frame) => send_all(&mut io, limits.write_timeout, vec![frame], true).await,
+                            Handled::Close(frame) => send_all(&mut io, limits.write_timeout, vec![frame.into()], true).await,
                         }
                     }
                     Err(e) => {
@@ -139,7 +197,7 @@ pub async fn serve<T: FrameIo>(
                         if close {
                             tracing::info!(%peer, error = %e, "closing a connection that sent a malformed frame");
                         }
-                        send_all(&mut io, limits.write_timeout, vec![frame], close).await
+                        send_all(&mut io, limits.write_timeout, vec![frame.into()], close).await
                     }
                 },
                 Ok(None) => Step::Close,
@@ -152,14 +210,14 @@ pub async fn serve<T: FrameIo>(
                             format!("a frame of {size} bytes exceeds the limit of {limit}; closing"),
                         ),
                     };
-                    send_all(&mut io, limits.write_timeout, vec![frame], true).await
+                    send_all(&mut io, limits.write_timeout, vec![frame.into()], true).await
                 }
                 Err(TransportError::NotAFrame(what)) => {
                     let frame = ServerFrame::Err {
                         id: 0,
                         error: ErrorBody::new(ErrorCode::BadFrame, format!("{what}; closing")),
                     };
-                    send_all(&mut io, limits.write_timeout, vec![frame], true).await
+                    send_all(&mut io, limits.write_timeout, vec![frame.into()], true).await
                 }
                 Err(TransportError::NoPong(after)) => {
                     tracing::info!(%peer, ?after, "closing a connection whose peer stopped answering pings");

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -169,8 +170,13 @@ impl CloseReason {
 pub trait FrameIo: Send {
     /// The next frame, or `None` when the peer closed the connection.
     fn recv(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> + Send;
-    /// Sends one frame.
-    fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Queues one frame to send. It leaves by the next [`FrameIo::flush`] at
+    /// the latest; a transport may write earlier when its buffer fills.
+    /// Frames fed between two flushes go out in as few writes (TLS records,
+    /// system calls, packets) as the transport can make of them.
+    fn feed(&mut self, frame: Bytes) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Writes every frame fed so far.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Closes the connection politely.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
     /// Says why the coming [`FrameIo::close`] closes, for transports that

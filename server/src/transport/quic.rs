@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
-use imbox_protocol::stream::{length_prefixed, FrameBuffer};
+use imbox_protocol::stream::FrameBuffer;
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt, ZeroRttAccepted};
 
 use super::connection;
@@ -53,12 +54,19 @@ pub fn transport_config(tuning: &QuicTuning) -> Result<quinn::TransportConfig, S
     Ok(transport)
 }
 
+/// Frames fed are gathered into one stream write up to this size: quinn
+/// takes a write's bytes as one chunk, and fewer, larger writes cost fewer
+/// wake-ups of the connection's driver.
+const WRITE_GATHER_BYTES: usize = 16 * 1024;
+
 /// The session stream of one QUIC connection.
 pub struct QuicFrames {
     conn: Connection,
     send: SendStream,
     recv: RecvStream,
     buffer: FrameBuffer,
+    /// Length-prefixed frames fed and not yet written.
+    pending: Vec<u8>,
     /// Until the handshake completes, frames may be 0-RTT early data.
     handshake: Option<ZeroRttAccepted>,
 }
@@ -69,6 +77,22 @@ impl std::fmt::Debug for QuicFrames {
             .field("remote", &self.conn.remote_address())
             .field("handshaking", &self.handshake.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl QuicFrames {
+    async fn write_pending(&mut self) -> Result<(), TransportError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.send.write_all(&self.pending).await.map_err(|e| TransportError::Io(e.to_string()))?;
+        self.pending.clear();
+        // A burst (a catch-up page) must not leave an idle connection
+        // holding its buffer.
+        if self.pending.capacity() > WRITE_GATHER_BYTES {
+            self.pending = Vec::new();
+        }
+        Ok(())
     }
 }
 
@@ -92,11 +116,25 @@ impl FrameIo for QuicFrames {
         }
     }
 
-    async fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
-        self.send.write_all(&length_prefixed(&frame)).await.map_err(|e| TransportError::Io(e.to_string()))
+    async fn feed(&mut self, frame: Bytes) -> Result<(), TransportError> {
+        let length = u32::try_from(frame.len())
+            .map_err(|_| TransportError::Io(format!("a frame of {} bytes cannot be sent", frame.len())))?;
+        self.pending.extend_from_slice(&length.to_be_bytes());
+        self.pending.extend_from_slice(&frame);
+        if self.pending.len() >= WRITE_GATHER_BYTES {
+            self.write_pending().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        self.write_pending().await
     }
 
     async fn close(&mut self) {
+        // The connection loop flushes before it closes; this is for a
+        // caller that did not.
+        let _ = self.write_pending().await;
         let _ = self.send.finish();
         // Let the last frames (an error, going_away) reach the client before
         // the connection is torn down.
@@ -181,7 +219,14 @@ async fn serve(incoming: quinn::Incoming, ctx: Arc<ListenerContext>) {
             return;
         }
     };
-    let io = QuicFrames { conn, send, recv, buffer: FrameBuffer::new(ctx.max_frame), handshake };
+    let io = QuicFrames {
+        conn,
+        send,
+        recv,
+        buffer: FrameBuffer::new(ctx.max_frame),
+        pending: Vec::new(),
+        handshake,
+    };
     let mut limits = ctx.limits.clone();
     limits.handshake_timeout = limits.handshake_timeout.saturating_sub(started.elapsed());
     connection::serve(ctx.hub.clone(), io, peer.ip(), limits, ctx.shutdown.clone()).await;
