@@ -28,11 +28,9 @@
 //!
 //! - format 1 (imboxd 0.1.0): the array `[seq, now, ops]`. It carries no
 //!   format number; being the only 3-element array tells it apart.
-//! - format 2 and later: the array `[format, seq, now, ops, ...]`, at least
-//!   4 elements, the format first. Format 3 has format 2's shape and adds
-//!   the operations `Prune` and `Admin(SetRetention)`, which a format-2
-//!   reader would fail to decode. A later format may add elements after
-//!   these, but must never be a 3-element array.
+//! - format 2 (imboxd 0.2.0) and later: the array `[format, seq, now, ops,
+//!   ...]`, at least 4 elements, the format first. A later format may add
+//!   elements after these, but must never be a 3-element array.
 //!
 //! `ops` is a list of [`WriteOp`] in every format so far. A format this
 //! imboxd does not know is refused before anything of the log is applied:
@@ -53,12 +51,14 @@ const MAX_RECORD: usize = 256 << 20;
 /// [`FORMATS`]) whenever what a record holds changes, a new [`WriteOp`]
 /// variant or field included: an older imboxd then refuses the log naming
 /// the newer release, instead of failing to decode it or misreading it.
-pub const WAL_FORMAT: u32 = 3;
+/// (Once per release: changes between two releases share one format, since
+/// no released imboxd wrote the intermediate one.)
+pub const WAL_FORMAT: u32 = 2;
 
 /// Every record format this imboxd reads, and the release that introduced
 /// it: what an error about a format names, so that the reader knows which
 /// imboxd can read the log. A new format adds a row here.
-const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0"), (3, "0.2.0")];
+const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0")];
 
 /// This imboxd's release, as error messages name it.
 const RELEASE: &str = env!("CARGO_PKG_VERSION");
@@ -296,9 +296,7 @@ fn decode(path: &Path, payload: &[u8]) -> Result<Record, WalError> {
             let (seq, now, ops) = rmp_serde::from_slice::<(u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
             Ok(Record { format, seq, now, ops })
         }
-        // Format 3 only added operations (`Prune`, `Admin(SetRetention)`):
-        // the record's shape is format 2's.
-        2 | 3 => {
+        2 => {
             let (_, seq, now, ops) =
                 rmp_serde::from_slice::<(u32, u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
             Ok(Record { format, seq, now, ops })
@@ -465,7 +463,7 @@ mod tests {
         let message = err.to_string();
         let expected = format!(
             "the write-ahead log {} holds records of format 99, written by a newer imboxd than this one \
-             ({}, which reads formats 1, 2 and 3): start that newer imboxd again so it can apply its log, \
+             ({}, which reads formats 1 and 2): start that newer imboxd again so it can apply its log, \
              or restore a backup",
             path.display(),
             env!("CARGO_PKG_VERSION")
@@ -501,25 +499,21 @@ mod tests {
         );
     }
 
-    /// Format 3 only added operations: a log of a format-2 build applies,
-    /// and the new operations come back as they were written.
+    /// A prune (an operation of 0.2.0) comes back as it was written.
     #[test]
-    fn a_format_2_record_still_reads_and_a_prune_comes_back_as_written() {
-        let payload = rmp_serde::to_vec(&(2u32, 1u64, 100u64, [ack(1)])).unwrap();
-        let mut bytes = framed(&payload);
+    fn a_prune_comes_back_as_written() {
         let prune = WriteOp::Prune(crate::store::Prune {
             device_inactive_ms: 7,
             retention_days: 30,
             max_rows: 5000,
             from: crate::store::PruneFrom::Conversations { after: 4 },
         });
-        let payload = rmp_serde::to_vec(&(WAL_FORMAT, 2u64, 200u64, [&prune])).unwrap();
-        bytes.extend(framed(&payload));
-        let (_dir, path) = log_of(&bytes);
+        let payload = rmp_serde::to_vec(&(WAL_FORMAT, 1u64, 200u64, [&prune])).unwrap();
+        let (_dir, path) = log_of(&framed(&payload));
         let records = reread(&path);
-        assert_eq!(records.iter().map(|r| (r.format, r.seq)).collect::<Vec<_>>(), [(2, 1), (3, 2)]);
+        assert_eq!(records.iter().map(|r| (r.format, r.seq)).collect::<Vec<_>>(), [(2, 1)]);
         assert!(matches!(
-            records[1].ops[0],
+            records[0].ops[0],
             WriteOp::Prune(crate::store::Prune {
                 retention_days: 30,
                 from: crate::store::PruneFrom::Conversations { after: 4 },
@@ -551,7 +545,7 @@ mod tests {
     fn the_table_of_formats_ends_with_the_one_written() {
         assert_eq!(FORMATS.last().map(|(f, _)| *f), Some(WAL_FORMAT));
         assert_eq!(introduced_by(1), Some("0.1.0"));
-        assert_eq!(readable_formats(), "1, 2 and 3");
+        assert_eq!(readable_formats(), "1 and 2");
     }
 
     #[test]
