@@ -1,6 +1,6 @@
 //! A client over a profile that survives lost connections: it reconnects with
 //! back-off, resumes with the stored token, retries sends under the same
-//! message id, and reads the delivery log from its cursor so that every entry
+//! message id, and reads its stream from its cursor so that every entry
 //! is handed out exactly once.
 //!
 //! The cursor has two parts. The *delivered* position (in memory) is the last

@@ -20,7 +20,7 @@
 //!   I/O so that exactly-once delivery is tested on its own.
 //! - [`backoff`]: how long to wait before reconnecting ([`Backoff`]).
 //! - [`client`]: the reconnecting [`Client`] over a profile: resume with the
-//!   token, sends retried under one message id, the delivery log read from
+//!   token, sends retried under one message id, the stream read from
 //!   the cursor with each entry handed out once, the cursor saved and
 //!   acknowledged; [`Client::pair`] turns a pairing URI into a profile.
 //! - [`error`]: the one error type, [`ClientError`].

@@ -3,7 +3,7 @@
 //! devices of three users, over the real protocol on a real server,
 //! checked against a model that a person could write on a card:
 //!
-//! - each user's delivery log holds every message of the user's
+//! - each user's stream holds every message of the user's
 //!   conversations, in the order they were sent;
 //! - every device sees every entry of its user's log exactly once, in
 //!   increasing position order, whether by `sync` or by live push, across

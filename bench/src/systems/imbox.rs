@@ -2,7 +2,7 @@
 //! protocol crate's frames directly.
 //!
 //! Sessions resume with device tokens made by `provision` (a token may back
-//! several sessions at once), sync their delivery log until the server
+//! several sessions at once), sync their stream until the server
 //! switches them to live pushes, and acknowledge what they read every few
 //! seconds so that the next run does not sync this run's messages again.
 

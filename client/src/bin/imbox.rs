@@ -133,7 +133,7 @@ enum Line<'a> {
         conversation: &'a str,
         conversation_id: u64,
         seq: u64,
-        /// Absent in history, which is not read from the delivery log.
+        /// Absent in history, which is not read from the stream.
         #[serde(skip_serializing_if = "Option::is_none")]
         position: Option<u64>,
         from: &'a str,
