@@ -393,7 +393,12 @@ impl Client {
     /// Sends a text message under `id`. Sending the same id again (from any
     /// run) never stores a second copy.
     pub async fn send_with_id(&mut self, to: &Target, id: &str, text: &str) -> Result<Sent, ClientError> {
-        let req = Request::Send { to: to.clone(), id: id.to_owned(), text: text.to_owned() };
+        let req = Request::Send {
+            to: to.clone(),
+            id: id.to_owned(),
+            text: text.to_owned(),
+            attachments: Vec::new(),
+        };
         match self.call(req).await? {
             Response::Sent { conversation, seq, sent_at, duplicate } => {
                 Ok(Sent { id: id.to_owned(), conversation, seq, sent_at, duplicate })

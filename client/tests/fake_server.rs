@@ -171,7 +171,7 @@ impl FakeServer {
                 })
             }
             Request::Resume { .. } => err(ErrorCode::BadCredentials, "unknown or revoked token"),
-            Request::Send { to, id: message_id, text } => {
+            Request::Send { to, id: message_id, text, .. } => {
                 let known = self.state().sent.get(&message_id).copied();
                 if let Some((conversation, seq)) = known {
                     return ok(Response::Sent { conversation, seq, sent_at: 1, duplicate: true });

@@ -127,6 +127,7 @@ fn request(c: &mut Choices, w: &World) -> Request {
                 _ => format!("m{}", c.byte()),
             },
             text: text(c),
+            attachments: Vec::new(),
         },
         8 => Request::History { conversation: target(c), before: c.one_of_none(), limit: c.number() as u32 },
         9 => Request::Conversations,

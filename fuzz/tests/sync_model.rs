@@ -214,8 +214,12 @@ async fn one_case(seed: u64, steps: usize) {
                 }
                 sent += 1;
                 let id = format!("m{sent}");
-                let req =
-                    Request::Send { to: Target::parse(to), id: id.clone(), text: format!("text {sent}") };
+                let req = Request::Send {
+                    to: Target::parse(to),
+                    id: id.clone(),
+                    text: format!("text {sent}"),
+                    attachments: Vec::new(),
+                };
                 assert!(matches!(devices[d].call(req).await, Response::Sent { duplicate: false, .. }));
                 for member in members {
                     expected.get_mut(member).unwrap().push(id.clone());

@@ -56,6 +56,13 @@ pub enum ErrorCode {
     /// The server's disk is full: nothing was stored. Reads and delivery of
     /// what is stored go on; writes resume once its owner frees space.
     StorageFull,
+    /// The upload would take the user past their media quota: delete old
+    /// attachments or ask the box's owner for a larger quota.
+    QuotaExceeded,
+    /// The box keeps the rest of its disk for messages: media uploads are
+    /// refused until its owner frees space or shortens media retention.
+    /// Messages still go through.
+    MediaSpaceFull,
     /// The server failed; nothing was changed. Retry later.
     Internal,
 }

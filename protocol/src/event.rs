@@ -44,8 +44,13 @@ pub struct Message {
     pub id: String,
     /// When the server stored it, in milliseconds since the Unix epoch.
     pub sent_at: u64,
-    /// The text.
+    /// The text (a caption when the message carries attachments; then it
+    /// may be empty).
     pub text: String,
+    /// The files the message carries, in the sender's order (absent when
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::Attachment>,
 }
 
 /// Whether a receipt reports delivery or reading.

@@ -172,7 +172,12 @@ mod tests {
             ClientFrame { id: 1, req: Request::Hello { versions: vec![1], client: "t".into() } },
             ClientFrame {
                 id: 2,
-                req: Request::Send { to: Target::Group("ops".into()), id: "m1".into(), text: "hi".into() },
+                req: Request::Send {
+                    to: Target::Group("ops".into()),
+                    id: "m1".into(),
+                    text: "hi".into(),
+                    attachments: Vec::new(),
+                },
             },
             ClientFrame {
                 id: 3,
@@ -203,6 +208,18 @@ mod tests {
                             id: "x".into(),
                             sent_at: 5,
                             text: "hello".into(),
+                            attachments: vec![crate::Attachment {
+                                id: "ab".repeat(32),
+                                media_type: "image/jpeg".into(),
+                                size: 1234,
+                                name: "cat.jpg".into(),
+                                width: Some(64),
+                                height: Some(48),
+                                duration_ms: None,
+                                blurhash: None,
+                                thumbnail: None,
+                                expired: true,
+                            }],
                         }),
                     },
                 },

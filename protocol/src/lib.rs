@@ -14,9 +14,13 @@
 //! - [`shape`]: the raw MessagePack shape a client frame must have, checked
 //!   before serde (which is more lenient than the document).
 //! - [`stream`]: length-prefixed frames on a byte stream (QUIC).
+//! - [`attachment`]: what a message says about each file it carries.
+//! - [`transfer`]: attachment bytes over QUIC streams of their own, and the
+//!   paths of the HTTPS (tus) endpoints.
 //!
 //! docs/PROTOCOL.md is the specification; this crate is its Rust rendering.
 
+pub mod attachment;
 pub mod error;
 pub mod event;
 pub mod frame;
@@ -27,7 +31,9 @@ pub mod request;
 pub mod response;
 pub mod shape;
 pub mod stream;
+pub mod transfer;
 
+pub use attachment::{check_attachments, valid_attachment_id, Attachment, AttachmentError};
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{Entry, Event, Item, Membership, MembershipChange, Message, Receipt, ReceiptKind};
 pub use frame::{ClientFrame, DecodeError, ServerFrame};

@@ -60,9 +60,17 @@ pub enum Request {
     Devices,
     /// Revokes another device of the caller's; its sessions end.
     RevokeDevice { device: u64 },
-    /// Sends a text message. `id` is chosen by the client, unique per sender:
-    /// a retry with the same id returns the first result and stores nothing.
-    Send { to: Target, id: String, text: String },
+    /// Sends a message: text, attachments uploaded before (see
+    /// [`crate::transfer`]), or both. `id` is chosen by the client, unique
+    /// per sender: a retry with the same id returns the first result and
+    /// stores nothing.
+    Send {
+        to: Target,
+        id: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<crate::Attachment>,
+    },
     /// Reads the caller's delivery log after position `since`, at most `limit`
     /// entries. When a page ends the log, the session goes live: later entries
     /// are pushed as [`crate::Event::Entry`].

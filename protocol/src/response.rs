@@ -19,6 +19,10 @@ pub struct Limits {
     pub sends_per_second: u32,
     /// The most members a group may have.
     pub max_group_members: u32,
+    /// The largest attachment the box accepts, in bytes (0 from a server
+    /// without attachments).
+    #[serde(default)]
+    pub max_attachment_bytes: u64,
 }
 
 /// Direct or group.

@@ -36,6 +36,21 @@ pub fn check_client_frame(bytes: &[u8]) -> Shape {
     Shape { id: walk.id, verdict }
 }
 
+/// Checks that `bytes` is exactly one map with string keys and no `bin` or
+/// `ext` values anywhere: the shape of a transfer header
+/// ([`crate::transfer`]), which is not a request frame.
+pub fn check_map(bytes: &[u8]) -> Result<(), String> {
+    let mut walk = Walk { bytes, at: 0, id: None };
+    match walk.header()? {
+        Kind::Map(pairs) => walk.map(pairs, 1, MapRole::Plain)?,
+        _ => return Err("a header is a MessagePack map with string keys".into()),
+    }
+    if walk.at != bytes.len() {
+        return Err(format!("{} bytes after the header's map", bytes.len() - walk.at));
+    }
+    Ok(())
+}
+
 /// The kind of value at the cursor, once its header is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

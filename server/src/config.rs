@@ -123,6 +123,28 @@ pub struct Config {
     pub pairing: PairingConfig,
     /// First-run setup (claiming the box).
     pub setup: SetupConfig,
+    /// Attachments: sizes, quotas, the space kept for messages, retention.
+    pub media: MediaConfig,
+}
+
+/// Attachments (`crate::media`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The largest file, in MiB.
+    pub max_file_mib: u32,
+    /// What one user's uploads may take together, in MiB (0: no quota).
+    pub user_quota_mib: u32,
+    /// Space on the data disk that uploads never take, in MiB: kept for
+    /// messages.
+    pub reserve_mib: u32,
+    /// An upload no message has carried for this long is removed, in hours.
+    pub orphan_hours: u32,
+    /// An unfinished upload is dropped this long after it last moved, in hours.
+    pub upload_expiry_hours: u32,
+    /// Attachments not sent for this many days are deleted (0: kept
+    /// forever); the owner's setting on the admin pages wins.
+    pub retention_days: u32,
 }
 
 /// First-run setup.
@@ -807,6 +829,15 @@ impl Config {
             ("storage.retention_days", s.retention_days.into(), 0, 36_500),
             ("storage.device_inactive_days", s.device_inactive_days.into(), 1, 3650),
         ];
+        let m = &self.media;
+        let media_ranges: [(&'static str, u64, u64, u64); 6] = [
+            ("media.max_file_mib", m.max_file_mib.into(), 1, 1_048_576),
+            ("media.user_quota_mib", m.user_quota_mib.into(), 0, u32::MAX.into()),
+            ("media.reserve_mib", m.reserve_mib.into(), 0, 1_048_576),
+            ("media.orphan_hours", m.orphan_hours.into(), 1, 8760),
+            ("media.upload_expiry_hours", m.upload_expiry_hours.into(), 1, 8760),
+            ("media.retention_days", m.retention_days.into(), 0, 36_500),
+        ];
         let (q, id) = (&self.quic, &self.identity);
         let h = &self.http;
         let transport_ranges: [(&'static str, u64, u64, u64); 8] = [
@@ -819,7 +850,8 @@ impl Config {
             ("identity.certificate_days", id.certificate_days.into(), 2, 3650),
             ("identity.renew_before_days", id.renew_before_days.into(), 1, 3649),
         ];
-        for (key, value, min, max) in ranges.into_iter().chain(storage_ranges).chain(transport_ranges) {
+        let all = ranges.into_iter().chain(storage_ranges).chain(transport_ranges).chain(media_ranges);
+        for (key, value, min, max) in all {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError::OutOfRange {
                     key,

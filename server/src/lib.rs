@@ -31,6 +31,7 @@ pub mod control;
 pub mod disks;
 pub mod identity;
 pub mod logging;
+pub mod media;
 pub mod pairing;
 pub mod router;
 pub mod server;

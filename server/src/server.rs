@@ -169,6 +169,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         logins: LoginLimit::new(l.login_attempts_per_minute),
         sends: SendLimit::new(l.sends_per_second, l.send_burst),
+        max_attachment_bytes: u64::from(config.media.max_file_mib) << 20,
         server_name: std::sync::RwLock::new(box_name.clone()),
     });
 

@@ -84,7 +84,12 @@ async fn bad_frames_close_only_their_own_connection() {
     closes_with(huge, ErrorCode::FrameTooLarge).await;
 
     // The bystander's session is untouched and still works.
-    let send = Request::Send { to: Target::parse("alice"), id: "still-here".into(), text: "fine".into() };
+    let send = Request::Send {
+        to: Target::parse("alice"),
+        id: "still-here".into(),
+        text: "fine".into(),
+        attachments: Vec::new(),
+    };
     assert!(matches!(
         request(&mut bystander, 3, send).await,
         ServerFrame::Ok { body: Response::Sent { .. }, .. }
@@ -130,7 +135,12 @@ async fn requests_before_hello_and_login_are_refused() {
     assert_eq!(code(&request(&mut ws, 1, sync.clone()).await), ErrorCode::HelloRequired);
     let mut ws = greeted(&server).await;
     assert_eq!(code(&request(&mut ws, 2, sync).await), ErrorCode::NotAuthenticated);
-    let send = Request::Send { to: Target::parse("alice"), id: "x".into(), text: "x".into() };
+    let send = Request::Send {
+        to: Target::parse("alice"),
+        id: "x".into(),
+        text: "x".into(),
+        attachments: Vec::new(),
+    };
     assert_eq!(code(&request(&mut ws, 3, send).await), ErrorCode::NotAuthenticated);
     let wrong = Request::Login {
         username: "alice".into(),
@@ -169,7 +179,12 @@ async fn other_peoples_conversations_are_closed() {
     let server = Server::start().await;
     server.add_users(&["alice", "bob", "mallory"]).await;
     let mut alice = logged_in(&server, "alice").await;
-    let send = Request::Send { to: Target::parse("bob"), id: "p1".into(), text: "private".into() };
+    let send = Request::Send {
+        to: Target::parse("bob"),
+        id: "p1".into(),
+        text: "private".into(),
+        attachments: Vec::new(),
+    };
     let ServerFrame::Ok { body: Response::Sent { conversation, .. }, .. } =
         request(&mut alice, 3, send).await
     else {
@@ -183,9 +198,19 @@ async fn other_peoples_conversations_are_closed() {
     assert_eq!(code(&request(&mut mallory, 5, peek).await), ErrorCode::NotFound);
     let peek = Request::History { conversation: Target::parse("#inner"), before: None, limit: 10 };
     assert_eq!(code(&request(&mut mallory, 6, peek).await), ErrorCode::NotMember);
-    let post = Request::Send { to: Target::Id(conversation), id: "m1".into(), text: "hi".into() };
+    let post = Request::Send {
+        to: Target::Id(conversation),
+        id: "m1".into(),
+        text: "hi".into(),
+        attachments: Vec::new(),
+    };
     assert_eq!(code(&request(&mut mallory, 7, post).await), ErrorCode::NotFound);
-    let post = Request::Send { to: Target::parse("#inner"), id: "m2".into(), text: "hi".into() };
+    let post = Request::Send {
+        to: Target::parse("#inner"),
+        id: "m2".into(),
+        text: "hi".into(),
+        attachments: Vec::new(),
+    };
     assert_eq!(code(&request(&mut mallory, 8, post).await), ErrorCode::NotMember);
     let join = Request::AddMember { group: Target::parse("#inner"), user: "mallory".into() };
     assert_eq!(code(&request(&mut mallory, 9, join).await), ErrorCode::NotMember);

@@ -24,6 +24,7 @@ fn oversize() -> Vec<u8> {
         to: imbox_protocol::Target::parse("bob"),
         id: "big".into(),
         text: "x".repeat(69_950),
+        attachments: Vec::new(),
     };
     let frame = ClientFrame { id: 5, req }.encode();
     assert!(frame.len() >= 70_000 && frame.len() < 70_100, "{}", frame.len());

@@ -57,8 +57,12 @@ async fn acknowledged_sends_survive_sigkill() {
                 for batch in 0.. {
                     let sends = (0..8).map(|k| {
                         let id = format!("{name}-r{round}-{batch}-{k}");
-                        let req =
-                            Request::Send { to: Target::parse("#burst"), id: id.clone(), text: id.clone() };
+                        let req = Request::Send {
+                            to: Target::parse("#burst"),
+                            id: id.clone(),
+                            text: id.clone(),
+                            attachments: Vec::new(),
+                        };
                         let conn = &conn;
                         async move { (id, conn.request(req).await) }
                     });

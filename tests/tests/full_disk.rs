@@ -90,8 +90,13 @@ async fn claim(server: &Server) -> (Http, String, String) {
 }
 
 async fn send(conn: &Connection, id: &str) -> Result<Response, ClientError> {
-    conn.request(Request::Send { to: Target::parse("bob"), id: id.into(), text: format!("text of {id}") })
-        .await
+    conn.request(Request::Send {
+        to: Target::parse("bob"),
+        id: id.into(),
+        text: format!("text of {id}"),
+        attachments: Vec::new(),
+    })
+    .await
 }
 
 /// Sends `n` messages `{prefix}-0`... that must all be acknowledged; returns

@@ -82,7 +82,12 @@ async fn presence(watcher: &Connection, user: &str, online: bool) {
 async fn contacts(server: &Server) -> Connection {
     server.add_users(&["alice", "bob"]).await;
     let alice = server.connection("alice").await;
-    let hi = Request::Send { to: Target::parse("bob"), id: "hi".into(), text: "hi".into() };
+    let hi = Request::Send {
+        to: Target::parse("bob"),
+        id: "hi".into(),
+        text: "hi".into(),
+        attachments: Vec::new(),
+    };
     assert!(matches!(alice.request(hi).await.unwrap(), Response::Sent { .. }));
     alice
 }
@@ -121,7 +126,12 @@ fn flood_bob(alice: Arc<Connection>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let text = "x".repeat(256 * 1024);
         for i in 0..400 {
-            let send = Request::Send { to: Target::parse("bob"), id: format!("big{i}"), text: text.clone() };
+            let send = Request::Send {
+                to: Target::parse("bob"),
+                id: format!("big{i}"),
+                text: text.clone(),
+                attachments: Vec::new(),
+            };
             alice.request(send).await.unwrap();
         }
     })

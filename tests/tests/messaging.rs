@@ -120,6 +120,7 @@ async fn a_device_offline_across_a_thousand_messages_resumes_in_pages(transport:
             to: Target::parse("bob"),
             id: format!("m{i:04}"),
             text: format!("message {i}"),
+            attachments: Vec::new(),
         })
     });
     for result in futures_util::future::join_all(sends).await {
@@ -188,6 +189,7 @@ async fn history_pages_backwards(transport: Transport) {
                 to: Target::parse("bob"),
                 id: format!("h{i}"),
                 text: format!("{i}"),
+                attachments: Vec::new(),
             })
             .await
             .unwrap();
@@ -228,6 +230,7 @@ async fn a_live_device_three_pages_behind_gets_everything_once_in_order(transpor
             to: Target::parse("bob"),
             id: format!("m{i}"),
             text: format!("burst {i}"),
+            attachments: Vec::new(),
         })
     });
     for sent in futures_util::future::join_all(sends).await {

@@ -63,7 +63,12 @@ async fn zero_rtt_resumes_and_refuses_what_is_not_safe_to_replay() {
         stream.write(hello()).await,
         stream.write(Request::Resume { token }).await,
         stream
-            .write(Request::Send { to: Target::parse("bob"), id: "early-1".into(), text: "0-RTT".into() })
+            .write(Request::Send {
+                to: Target::parse("bob"),
+                id: "early-1".into(),
+                text: "0-RTT".into(),
+                attachments: Vec::new(),
+            })
             .await,
         stream.write(Request::CreateGroup { name: "early".into(), members: vec![] }).await,
     ];
@@ -101,7 +106,12 @@ async fn a_rebound_client_keeps_its_session() {
 
     // Still the same session: no login, and a push from bob arrives.
     let sent = stream
-        .call(Request::Send { to: Target::parse("bob"), id: "after-rebind".into(), text: "moved".into() })
+        .call(Request::Send {
+            to: Target::parse("bob"),
+            id: "after-rebind".into(),
+            text: "moved".into(),
+            attachments: Vec::new(),
+        })
         .await;
     assert!(matches!(sent, ServerFrame::Ok { body: Response::Sent { .. }, .. }), "{sent:?}");
     let bob = server.connection("bob").await;
@@ -109,6 +119,7 @@ async fn a_rebound_client_keeps_its_session() {
         to: Target::parse("alice"),
         id: "to-moved".into(),
         text: "found you".into(),
+        attachments: Vec::new(),
     })
     .await
     .unwrap();

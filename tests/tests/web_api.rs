@@ -375,6 +375,7 @@ async fn moving_the_data_pauses_writes_and_follows_the_storage_scripts_progress(
             to: imbox_protocol::Target::parse("bob"),
             id: text.to_owned(),
             text: text.to_owned(),
+            attachments: Vec::new(),
         })
     };
     send("before").await.unwrap();

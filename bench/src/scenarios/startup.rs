@@ -316,7 +316,8 @@ async fn send_with_retry(connection: &Connection, to: &str, i: u64) -> anyhow::R
     while text.len() < crate::payload::MESSAGE_BYTES {
         text.push('.');
     }
-    let request = Request::Send { to: Target::User(to.to_owned()), id: format!("s{i}"), text };
+    let request =
+        Request::Send { to: Target::User(to.to_owned()), id: format!("s{i}"), text, attachments: Vec::new() };
     for attempt in 0..10u64 {
         match connection.request(request.clone()).await {
             Ok(Response::Sent { .. }) => return Ok(()),

@@ -528,6 +528,7 @@ impl Session {
                 to: self.target(message.dest),
                 id: message.stamp.message_id(),
                 text: message.stamp.encode(),
+                attachments: Vec::new(),
             };
             self.sink.feed(ClientFrame { id, req }.encode()).await?;
             pending.insert(id, message);

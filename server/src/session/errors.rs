@@ -48,7 +48,8 @@ pub fn from_store(err: &StoreError) -> ErrorBody {
         StoreError::NoSuchUser(_)
         | StoreError::NoSuchConversation(_)
         | StoreError::NoSuchDevice(_)
-        | StoreError::NoSuchInvite => (ErrorCode::NotFound, err.to_string()),
+        | StoreError::NoSuchInvite
+        | StoreError::NoSuchAttachment(_) => (ErrorCode::NotFound, err.to_string()),
         StoreError::NotMember(_) => (ErrorCode::NotMember, err.to_string()),
         StoreError::NotAdmin(_) => (ErrorCode::NotAdmin, err.to_string()),
         StoreError::NameTaken(_) => (ErrorCode::NameTaken, err.to_string()),

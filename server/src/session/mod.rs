@@ -44,6 +44,8 @@ pub struct Hub {
     pub logins: LoginLimit,
     /// Sends and typing notices, per device and per user over all sessions.
     pub sends: SendLimit,
+    /// The largest attachment accepted (`media.max_file_mb`), told in `welcome`.
+    pub max_attachment_bytes: u64,
     /// The box name told in `welcome`; the owner may change it while running.
     pub server_name: std::sync::RwLock<String>,
 }
@@ -53,7 +55,7 @@ pub struct Hub {
 pub const MAX_PRESENCE_FANOUT: usize = 1000;
 
 /// The limits announced in `welcome`.
-fn announced(limits: &LimitsConfig) -> Limits {
+fn announced(limits: &LimitsConfig, max_attachment_bytes: u64) -> Limits {
     Limits {
         max_frame_bytes: limits.max_frame_bytes,
         max_text_bytes: limits.max_text_bytes,
@@ -61,6 +63,7 @@ fn announced(limits: &LimitsConfig) -> Limits {
         max_history_page: limits.max_history_page,
         sends_per_second: limits.sends_per_second,
         max_group_members: limits.max_group_members,
+        max_attachment_bytes,
     }
 }
 
@@ -290,7 +293,7 @@ impl Session {
             Response::Welcome {
                 version: version.min(PROTOCOL_VERSION),
                 server: self.hub.server_name.read().unwrap_or_else(|p| p.into_inner()).clone(),
-                limits: announced(&self.hub.limits),
+                limits: announced(&self.hub.limits, self.hub.max_attachment_bytes),
             },
         )
     }
@@ -449,7 +452,7 @@ impl Session {
         let user = device.auth.user;
         let limits = &hub.limits;
         match req {
-            Request::Send { to, id: message_id, text } => {
+            Request::Send { to, id: message_id, text, attachments } => {
                 if text.len() > limits.max_text_bytes as usize {
                     return err(
                         id,
@@ -464,6 +467,10 @@ impl Session {
                         "a message id is 1-64 printable ASCII characters",
                     );
                 }
+                let attachments = match crate::media::records_of(&attachments) {
+                    Ok(records) => records,
+                    Err(e) => return err(id, ErrorCode::InvalidArgument, e.to_string()),
+                };
                 if let Err(wait) = hub.sends.check(user, device.auth.device) {
                     return rate_limited(id, wait, "messages");
                 }
@@ -473,6 +480,7 @@ impl Session {
                     to,
                     client_id: message_id,
                     text,
+                    attachments,
                 };
                 later(id, hub.store.submit(op), |outcome| {
                     let sent = match outcome {

@@ -64,6 +64,7 @@ async fn world_where(limits: LimitsConfig, per_second: u32, burst: u32) -> World
         passwords: Passwords::new(2),
         logins: LoginLimit::new(3),
         sends: SendLimit::new(per_second, burst),
+        max_attachment_bytes: 100 << 20,
         server_name: std::sync::RwLock::new("test".into()),
     });
     World { hub, _dir: dir }
@@ -109,7 +110,7 @@ async fn logged_in(w: &World, name: &str) -> (Session, Inbox) {
 }
 
 fn send(to: &str, id: &str, text: &str) -> Request {
-    Request::Send { to: Target::parse(to), id: id.into(), text: text.into() }
+    Request::Send { to: Target::parse(to), id: id.into(), text: text.into(), attachments: Vec::new() }
 }
 
 #[tokio::test]

@@ -43,6 +43,9 @@ pub enum WriteOp {
         to: Target,
         client_id: String,
         text: String,
+        /// (Absent in log records written before attachments.)
+        #[serde(default)]
+        attachments: Vec<AttachmentRecord>,
     },
     Ack {
         device: u64,
@@ -91,6 +94,8 @@ pub enum WriteOp {
     Admin(super::admin_ops::AdminOp),
     /// A bounded round of pruning and retention (`prune.rs`).
     Prune(super::prune::Prune),
+    /// Attachments: a stored content, or a round of collection (`media.rs`).
+    Media(super::media::MediaOp),
 }
 
 /// What a write produced.
@@ -101,6 +106,7 @@ pub enum Outcome {
     Sent(Sent),
     Conversation(u64),
     Pruned(super::prune::PruneReport),
+    Collected(super::media::Collected),
     Done,
 }
 
@@ -129,6 +135,12 @@ impl Outcome {
     pub(super) fn pruned(self) -> Result<super::prune::PruneReport, StoreError> {
         match self {
             Outcome::Pruned(report) => Ok(report),
+            other => Err(other.unexpected()),
+        }
+    }
+    pub(super) fn collected(self) -> Result<super::media::Collected, StoreError> {
+        match self {
+            Outcome::Collected(collected) => Ok(collected),
             other => Err(other.unexpected()),
         }
     }
@@ -202,6 +214,7 @@ pub struct Tables<'txn> {
     member_lists: HashMap<u64, Arc<[u64]>>,
     pub invites: Table<'txn, &'static [u8], &'static [u8]>,
     pub settings: Table<'txn, &'static str, &'static [u8]>,
+    pub media: super::media::MediaTables<'txn>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -229,6 +242,7 @@ impl<'txn> Tables<'txn> {
             member_lists: HashMap::new(),
             invites: txn.open_table(INVITES)?,
             settings: txn.open_table(SETTINGS)?,
+            media: super::media::MediaTables::open(txn)?,
         })
     }
 
@@ -278,6 +292,20 @@ impl<'txn> Tables<'txn> {
     fn set_member(&mut self, conversation: u64, user: u64, member: &MemberRecord) -> Result<(), StoreError> {
         self.member_lists.remove(&conversation);
         self.members.insert((conversation, user), encode(member).as_slice())?;
+        Ok(())
+    }
+
+    /// Adds to a counter in `meta`.
+    pub(super) fn meta_add(&mut self, key: &str, by: u64) -> Result<(), StoreError> {
+        let now = self.meta.get(key)?.map_or(0, |v| v.value());
+        self.meta.insert(key, now.saturating_add(by))?;
+        Ok(())
+    }
+
+    /// Takes from a counter in `meta`.
+    pub(super) fn meta_sub(&mut self, key: &str, by: u64) -> Result<(), StoreError> {
+        let now = self.meta.get(key)?.map_or(0, |v| v.value());
+        self.meta.insert(key, now.saturating_sub(by))?;
         Ok(())
     }
 
@@ -437,8 +465,8 @@ pub fn apply(
             retire_beyond_cap(t, *user, *max_devices, notices)?;
             add_device(t, *user, name, token_hash)
         }
-        WriteOp::Send { sender, device, to, client_id, text } => {
-            send(t, *sender, *device, to, client_id, text, fresh)
+        WriteOp::Send { sender, device, to, client_id, text, attachments } => {
+            send(t, *sender, *device, to, client_id, (text, attachments), fresh)
         }
         WriteOp::Ack { device, position } => {
             if let Some(mut record) = t.device(*device)?.filter(|d| !d.revoked) {
@@ -490,6 +518,7 @@ pub fn apply(
         WriteOp::RemoveUser { name } => remove_user(t, name, fresh, notices),
         WriteOp::Admin(op) => super::admin_ops::apply(t, op, notices),
         WriteOp::Prune(op) => super::prune::apply(t, op),
+        WriteOp::Media(op) => super::media::apply(t, op),
         WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
             let record = InviteRecord {
                 created_by: *created_by,
@@ -594,7 +623,7 @@ fn send(
     device: u64,
     to: &Target,
     client_id: &str,
-    text: &str,
+    (text, attachments): (&str, &[AttachmentRecord]),
     fresh: &mut Vec<Fresh>,
 ) -> Result<Outcome, StoreError> {
     if let Some(existing) = t.message_ids.get((sender, client_id))? {
@@ -603,10 +632,15 @@ fn send(
             t.messages.get((conversation, seq))?.map(|v| decode("messages", v.value())).transpose()?.ok_or(
                 StoreError::Corrupt { table: "message_ids", reason: "points to a missing message".into() },
             )?;
-        if stored.text != text {
+        let same_files = stored.attachments.iter().map(|a| a.id).eq(attachments.iter().map(|a| a.id));
+        if stored.text != text || !same_files {
             return Err(StoreError::IdConflict(client_id.to_owned()));
         }
         return Ok(Outcome::Sent(Sent { conversation, seq, sent_at: stored.sent_at, duplicate: true }));
+    }
+    // Before anything is written: a first message may open a conversation.
+    for attachment in attachments {
+        super::media::check_sendable(t, sender, &attachment.id, attachment.size)?;
     }
     let (conversation, mut record) = match to {
         Target::User(name) => {
@@ -630,8 +664,17 @@ fn send(
     };
     let seq = record.last_seq + 1;
     let sent_at = t.now;
-    let message =
-        MessageRecord { sender, device, client_id: client_id.to_owned(), sent_at, text: text.to_owned() };
+    for attachment in attachments {
+        super::media::reference(t, &attachment.id, conversation, seq)?;
+    }
+    let message = MessageRecord {
+        sender,
+        device,
+        client_id: client_id.to_owned(),
+        sent_at,
+        text: text.to_owned(),
+        attachments: attachments.iter().map(|a| AttachmentRecord { expired: false, ..a.clone() }).collect(),
+    };
     t.messages.insert((conversation, seq), encode(&message).as_slice())?;
     t.message_ids.insert((sender, client_id), (conversation, seq))?;
     record.last_seq = seq;

@@ -12,6 +12,7 @@ mod admin_ops;
 mod apply;
 mod compact;
 pub mod health;
+pub mod media;
 mod migrate;
 mod prune;
 mod read;
@@ -122,6 +123,10 @@ pub enum StoreError {
     /// The message id was used before for a different message.
     #[error("message id {0:?} was already used for a different message")]
     IdConflict(String),
+    /// No attachment with that id that the caller may use (it was never
+    /// uploaded, was removed, or was sent where the caller cannot see it).
+    #[error("no attachment {0} is available to you: upload it first")]
+    NoSuchAttachment(String),
     /// A group would exceed the member limit.
     #[error("a group may have at most {0} members")]
     TooManyMembers(u32),
@@ -654,7 +659,9 @@ impl Store {
         client_id: String,
         text: String,
     ) -> Result<Sent, StoreError> {
-        self.write(WriteOp::Send { sender, device, to, client_id, text }).await?.sent()
+        self.write(WriteOp::Send { sender, device, to, client_id, text, attachments: Vec::new() })
+            .await?
+            .sent()
     }
 
     /// Records a device's cursor (never moves it backwards).
@@ -811,5 +818,45 @@ impl Store {
     /// The user's name, if the id exists.
     pub fn username(&self, user: u64) -> Result<Option<String>, StoreError> {
         read::username(&self.db(), user)
+    }
+
+    /// Records a content that is durable in its file, for `user`.
+    pub async fn store_blob(
+        &self,
+        user: u64,
+        hash: media::Hash,
+        size: u64,
+        media_type: String,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::Media(media::MediaOp::Store { user, hash, size, media_type })).await.map(drop)
+    }
+
+    /// One bounded round of removing orphans and expired media.
+    pub async fn collect_media(&self, collect: media::Collect) -> Result<media::Collected, StoreError> {
+        self.write(WriteOp::Media(media::MediaOp::Collect(collect))).await?.collected()
+    }
+
+    /// The content `hash` if `user` may download it.
+    pub fn downloadable(
+        &self,
+        user: u64,
+        hash: &media::Hash,
+    ) -> Result<Option<media::Downloadable>, StoreError> {
+        media::downloadable(&self.db(), user, hash)
+    }
+
+    /// What `user`'s uploads take, in bytes.
+    pub fn media_usage(&self, user: u64) -> Result<u64, StoreError> {
+        media::usage(&self.db(), user)
+    }
+
+    /// Media on the box, in all and per user.
+    pub fn media_summary(&self) -> Result<media::MediaSummary, StoreError> {
+        media::summary(&self.db())
+    }
+
+    /// Every stored content's hash.
+    pub fn blob_hashes(&self) -> Result<std::collections::HashSet<media::Hash>, StoreError> {
+        media::all_hashes(&self.db())
     }
 }

@@ -330,6 +330,11 @@ fn expire_conversation(
     for (seq, message) in &old {
         budget.take();
         t.messages.remove((conversation, *seq))?;
+        // Its attachments lose a carrier; one that has none left becomes
+        // an orphan, removed by the media collection.
+        for attachment in &message.attachments {
+            super::media::unreference(t, &attachment.id, conversation, *seq)?;
+        }
         // Only the id's own row: a later message may have reused the id
         // after this one expired, and its row must stay.
         if t.message_ids.get((message.sender, message.client_id.as_str()))?.map(|v| v.value())

@@ -72,6 +72,26 @@ pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites
 /// name, what members may do).
 pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
+/// SHA-256 of a content → [`BlobRecord`]: the attachments stored on the
+/// box, each once (their files are under `<data_dir>/media/blobs`).
+pub const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
+/// (SHA-256, user) → when the user uploaded that content: a content counts
+/// once to each user who uploaded it (the quota), and may be sent by them.
+pub const BLOB_OWNERS: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("blob_owners");
+/// (SHA-256, conversation, seq): the messages that carry a content. A member
+/// of such a conversation who sees the message may download it.
+pub const BLOB_REFS: TableDefinition<(&[u8], u64, u64), ()> = TableDefinition::new("blob_refs");
+/// (since, SHA-256) of the contents no message carries: orphans, removed
+/// after `media.orphan_hours`.
+pub const BLOB_UNREFERENCED: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("blob_unreferenced");
+/// (last sent, SHA-256) of every content: the order of media retention.
+pub const BLOB_LAST_SENT: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("blob_last_sent");
+/// user → bytes of the contents the user uploaded (each counted once).
+pub const MEDIA_USAGE: TableDefinition<u64, u64> = TableDefinition::new("media_usage");
+
+/// The meta key of the bytes of all stored contents.
+pub const MEDIA_BYTES: &str = "media_bytes";
+
 /// The meta key of the last stream position given out.
 pub const STREAM_HEAD: &str = "stream_head";
 /// The meta key of the first stream position; below it, positions are those
@@ -181,6 +201,42 @@ pub struct MessageRecord {
     pub client_id: String,
     pub sent_at: u64,
     pub text: String,
+    /// The files the message carries. (Absent in older records.)
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRecord>,
+}
+
+/// An attachment as a message carries it: the sender's description of a
+/// content in [`BLOBS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    pub id: [u8; 32],
+    pub media_type: String,
+    pub size: u64,
+    pub name: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub blurhash: Option<String>,
+    pub thumbnail: Option<String>,
+    /// Media retention deleted the content.
+    pub expired: bool,
+}
+
+/// A stored content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    /// The media type its first upload gave (served with it).
+    pub media_type: String,
+    pub stored_at: u64,
+    /// Messages carrying it (rows of [`BLOB_REFS`]).
+    pub refs: u64,
+    /// When `refs` last became 0 (its key in [`BLOB_UNREFERENCED`]).
+    pub unreferenced_since: u64,
+    /// When a message last carried it, else when it was stored (its key in
+    /// [`BLOB_LAST_SENT`]).
+    pub last_sent: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

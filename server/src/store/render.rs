@@ -109,6 +109,7 @@ where
             id: record.client_id,
             sent_at: record.sent_at,
             text: record.text,
+            attachments: record.attachments.into_iter().map(attachment).collect(),
         };
         self.rendered.borrow_mut().insert((conversation, seq), message.clone());
         Ok(Some(message))
@@ -176,5 +177,21 @@ where
                 by: self.username(by)?,
             }),
         }))
+    }
+}
+
+/// An attachment as the protocol describes it.
+pub fn attachment(record: AttachmentRecord) -> imbox_protocol::Attachment {
+    imbox_protocol::Attachment {
+        id: super::media::hex(&record.id),
+        media_type: record.media_type,
+        size: record.size,
+        name: record.name,
+        width: record.width,
+        height: record.height,
+        duration_ms: record.duration_ms,
+        blurhash: record.blurhash,
+        thumbnail: record.thumbnail,
+        expired: record.expired,
     }
 }
