@@ -27,9 +27,9 @@ run:
 	./target/debug/imboxd --data-dir $(RUN_DATA) run --listen $(RUN_LISTEN)
 
 # Every test: formatting, lints, unit tests, end-to-end tests, the browser
-# tests of the setup and admin pages, then the appliance image's boot tests
-# (make test-image: root, the Debian packages .ci/run installs, about 20
-# minutes). SKIP_IMAGE_TESTS=1 leaves those out; CI always runs them.
+# tests of the setup and admin pages and the tus-js-client test, then the
+# appliance image's boot tests (make test-image: root, the Debian packages
+# .ci/run installs, about 20 minutes). SKIP_IMAGE_TESTS=1 leaves those out; CI always runs them.
 SKIP_IMAGE_TESTS ?=
 test: check-fmt clippy build
 	$(CARGO) test --workspace --all-targets
@@ -56,10 +56,13 @@ fuzz:
 	IMBOX_FUZZ_SECONDS=$(FUZZ_SECONDS) IMBOX_MODEL_CASES=$(FUZZ_MODEL_CASES) \
 		$(CARGO) test -p imbox-fuzz -- --test-threads 2
 
-# The setup and admin pages in Debian's chromium, driven by Playwright
+# The setup and admin pages in Debian's chromium, driven by Playwright, and
+# attachments uploaded, cut and resumed with tus-js-client in Node
 # (tests/web/; needs Node.js 20 or newer, npm and /usr/bin/chromium, which
-# .ci/run installs). npm ci runs again only when the lockfile changes.
-# Screenshots go to tests/web/out/.
+# .ci/run installs; the npm packages are pinned in tests/web's lockfile).
+# npm ci runs again only when the lockfile changes. Screenshots go to
+# tests/web/out/. `cd tests/web && npm run test:attachments` runs only the
+# tus test.
 WEB_TESTS := tests/web
 $(WEB_TESTS)/node_modules/.package-lock.json: $(WEB_TESTS)/package-lock.json
 	cd $(WEB_TESTS) && npm ci --no-audit --no-fund

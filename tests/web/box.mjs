@@ -17,10 +17,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, '..', '..');
 export const out = process.env.IMBOX_WEB_OUT || path.join(here, 'out');
 const profile = process.env.IMBOX_WEB_PROFILE || 'debug';
+// Where cargo put the binaries: make passes CARGO_TARGET_DIR on when it is set.
+const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
 
 /** A workspace binary, built by `cargo build --workspace --bins`. */
 export function bin(name) {
-  const file = path.join(root, 'target', profile, name);
+  const file = path.join(targetDir, profile, name);
   if (!fs.existsSync(file)) {
     throw new Error(`${file} is missing: run \`cargo build --workspace --bins\` first (make test does)`);
   }
@@ -176,10 +178,15 @@ export function phone(browser) {
   return browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 }, deviceScaleFactor: 1 });
 }
 
-/** Runs a program to its end; resolves with its exit code and output. */
-export function run(program, args, env) {
+/**
+ * Runs a program to its end; resolves with its exit code and output. `input`,
+ * when given, is written to its standard input (a password, say).
+ */
+export function run(program, args, env, input) {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdin = input === undefined ? 'ignore' : 'pipe';
+    const child = spawn(program, args, { env: cleanEnv(env), stdio: [stdin, 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin.end(input);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => { stdout += chunk; });
