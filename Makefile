@@ -86,14 +86,20 @@ clean:
 # on this machine, in one run. `bench` is the standard run (10,000 idle
 # sessions; under 15 minutes once built and installed); `bench-full` holds
 # 100,000 idle sessions. Output in bench/out/<timestamp>/, the plot and the
-# JSON results in docs/benchmarks/.
-.PHONY: bench bench-full
+# JSON results in docs/benchmarks/. `bench-attachments` moves a 256 MiB file
+# up and down over imboxd's HTTPS (tus) and QUIC and over nginx's HTTPS
+# (Debian's nginx, which it installs): a few minutes; JSON results in
+# docs/benchmarks/attachments/.
+.PHONY: bench bench-full bench-attachments
 
 bench:
 	bench/run.sh standard
 
 bench-full:
 	bench/run.sh full
+
+bench-attachments:
+	bench/run.sh attachments
 
 # --- The appliance image (docs/IMAGE.md) ------------------------------------
 # `make image` builds out/imbox-rpi4.img(.xz) from Debian's arm64 packages,

@@ -3,7 +3,8 @@
 # brokers people would run instead (mosquitto, rumqttd, ejabberd), on this
 # machine, in one run, under the same load shape.
 #
-#   bench/run.sh [standard|full]        (make bench / make bench-full)
+#   bench/run.sh [standard|full|attachments]
+#                      (make bench / make bench-full / make bench-attachments)
 #
 # standard: idle 10,000 sessions; chat with 1,000 users (direct, then groups
 #   of 10, 100 and 1,000); a reconnect storm of 2,000 devices; imboxd start-up with
@@ -12,10 +13,18 @@
 #   imbox-bench in release mode, installs the peers and seeds the start-up
 #   data set; those are timed separately).
 # full: the same with 100,000 idle sessions and 10 s load steps.
+# attachments: the transfer scenario alone (a few minutes): one 256 MiB file
+#   uploaded and downloaded over imboxd's HTTPS (tus) and QUIC transfer
+#   streams and over nginx's HTTPS (Debian's package, a WebDAV directory
+#   with sendfile on), 3 times each, once with the client offering AES-GCM
+#   first and once offering ChaCha20-Poly1305 alone. Any run does it too
+#   when BENCH_SCENARIOS names `transfer`.
 #
 # Results: bench/out/<timestamp>/ (JSON per scenario and system, logs,
 # report.md, environment.txt); the plot goes to docs/benchmarks/latency.svg and
-# the JSON to docs/benchmarks/results/, so that a later run can be compared.
+# the JSON to docs/benchmarks/results/, so that a later run can be compared
+# (the transfer scenario's JSON to docs/benchmarks/attachments/ instead, and
+# a run without messaging scenarios leaves the others alone).
 #
 # Environment knobs (mostly for trying the script on a part of the run):
 #   BENCH_SYSTEMS      systems to run, default "imbox-wss imbox-quic mosquitto rumqttd ejabberd"
@@ -27,6 +36,10 @@
 #   BENCH_GROUP_SIZE, BENCH_GROUP_RATES, BENCH_GROUP10_RATES, BENCH_GROUP1000_RATES,
 #   BENCH_STORM_DEVICES,
 #   BENCH_STARTUP_MESSAGES, BENCH_PROVISION_USERS, BENCH_SOURCES
+#   BENCH_TRANSFER_MIB (256), BENCH_TRANSFER_REPETITIONS (3),
+#   BENCH_TRANSFER_CIPHERS ("aes-first chacha20"),
+#   BENCH_TRANSFER_SYSTEMS ("imbox-https imbox-quic nginx")
+#   BENCH_NGINX_PORT   nginx's HTTPS port, default 18443
 #   BENCH_IMBOX_PORT   imboxd's HTTPS/QUIC port, default 8443
 #   BENCH_NO_BUILD=1   use the binaries already in target/release
 #   BENCH_STOP_AFTER=imboxd|provision  stop after starting imboxd (build,
@@ -35,8 +48,8 @@ set -euo pipefail
 
 MODE="${1:-standard}"
 case "$MODE" in
-    standard | full) ;;
-    *) echo "usage: $0 [standard|full]" >&2; exit 2 ;;
+    standard | full | attachments) ;;
+    *) echo "usage: $0 [standard|full|attachments]" >&2; exit 2 ;;
 esac
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,8 +65,13 @@ RESULTS="$OUT/results"
 DOCS_OUT="$ROOT/docs/benchmarks"
 
 # --- sizes ------------------------------------------------------------------
-SYSTEMS="${BENCH_SYSTEMS:-imbox-wss imbox-quic mosquitto rumqttd ejabberd}"
-SCENARIOS="${BENCH_SCENARIOS:-idle chat group10 group group1000 storm startup}"
+if [ "$MODE" = attachments ]; then
+    SYSTEMS="${BENCH_SYSTEMS:-}"
+    SCENARIOS="${BENCH_SCENARIOS:-transfer}"
+else
+    SYSTEMS="${BENCH_SYSTEMS:-imbox-wss imbox-quic mosquitto rumqttd ejabberd}"
+    SCENARIOS="${BENCH_SCENARIOS:-idle chat group10 group group1000 storm startup}"
+fi
 if [ "$MODE" = full ]; then
     IDLE_SESSIONS="${BENCH_IDLE_SESSIONS:-100000}"
     STEP_SECONDS="${BENCH_STEP_SECONDS:-10}"
@@ -76,6 +94,11 @@ GROUP10_RATES="${BENCH_GROUP10_RATES:-20,500,1000,2000,5000,10000}"
 GROUP1000_RATES="${BENCH_GROUP1000_RATES:-20,50,100,200}"
 STORM_DEVICES="${BENCH_STORM_DEVICES:-2000}"
 STARTUP_MESSAGES="${BENCH_STARTUP_MESSAGES:-1000000}"
+TRANSFER_MIB="${BENCH_TRANSFER_MIB:-256}"
+TRANSFER_REPETITIONS="${BENCH_TRANSFER_REPETITIONS:-3}"
+TRANSFER_CIPHERS="${BENCH_TRANSFER_CIPHERS:-aes-first chacha20}"
+TRANSFER_SYSTEMS="${BENCH_TRANSFER_SYSTEMS:-imbox-https imbox-quic nginx}"
+export NGINX_PORT="${BENCH_NGINX_PORT:-18443}"
 max() { local m=0 v; for v in "$@"; do [ "$v" -gt "$m" ] && m="$v"; done; echo "$m"; }
 # Accounts, one device token each. Chat needs one per user; idle and storm
 # use them round robin (a token may back several sessions at once). Each
@@ -188,7 +211,7 @@ tune_machine() {
         # connection takes one of them as its source port.
         set_sysctl net.ipv4.ip_local_port_range "1024 65535"
         local reserved cur_reserved
-        reserved="$IMBOX_PORT,$IMBOX_HTTP_PORT,18883-18886"
+        reserved="$IMBOX_PORT,$IMBOX_HTTP_PORT,18883-18886,$NGINX_PORT"
         cur_reserved="$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)"
         set_sysctl net.ipv4.ip_local_reserved_ports "${cur_reserved:+$cur_reserved,}$reserved"
         # Accept queues: a reconnect storm arrives at once.
@@ -212,7 +235,7 @@ check_capacity() {
     nofile="$(ulimit -n)"
     # The server holds one descriptor per session; a few thousand spare.
     need=$((IDLE_SESSIONS + 2048))
-    if [ "$nofile" != unlimited ] && [ "$nofile" -lt "$need" ]; then
+    if has "$SCENARIOS" idle && [ "$nofile" != unlimited ] && [ "$nofile" -lt "$need" ]; then
         die "$IDLE_SESSIONS idle sessions need at least $need open files per process; the limit here is $nofile (hard $(ulimit -Hn)) and raising the hard limit needs CAP_SYS_RESOURCE, which this machine does not give. Run where it can be raised (e.g. on the Pi: LimitNOFILE= in the unit, or 'ulimit -Hn 1048576' as root), or set BENCH_IDLE_SESSIONS."
     fi
     # Source addresses (127.0.0.2, …): imbox-bench takes one per 25,000
@@ -221,7 +244,9 @@ check_capacity() {
     local lo hi
     read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
     SOURCES="${BENCH_SOURCES:-$(((IDLE_SESSIONS + 24999) / 25000))}"
-    say "idle: $IDLE_SESSIONS sessions from $SOURCES loopback source address(es) ($((hi - lo + 1)) ephemeral ports each)"
+    if has "$SCENARIOS" idle; then
+        say "idle: $IDLE_SESSIONS sessions from $SOURCES loopback source address(es) ($((hi - lo + 1)) ephemeral ports each)"
+    fi
 }
 
 record_environment() {
@@ -238,10 +263,13 @@ record_environment() {
         echo "rumqttd: $("$CACHE_DIR/cargo/bin/rumqttd" --version 2>/dev/null || echo not installed)"
         echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo not installed)"
         echo "erlang: $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo not installed)"
+        echo "nginx: $(dpkg-query -W -f='${Version}' nginx 2>/dev/null || echo not installed)"
+        echo "openssl: $(openssl version 2>/dev/null || echo not installed)"
         echo "sizes: idle $IDLE_SESSIONS sessions (sources $SOURCES); chat $CHAT_USERS users at $CHAT_RATES msg/s;" \
             "group $GROUP_USERS users in groups of $GROUP_SIZE at $GROUP_RATES msg/s," \
             "of 10 at $GROUP10_RATES msg/s, of 1000 at $GROUP1000_RATES msg/s; steps $STEP_SECONDS s;" \
-            "storm $STORM_DEVICES devices; startup $STARTUP_MESSAGES messages"
+            "storm $STORM_DEVICES devices; startup $STARTUP_MESSAGES messages;" \
+            "transfer $TRANSFER_MIB MiB x $TRANSFER_REPETITIONS to $TRANSFER_SYSTEMS, ciphers $TRANSFER_CIPHERS"
         echo
         cat "$OUT/sysctl.txt"
     } >"$OUT/environment.txt"
@@ -269,12 +297,19 @@ install_peers() {
         "$PEERS_DIR/$p.sh" install
         say "$p installed or present ($((SECONDS - start)) s)"
     done
+    if has "$SCENARIOS" transfer && has "$TRANSFER_SYSTEMS" nginx; then
+        local start=$SECONDS
+        "$PEERS_DIR/nginx.sh" install
+        say "nginx installed or present ($((SECONDS - start)) s)"
+    fi
 }
 
 # --- imboxd -----------------------------------------------------------------
 IMBOX_DATA="$OUT/imbox"
 IMBOX_CONFIG="$OUT/imbox-empty.toml"
 PIN=""
+# More settings for imboxd, as NAME=VALUE (the transfer scenario's file size).
+IMBOXD_ENV=()
 
 port_in_use() {
     ss -Hltn "sport = :$1" 2>/dev/null | grep -q . || ss -Hlun "sport = :$1" 2>/dev/null | grep -q .
@@ -302,6 +337,7 @@ start_imboxd() {
         IMBOX_LIMITS__LOGIN_ATTEMPTS_PER_MINUTE=10000 \
         IMBOX_LIMITS__MAX_CONNECTIONS="$max_connections" \
         IMBOX_LOG__LEVEL=warn \
+        "${IMBOXD_ENV[@]}" \
         "$IMBOXD" --config "$IMBOX_CONFIG" --data-dir "$IMBOX_DATA" run \
         </dev/null >>"$OUT/imboxd.log" 2>&1 &
     IMBOXD_PID=$!
@@ -444,15 +480,92 @@ run_startup() {
         --out "$RESULTS/imbox-startup.json"
 }
 
+# The transfer scenario (make bench-attachments): for each cipher offer, a
+# fresh imboxd data directory with one account (the box keeps every upload,
+# so the files of one offer are deleted before the next), nginx beside it,
+# and imbox-bench taking turns between them.
+run_transfer() {
+    local offer url="" ca="" nginx_pid="" imbox_args=()
+    if has "$TRANSFER_SYSTEMS" nginx; then
+        declare -A vars=()
+        local key value
+        phase "nginx start" start_peer nginx
+        while IFS='=' read -r key value; do
+            [ -n "$key" ] && vars[$key]="$value"
+        done <"$PEER_DIR/vars"
+        nginx_pid="${vars[PID]:-}"
+        if [ -z "$nginx_pid" ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
+            die "nginx did not start"
+        fi
+        url="${vars[URL]}"
+        ca="${vars[CA]}"
+        say "nginx running (pid $nginx_pid, $url)"
+    fi
+    local max_file=$((TRANSFER_MIB > 100 ? TRANSFER_MIB : 100))
+    local saved_data="$IMBOX_DATA"
+    for offer in $TRANSFER_CIPHERS; do
+        imbox_args=()
+        if has "$TRANSFER_SYSTEMS" imbox-https || has "$TRANSFER_SYSTEMS" imbox-quic; then
+            IMBOX_DATA="$OUT/transfer-imbox-$offer"
+            IMBOXD_ENV=("IMBOX_MEDIA__MAX_FILE_MIB=$max_file")
+            prepare_imbox
+            phase "imboxd start" start_imboxd
+            bench provision --control-socket "$IMBOX_DATA/control.sock" --users 1 \
+                --password "$IMBOX_PASSWORD" --url "wss://127.0.0.1:$IMBOX_PORT/ws" --pin "$PIN" \
+                --tokens-out "$IMBOX_DATA/tokens.json"
+            imbox_args=(--tokens "$IMBOX_DATA/tokens.json" --pin "$PIN" --imbox-pid "$IMBOXD_PID")
+            has "$TRANSFER_SYSTEMS" imbox-https && imbox_args+=(--imbox-https "https://127.0.0.1:$IMBOX_PORT")
+            has "$TRANSFER_SYSTEMS" imbox-quic && imbox_args+=(--imbox-quic "quic://127.0.0.1:$IMBOX_PORT")
+        fi
+        local nginx_args=()
+        [ -n "$url" ] && nginx_args=(--nginx "$url" --nginx-ca "$ca" --nginx-pid "$nginx_pid")
+        phase "transfer $TRANSFER_MIB MiB x $TRANSFER_REPETITIONS ($offer)" \
+            bench transfer "${imbox_args[@]}" "${nginx_args[@]}" --size-mib "$TRANSFER_MIB" \
+            --repetitions "$TRANSFER_REPETITIONS" --ciphers "$offer" --out-dir "$RESULTS"
+        if [ "${#imbox_args[@]}" -gt 0 ]; then
+            stop_imboxd
+            # Only the uploads are big; the log stays in $OUT/imboxd.log.
+            rm -rf "$IMBOX_DATA"
+        fi
+        IMBOXD_ENV=()
+    done
+    IMBOX_DATA="$saved_data"
+    if [ -n "$url" ]; then
+        "$PEERS_DIR/nginx.sh" stop "$PEER_DIR"
+        PEER_RUNNING=""
+        rm -rf "$PEER_DIR/www" "$PEER_DIR/tmp"
+    fi
+}
+
 report() {
-    mkdir -p "$DOCS_OUT/results"
-    bench report --results "$RESULTS" --markdown-out "$OUT/report.md" --plot-out "$DOCS_OUT/latency.svg"
-    # The published results are those of the latest run (git keeps the earlier ones).
-    local json=("$RESULTS"/*.json)
-    [ -e "${json[0]}" ] || die "no results in $RESULTS"
-    rm -f "$DOCS_OUT/results/"*.json
-    cp "${json[@]}" "$DOCS_OUT/results/"
-    cp "$OUT/environment.txt" "$DOCS_OUT/results/environment.txt"
+    bench report --results "$RESULTS" --markdown-out "$OUT/report.md" --plot-out "$OUT/latency.svg"
+    # The published results are those of the latest run (git keeps the
+    # earlier ones): the messaging scenarios' with the plot in
+    # docs/benchmarks/results/, the transfer scenario's in
+    # docs/benchmarks/attachments/; a run without one kind leaves its
+    # published results alone.
+    local json=() transfer=() f
+    for f in "$RESULTS"/*.json; do
+        [ -e "$f" ] || continue
+        case "$(basename "$f")" in
+            transfer-*) transfer+=("$f") ;;
+            *) json+=("$f") ;;
+        esac
+    done
+    [ "${#json[@]}" -gt 0 ] || [ "${#transfer[@]}" -gt 0 ] || die "no results in $RESULTS"
+    if [ "${#json[@]}" -gt 0 ]; then
+        mkdir -p "$DOCS_OUT/results"
+        cp "$OUT/latency.svg" "$DOCS_OUT/latency.svg"
+        rm -f "$DOCS_OUT/results/"*.json
+        cp "${json[@]}" "$DOCS_OUT/results/"
+        cp "$OUT/environment.txt" "$DOCS_OUT/results/environment.txt"
+    fi
+    if [ "${#transfer[@]}" -gt 0 ]; then
+        mkdir -p "$DOCS_OUT/attachments"
+        rm -f "$DOCS_OUT/attachments/"*.json
+        cp "${transfer[@]}" "$DOCS_OUT/attachments/"
+        cp "$OUT/environment.txt" "$DOCS_OUT/attachments/environment.txt"
+    fi
 }
 
 # --- the run ----------------------------------------------------------------
@@ -485,6 +598,9 @@ for system in $SYSTEMS; do
     esac
 done
 stop_imboxd
+if has "$SCENARIOS" transfer; then
+    run_transfer
+fi
 if has "$SCENARIOS" startup; then
     phase "imbox startup ($STARTUP_MESSAGES messages)" run_startup
 fi
@@ -498,4 +614,4 @@ if [ "$MODE" = standard ] && [ "$MEASURED" -gt "$BUDGET_SECONDS" ]; then
     say "WARNING: over the 15-minute budget: lower BENCH_STEP_SECONDS or the step lists"
 fi
 say "report: $OUT/report.md"
-say "plot: $DOCS_OUT/latency.svg; JSON results: $DOCS_OUT/results/"
+say "published: $DOCS_OUT/latency.svg and results/ (messaging), $DOCS_OUT/attachments/ (transfer), as this run had them"

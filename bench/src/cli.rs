@@ -31,6 +31,9 @@ pub enum Command {
     Storm(StormArgs),
     /// imboxd's start-to-ready time and idle memory over a big database.
     Startup(StartupArgs),
+    /// One big file up and down: imboxd over HTTPS (tus) and QUIC, nginx
+    /// over HTTPS, interleaved; throughput and server CPU per GB.
+    Transfer(TransferArgs),
     /// Markdown tables and a latency plot from a directory of results.
     Report(ReportArgs),
 }
@@ -184,6 +187,46 @@ pub struct StartupArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// imboxd's HTTPS address (tus uploads, downloads): https://127.0.0.1:8443.
+    #[arg(long)]
+    pub imbox_https: Option<String>,
+    /// imboxd's QUIC address (transfer streams): quic://127.0.0.1:8443.
+    #[arg(long)]
+    pub imbox_quic: Option<String>,
+    /// imboxd: the box's key fingerprint (`imboxd identity`) [default: the tokens file's].
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// imboxd: the tokens file from `provision`; the first token is used.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// imboxd's process id, for its CPU time.
+    #[arg(long)]
+    pub imbox_pid: Option<u32>,
+    /// nginx's WebDAV directory: https://127.0.0.1:18443/upload/.
+    #[arg(long)]
+    pub nginx: Option<String>,
+    /// nginx: its certificate or CA (PEM) to trust.
+    #[arg(long)]
+    pub nginx_ca: Option<PathBuf>,
+    /// nginx's master process id; its workers' CPU time counts too.
+    #[arg(long)]
+    pub nginx_pid: Option<u32>,
+    /// The file's size in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub size_mib: u64,
+    /// Uploads and downloads per system and cipher offer; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// The cipher offers to run, each a result file per system.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "aes-first,chacha20")]
+    pub ciphers: Vec<crate::transfer::CipherOffer>,
+    /// Where to write the result files (transfer-<cipher>-<system>.json).
+    #[arg(long)]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The directory of result files (every *.json that is one).
     #[arg(long)]
@@ -276,5 +319,35 @@ mod tests {
             "p.svg",
         ]);
         assert!(report.is_ok());
+        let transfer = Cli::try_parse_from([
+            "imbox-bench",
+            "transfer",
+            "--imbox-https",
+            "https://127.0.0.1:8443",
+            "--imbox-quic",
+            "quic://127.0.0.1:8443",
+            "--tokens",
+            "t.json",
+            "--imbox-pid",
+            "7",
+            "--nginx",
+            "https://127.0.0.1:18443/upload/",
+            "--nginx-ca",
+            "ca.pem",
+            "--nginx-pid",
+            "8",
+            "--size-mib",
+            "64",
+            "--repetitions",
+            "2",
+            "--ciphers",
+            "chacha20",
+            "--out-dir",
+            "results",
+        ])
+        .expect("transfer parses");
+        let Command::Transfer(transfer) = transfer.command else { panic!("not transfer") };
+        assert_eq!(transfer.ciphers, vec![crate::transfer::CipherOffer::Chacha20]);
+        assert_eq!(transfer.size_mib, 64);
     }
 }

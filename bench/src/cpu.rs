@@ -9,6 +9,30 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
+/// User plus system CPU seconds used so far by process `pid` and its
+/// children that are still running: nginx works in worker processes, whose
+/// time reaches the master's figures only once they exit.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let own = cpu_seconds(pid)?;
+    let children: f64 = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| child != pid)
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            (parent_pid(&stat)? == pid).then(|| busy_ticks(&stat)).flatten()
+        })
+        .map(|ticks| ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+        .sum();
+    Some(own + children)
+}
+
+/// The parent pid (field 4) of a /proc/PID/stat line.
+pub fn parent_pid(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// utime + stime (fields 14 and 15) of a /proc/PID/stat line. The command
 /// name (field 2) may hold spaces and parentheses, so fields are counted
 /// from its closing parenthesis.
@@ -53,6 +77,7 @@ mod tests {
         let stat = "1234 (imbox d) (x)) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 3 0 100 0 0";
         assert_eq!(busy_ticks(stat), Some(325));
         assert_eq!(busy_ticks("garbage"), None);
+        assert_eq!(parent_pid(stat), Some(1));
     }
 
     #[test]
@@ -63,5 +88,7 @@ mod tests {
         }
         assert!(spin != 1);
         assert!(cpu_seconds(std::process::id()).is_some());
+        let tree = tree_cpu_seconds(std::process::id()).expect("this process");
+        assert!(tree >= cpu_seconds(std::process::id()).unwrap_or(f64::MAX) - 0.1);
     }
 }

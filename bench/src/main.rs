@@ -8,7 +8,10 @@
 //! - [`systems`]: the systems under load behind one interface:
 //!   [`systems::imbox`] (protocol frames over `wss://` or `quic://`) and
 //!   [`systems::mqtt`] (MQTT 3.1.1 with rumqttc's codec over `mqtts://`).
-//! - [`scenarios`]: `provision`, `idle`, `chat`, `storm`, `startup`.
+//! - [`scenarios`]: `provision`, `idle`, `chat`, `storm`, `startup`,
+//!   `transfer`.
+//! - [`transfer`]: one big file up and down over imboxd's HTTPS (tus) and
+//!   QUIC transfer streams, and nginx's HTTPS.
 //! - [`net`]: source addresses, TCP and TLS set up the same for every system,
 //!   QUIC endpoints.
 //! - [`schedule`]: the open-loop send schedule and random choices.
@@ -36,6 +39,7 @@ mod results;
 mod scenarios;
 mod schedule;
 mod systems;
+mod transfer;
 
 use clap::Parser;
 
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Chat(args) => scenarios::chat::run(args).await,
             Command::Storm(args) => scenarios::storm::run(args).await,
             Command::Startup(args) => scenarios::startup::run(args).await,
+            Command::Transfer(args) => scenarios::transfer::run(args).await,
             Command::Report(args) => report::run(args),
         }
     })

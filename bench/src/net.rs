@@ -108,7 +108,7 @@ pub async fn tcp_connect(source: IpAddr, server: SocketAddr) -> std::io::Result<
 
 /// rustls with ring, ChaCha20-Poly1305 first: what imbox clients prefer (a
 /// Raspberry Pi has no AES instructions), and the same for every system.
-fn provider() -> Arc<CryptoProvider> {
+pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.sort_by_key(|suite| {
         !matches!(
@@ -124,7 +124,16 @@ fn provider() -> Arc<CryptoProvider> {
 /// A client configuration that trusts the box with key `pin` (as imbox
 /// clients do: no CA, the key's fingerprint from the pairing code).
 pub fn pinned_tls(pin: Fingerprint, alpn: &[u8], tls13_only: bool) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = provider();
+    pinned_tls_with(provider(), pin, alpn, tls13_only)
+}
+
+/// [`pinned_tls`] offering the cipher suites of `provider`, in its order.
+pub fn pinned_tls_with(
+    provider: Arc<CryptoProvider>,
+    pin: Fingerprint,
+    alpn: &[u8],
+    tls13_only: bool,
+) -> anyhow::Result<rustls::ClientConfig> {
     let verifier = Arc::new(PinnedKey::new(pin, provider.signature_verification_algorithms));
     let builder = rustls::ClientConfig::builder_with_provider(provider);
     let builder = if tls13_only {
@@ -141,12 +150,16 @@ pub fn pinned_tls(pin: Fingerprint, alpn: &[u8], tls13_only: bool) -> anyhow::Re
 /// A client configuration that trusts the certificates in a PEM file: as a
 /// CA, or (for a self-signed server certificate) as the very certificate.
 pub fn ca_file_tls(path: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    ca_file_tls_with(provider(), path)
+}
+
+/// [`ca_file_tls`] offering the cipher suites of `provider`, in its order.
+pub fn ca_file_tls_with(provider: Arc<CryptoProvider>, path: &Path) -> anyhow::Result<rustls::ClientConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("{} holds a malformed certificate", path.display()))?;
     anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-    let provider = provider();
     let mut roots = rustls::RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs.iter().cloned());
     let webpki = if added > 0 {
@@ -279,6 +292,15 @@ impl QuicEndpoints {
 /// (about 200 KiB) overflows and every lost handshake packet costs a second
 /// of retransmission timeout, which would be charged to the server.
 const UDP_BUFFER: usize = 8 * 1024 * 1024;
+
+/// One QUIC client endpoint on `source` with the buffers of
+/// [`QuicEndpoints`]: for a few connections that carry bulk data.
+pub fn quic_endpoint(source: IpAddr) -> anyhow::Result<quinn::Endpoint> {
+    let socket = udp_socket(SocketAddr::new(source, 0))
+        .with_context(|| format!("cannot open a UDP socket on {source}"))?;
+    let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+    Ok(quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?)
+}
 
 /// A UDP socket bound to `addr` with [`UDP_BUFFER`] (as far as
 /// net.core.rmem_max and wmem_max allow).

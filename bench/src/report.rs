@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
-use crate::results::{ChatFigures, IdleFigures, ResultFile, StartupFigures, StepFigures, StormFigures};
+use crate::results::{
+    ChatFigures, IdleFigures, ResultFile, StartupFigures, StepFigures, StormFigures, TransferFigures,
+};
 
 /// Whether less or more of a figure is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +161,9 @@ pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
     disk_table(&mut out, results)?;
     storm_table(&mut out, results)?;
     startup_table(&mut out, results)?;
+    for scenario in transfer_scenarios(results) {
+        transfer_table(&mut out, results, &scenario)?;
+    }
     cpu_table(&mut out, results);
     Ok(out)
 }
@@ -380,6 +385,69 @@ fn startup_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The attachment transfer scenarios present (`transfer-<cipher offer>`).
+fn transfer_scenarios(results: &[ResultFile]) -> Vec<String> {
+    let mut found: Vec<String> =
+        results.iter().filter(|r| r.scenario.starts_with("transfer-")).map(|r| r.scenario.clone()).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// One big file up and down: throughput and the server's CPU per GB, with
+/// imbox's ratio to nginx.
+fn transfer_table(out: &mut String, results: &[ResultFile], scenario: &str) -> anyhow::Result<()> {
+    let rows = ordered(results, scenario);
+    let figures: Vec<TransferFigures> = rows.iter().map(|r| r.figures()).collect::<anyhow::Result<_>>()?;
+    let Some(first) = figures.first() else { return Ok(()) };
+    let offer = if first.offered_ciphers.len() == 1 {
+        format!("the client offered {} alone", first.offered_ciphers.join(""))
+    } else {
+        format!("the client offered {}, in that order", first.offered_ciphers.join(", "))
+    };
+    let _ =
+        writeln!(out, "### Attachments: a {} MiB file up and down ({offer})\n", first.size_bytes / 1_048_576);
+    let _ = writeln!(
+        out,
+        "Medians of {} repetitions; MB = 10^6 bytes, GB = 10^9 bytes. Server CPU: user + system seconds of the server's processes (nginx: master and workers) from the start of a transfer until 0.5 s after it, per GB moved. Ratios: imbox against nginx, above 1 when imbox is better (faster, or less CPU).\n",
+        first.repetitions
+    );
+    let _ = writeln!(out, "| System | Cipher negotiated | Upload (MB/s) | vs nginx | Download (MB/s) | vs nginx | Server CPU, upload (s/GB) | vs nginx | Server CPU, download (s/GB) | vs nginx | Failures |");
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let transfer = |r: &ResultFile| r.figures::<TransferFigures>().ok();
+    let up_rate = |r: &ResultFile| transfer(r).and_then(|f| f.upload.mb_per_second_median);
+    let down_rate = |r: &ResultFile| transfer(r).and_then(|f| f.download.mb_per_second_median);
+    let up_cpu = |r: &ResultFile| transfer(r).and_then(|f| f.upload.server_cpu_seconds_per_gb_median);
+    let down_cpu = |r: &ResultFile| transfer(r).and_then(|f| f.download.server_cpu_seconds_per_gb_median);
+    for (row, f) in rows.iter().zip(&figures) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            f.cipher.as_deref().unwrap_or("not reported"),
+            number(f.upload.mb_per_second_median, 0),
+            ratio_cell(row, &rows, up_rate, Better::Higher),
+            number(f.download.mb_per_second_median, 0),
+            ratio_cell(row, &rows, down_rate, Better::Higher),
+            number(f.upload.server_cpu_seconds_per_gb_median, 2),
+            ratio_cell(row, &rows, up_cpu, Better::Lower),
+            number(f.download.server_cpu_seconds_per_gb_median, 2),
+            ratio_cell(row, &rows, down_cpu, Better::Lower),
+            f.failures,
+        );
+    }
+    let _ = writeln!(out);
+    for (row, f) in rows.iter().zip(&figures) {
+        for sample in &f.failure_samples {
+            let _ = writeln!(out, "- {} failed: {}", row.label, sample.replace('\n', " "));
+        }
+    }
+    if figures.iter().any(|f| !f.failure_samples.is_empty()) {
+        let _ = writeln!(out);
+    }
+    Ok(())
+}
+
 /// Whether a scenario is group chat (`chat-group-<size>`, or `chat-group`
 /// in older files).
 fn is_group(scenario: &str) -> bool {
@@ -482,6 +550,14 @@ fn headlines(results: &[ResultFile]) -> anyhow::Result<serde_json::Value> {
             }
             "startup" => {
                 serde_json::json!({ "ready_ms_median": result.figures::<StartupFigures>()?.ready_ms_median })
+            }
+            scenario if scenario.starts_with("transfer-") => {
+                let f: TransferFigures = result.figures()?;
+                serde_json::json!({
+                    "upload_mb_per_second": f.upload.mb_per_second_median,
+                    "download_mb_per_second": f.download.mb_per_second_median,
+                    "cipher": f.cipher,
+                })
             }
             _ => continue,
         };
@@ -684,6 +760,55 @@ mod tests {
         // The first step's figure.
         assert!(text.contains("| imbox (WSS) | 700 (500/s) | 900 (20/s) |"), "{text}");
         assert!(text.contains("| mosquitto | 3 (200/s) | — |"), "{text}");
+    }
+
+    fn transfer(cipher: Option<&str>, up: f64, down: f64, up_cpu: f64) -> serde_json::Value {
+        use crate::results::DirectionFigures;
+        serde_json::to_value(TransferFigures {
+            size_bytes: 256 << 20,
+            repetitions: 3,
+            offered_ciphers: vec!["TLS13_CHACHA20_POLY1305_SHA256".into()],
+            cipher: cipher.map(str::to_owned),
+            upload: DirectionFigures {
+                mb_per_second_median: Some(up),
+                server_cpu_seconds_per_gb_median: Some(up_cpu),
+                ..DirectionFigures::default()
+            },
+            download: DirectionFigures { mb_per_second_median: Some(down), ..DirectionFigures::default() },
+            ..TransferFigures::default()
+        })
+        .expect("figures")
+    }
+
+    #[test]
+    fn transfers_are_compared_with_nginx() {
+        let results = vec![
+            result(
+                "transfer-chacha20",
+                "nginx",
+                "nginx (HTTPS)",
+                transfer(Some("TLS13_CHACHA20_POLY1305_SHA256"), 200.0, 400.0, 2.0),
+            ),
+            result(
+                "transfer-chacha20",
+                "imbox",
+                "imbox (HTTPS, tus)",
+                transfer(Some("TLS13_CHACHA20_POLY1305_SHA256"), 100.0, 400.0, 4.0),
+            ),
+            result("transfer-chacha20", "imbox", "imbox (QUIC)", transfer(None, 50.0, 100.0, 8.0)),
+        ];
+        let text = markdown(&results).expect("markdown");
+        assert!(text.contains("### Attachments: a 256 MiB file up and down (the client offered TLS13_CHACHA20_POLY1305_SHA256 alone)"), "{text}");
+        // imbox rows first; upload half as fast and twice the CPU: ×0.50 both.
+        assert!(
+            text.contains("| imbox (HTTPS, tus) | TLS13_CHACHA20_POLY1305_SHA256 | 100 | ×0.50 | 400 | ×1.00 | 4.00 | ×0.50 |"),
+            "{text}"
+        );
+        assert!(text.contains("| imbox (QUIC) | not reported | 50 | ×0.25 |"), "{text}");
+        assert!(text.contains("| nginx (HTTPS) | TLS13_CHACHA20_POLY1305_SHA256 | 200 | — |"), "{text}");
+        let imbox = text.find("imbox (QUIC)").expect("imbox row");
+        let nginx = text.find("| nginx (HTTPS)").expect("nginx row");
+        assert!(imbox < nginx);
     }
 
     #[test]

@@ -231,6 +231,48 @@ pub struct ProvisionFigures {
     pub failure_samples: Vec<String>,
 }
 
+/// `transfer-<cipher offer>`: one big file uploaded and downloaded, a few
+/// times, over one system and transport.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferFigures {
+    /// The file's size.
+    pub size_bytes: u64,
+    pub repetitions: u64,
+    /// The TLS 1.3 suites the client offered, in its order of preference.
+    pub offered_ciphers: Vec<String>,
+    /// The suite negotiated, as the client's TLS reported it; absent over
+    /// QUIC (quinn does not report it) unless the offer held only one.
+    pub cipher: Option<String>,
+    pub upload: DirectionFigures,
+    pub download: DirectionFigures,
+    pub failures: u64,
+    pub failure_samples: Vec<String>,
+}
+
+/// One direction of [`TransferFigures`]: every repetition and the medians.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectionFigures {
+    pub runs: Vec<TransferRun>,
+    /// Megabytes (10^6 bytes) per second, the median of the runs.
+    pub mb_per_second_median: Option<f64>,
+    /// The server's CPU seconds per gigabyte (10^9 bytes) moved, median.
+    pub server_cpu_seconds_per_gb_median: Option<f64>,
+    /// The same for the client (this process), median.
+    pub client_cpu_seconds_per_gb_median: Option<f64>,
+}
+
+/// One upload or download that succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferRun {
+    pub bytes: u64,
+    /// From opening the connection until the server's last answer (upload:
+    /// the content is durable; download: the last byte arrived).
+    pub seconds: f64,
+    pub mb_per_second: f64,
+    pub server_cpu_seconds: Option<f64>,
+    pub client_cpu_seconds: Option<f64>,
+}
+
 /// A bounded list of failure reasons: the first few are enough to tell what
 /// went wrong, and thousands would drown the result file.
 #[derive(Debug, Default)]

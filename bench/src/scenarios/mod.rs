@@ -7,6 +7,7 @@ pub mod idle;
 pub mod provision;
 pub mod startup;
 pub mod storm;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,196 @@
+//! Moving one big file to a server and back, the way the attachment
+//! scenario measures it: imboxd over HTTPS (tus, then a download by id),
+//! imboxd over QUIC (transfer streams), and nginx over HTTPS (a WebDAV `PUT`,
+//! then a static `GET` with `sendfile`).
+//!
+//! Every transfer opens a fresh connection with a full handshake (as a phone
+//! that sends a photo now and then does), and checks what it moved: an
+//! upload must come back with the content's SHA-256 (imboxd) or a success
+//! status (nginx), a download must give every byte of the file in order.
+//!
+//! - [`https`]: HTTP/1.1 over rustls (hyper's client connection), for
+//!   imboxd's tus endpoint and downloads, and for nginx.
+//! - [`quic`]: imboxd's QUIC transfer streams (protocol/src/transfer.rs).
+
+pub mod https;
+pub mod quic;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use rustls::crypto::CryptoProvider;
+use sha2::{Digest, Sha256};
+
+use crate::schedule::Dice;
+
+/// The cipher suites the client offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CipherOffer {
+    /// rustls' own order: AES-256-GCM, AES-128-GCM, then ChaCha20-Poly1305,
+    /// as clients with AES instructions (x86 machines, most phones) offer
+    /// them. A server that follows the client's order picks AES here.
+    AesFirst,
+    /// TLS_CHACHA20_POLY1305_SHA256 alone, which forces it on both sides:
+    /// what a Raspberry Pi 4 (no AES instructions) should run.
+    Chacha20,
+}
+
+impl CipherOffer {
+    /// The name in result files and scenario names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CipherOffer::AesFirst => "aes-first",
+            CipherOffer::Chacha20 => "chacha20",
+        }
+    }
+
+    /// ring's provider offering these suites, in this order.
+    pub fn provider(self) -> Arc<CryptoProvider> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if self == CipherOffer::Chacha20 {
+            provider
+                .cipher_suites
+                .retain(|suite| suite.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+        }
+        Arc::new(provider)
+    }
+
+    /// The TLS 1.3 suites offered, in order, as rustls names them.
+    pub fn offered(self) -> Vec<String> {
+        self.provider()
+            .cipher_suites
+            .iter()
+            .filter(|suite| suite.version() == &rustls::version::TLS13)
+            .map(|suite| format!("{:?}", suite.suite()))
+            .collect()
+    }
+}
+
+/// The file moved: random bytes, made once, with the first 16 bytes changed
+/// for every upload ([`Payload::stamp`]), because imboxd stores each content
+/// once and an upload of bytes it holds already would measure that instead.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    bytes: Bytes,
+    sha256: String,
+}
+
+impl Payload {
+    /// `size` bytes from a seeded generator.
+    pub fn new(size: usize, seed: u64) -> Payload {
+        let mut dice = Dice::new(seed);
+        let mut bytes = vec![0u8; size];
+        for chunk in bytes.chunks_mut(8) {
+            let word = dice.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        let sha256 = hex_sha256(&bytes);
+        Payload { bytes: Bytes::from(bytes), sha256 }
+    }
+
+    /// The same bytes with `stamp` written over the first 16 (or fewer): a
+    /// new content, and its SHA-256.
+    pub fn stamp(&self, stamp: u128) -> Payload {
+        let mut bytes = self.bytes.to_vec();
+        let n = bytes.len().min(16);
+        bytes[..n].copy_from_slice(&stamp.to_le_bytes()[..n]);
+        let sha256 = hex_sha256(&bytes);
+        Payload { bytes: Bytes::from(bytes), sha256 }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// The attachment id imboxd must answer: the SHA-256 in lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares downloaded bytes, as they arrive, with the file.
+#[derive(Debug)]
+pub struct Expect<'a> {
+    file: &'a [u8],
+    received: usize,
+}
+
+impl<'a> Expect<'a> {
+    /// Expects `file` from `offset` on.
+    pub fn new(file: &'a [u8], offset: usize) -> Expect<'a> {
+        Expect { file, received: offset.min(file.len()) }
+    }
+
+    /// The next bytes of the download.
+    pub fn take(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        let end = self.received + chunk.len();
+        anyhow::ensure!(end <= self.file.len(), "the download is longer than the file ({end} bytes)");
+        anyhow::ensure!(
+            &self.file[self.received..end] == chunk,
+            "the download differs from the file between bytes {} and {end}",
+            self.received
+        );
+        self.received = end;
+        Ok(())
+    }
+
+    /// Fails unless the whole file came.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.received == self.file.len(),
+            "the download ended after {} of {} bytes",
+            self.received,
+            self.file.len()
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_make_new_contents_of_the_same_size() {
+        let payload = Payload::new(1000, 7);
+        let a = payload.stamp(1);
+        let b = payload.stamp(2);
+        assert_eq!(a.len(), 1000);
+        assert_ne!(a.sha256(), b.sha256());
+        assert_eq!(a.bytes()[16..], payload.bytes()[16..]);
+        assert_eq!(a.sha256().len(), 64);
+        assert_eq!(Payload::new(5, 1).stamp(9).len(), 5);
+    }
+
+    #[test]
+    fn expect_catches_a_wrong_byte_and_a_short_download() {
+        let file = b"hello world";
+        let mut ok = Expect::new(file, 0);
+        ok.take(b"hello").expect("first part");
+        ok.take(b" world").expect("second part");
+        ok.finish().expect("complete");
+        let mut wrong = Expect::new(file, 0);
+        assert!(wrong.take(b"hellO").is_err());
+        let mut short = Expect::new(file, 6);
+        short.take(b"wor").expect("part");
+        assert!(short.finish().is_err());
+        assert!(Expect::new(file, 0).take(b"hello world!").is_err());
+    }
+
+    #[test]
+    fn chacha20_alone_is_offered_alone() {
+        assert_eq!(CipherOffer::Chacha20.offered(), vec!["TLS13_CHACHA20_POLY1305_SHA256".to_owned()]);
+        let aes = CipherOffer::AesFirst.offered();
+        assert_eq!(aes.first().map(String::as_str), Some("TLS13_AES_256_GCM_SHA384"));
+        assert!(aes.contains(&"TLS13_CHACHA20_POLY1305_SHA256".to_owned()));
+    }
+}
