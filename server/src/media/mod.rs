@@ -22,6 +22,9 @@ pub mod quic;
 pub mod tus;
 pub mod uploads;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
