@@ -457,3 +457,87 @@ async fn slow_patch(http: &Http, token: &str, path: &str, bytes: &[u8], send: us
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_admin_sees_media_per_user_and_sets_its_retention() {
+    let server = Server::start().await;
+    server
+        .admin(imboxd::admin::AdminRequest::UserAdd {
+            name: "olivia".into(),
+            password: imbox_tests::PASSWORD.into(),
+            admin: true,
+        })
+        .await;
+    server.add_users(&["alice"]).await;
+    let http = https(&server);
+    let alice = connect(&server).await;
+    let alice_token = token(&alice, "alice").await;
+    upload(&http, &alice_token, &content(6, 4096)).await;
+
+    let login = http
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            None,
+            serde_json::json!({"username": "olivia", "password": imbox_tests::PASSWORD}),
+        )
+        .await;
+    let cookie = login.session_cookie().unwrap();
+    let csrf = login.json()["csrf_token"].as_str().unwrap().to_owned();
+    let media = http.get("/api/admin/media", Some(&cookie)).await.json();
+    assert_eq!(media["bytes"], 4096);
+    assert_eq!(media["per_user"], serde_json::json!([{"user": "alice", "bytes": 4096}]));
+    assert_eq!(
+        (media["retention_days"].as_u64(), media["retention_source"].as_str()),
+        (Some(0), Some("configuration"))
+    );
+    let status = http.get("/api/admin/status", Some(&cookie)).await.json();
+    assert_eq!(status["media"]["contents"], 1);
+
+    let set = http
+        .call(
+            "PUT",
+            "/api/admin/media",
+            Some(&cookie),
+            Some(&csrf),
+            serde_json::json!({"retention_days": 30}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(
+        (set.json()["retention_days"].as_u64(), set.json()["retention_source"].as_str()),
+        (Some(30), Some("setting"))
+    );
+    let back = http
+        .call(
+            "PUT",
+            "/api/admin/media",
+            Some(&cookie),
+            Some(&csrf),
+            serde_json::json!({"retention_days": null}),
+        )
+        .await;
+    assert_eq!(back.json()["retention_source"], "configuration");
+    let bad = http
+        .call(
+            "PUT",
+            "/api/admin/media",
+            Some(&cookie),
+            Some(&csrf),
+            serde_json::json!({"retention_days": 99999}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    // A member may not.
+    let member = http
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            None,
+            serde_json::json!({"username": "alice", "password": imbox_tests::PASSWORD}),
+        )
+        .await;
+    assert_eq!(http.get("/api/admin/media", Some(&member.session_cookie().unwrap())).await.status, 403);
+}
