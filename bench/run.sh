@@ -39,6 +39,10 @@
 #   BENCH_TRANSFER_MIB (256), BENCH_TRANSFER_REPETITIONS (3),
 #   BENCH_TRANSFER_CIPHERS ("aes-first chacha20"),
 #   BENCH_TRANSFER_SYSTEMS ("imbox-https imbox-quic nginx")
+#   BENCH_TRANSFER_DIR where the transfer scenario's imboxd data directory and
+#                      nginx's files go (default: the run's output directory;
+#                      a tmpfs such as /dev/shm/... takes the disk out of the
+#                      measurement, and needs about 2 x 3 x 256 MiB of memory)
 #   BENCH_NGINX_PORT   nginx's HTTPS port, default 18443
 #   BENCH_IMBOX_PORT   imboxd's HTTPS/QUIC port, default 8443
 #   BENCH_NO_BUILD=1   use the binaries already in target/release
@@ -99,6 +103,7 @@ TRANSFER_REPETITIONS="${BENCH_TRANSFER_REPETITIONS:-3}"
 TRANSFER_CIPHERS="${BENCH_TRANSFER_CIPHERS:-aes-first chacha20}"
 TRANSFER_SYSTEMS="${BENCH_TRANSFER_SYSTEMS:-imbox-https imbox-quic nginx}"
 export NGINX_PORT="${BENCH_NGINX_PORT:-18443}"
+TRANSFER_DIR="${BENCH_TRANSFER_DIR:-$OUT}"
 max() { local m=0 v; for v in "$@"; do [ "$v" -gt "$m" ] && m="$v"; done; echo "$m"; }
 # Accounts, one device token each. Chat needs one per user; idle and storm
 # use them round robin (a token may back several sessions at once). Each
@@ -264,6 +269,10 @@ record_environment() {
         echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo not installed)"
         echo "erlang: $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo not installed)"
         echo "nginx: $(dpkg-query -W -f='${Version}' nginx 2>/dev/null || echo not installed)"
+        if has "$SCENARIOS" transfer; then
+            mkdir -p "$TRANSFER_DIR"
+            echo "transfer data: $TRANSFER_DIR ($(df --output=fstype "$TRANSFER_DIR" 2>/dev/null | tail -1 || echo unknown))"
+        fi
         echo "openssl: $(openssl version 2>/dev/null || echo not installed)"
         echo "sizes: idle $IDLE_SESSIONS sessions (sources $SOURCES); chat $CHAT_USERS users at $CHAT_RATES msg/s;" \
             "group $GROUP_USERS users in groups of $GROUP_SIZE at $GROUP_RATES msg/s," \
@@ -480,6 +489,15 @@ run_startup() {
         --out "$RESULTS/imbox-startup.json"
 }
 
+# nginx for the transfer scenario, its files where the transfers' data goes
+# (its log and configuration are copied to $OUT/nginx at the end).
+start_transfer_nginx() {
+    PEER_DIR="$TRANSFER_DIR/nginx"
+    mkdir -p "$PEER_DIR"
+    PEER_RUNNING=nginx
+    "$PEERS_DIR/nginx.sh" start "$PEER_DIR" >"$PEER_DIR/vars"
+}
+
 # The transfer scenario (make bench-attachments): for each cipher offer, a
 # fresh imboxd data directory with one account (the box keeps every upload,
 # so the files of one offer are deleted before the next), nginx beside it,
@@ -489,7 +507,7 @@ run_transfer() {
     if has "$TRANSFER_SYSTEMS" nginx; then
         declare -A vars=()
         local key value
-        phase "nginx start" start_peer nginx
+        phase "nginx start" start_transfer_nginx
         while IFS='=' read -r key value; do
             [ -n "$key" ] && vars[$key]="$value"
         done <"$PEER_DIR/vars"
@@ -506,7 +524,7 @@ run_transfer() {
     for offer in $TRANSFER_CIPHERS; do
         imbox_args=()
         if has "$TRANSFER_SYSTEMS" imbox-https || has "$TRANSFER_SYSTEMS" imbox-quic; then
-            IMBOX_DATA="$OUT/transfer-imbox-$offer"
+            IMBOX_DATA="$TRANSFER_DIR/transfer-imbox-$offer"
             IMBOXD_ENV=("IMBOX_MEDIA__MAX_FILE_MIB=$max_file")
             prepare_imbox
             phase "imboxd start" start_imboxd
@@ -534,6 +552,11 @@ run_transfer() {
         "$PEERS_DIR/nginx.sh" stop "$PEER_DIR"
         PEER_RUNNING=""
         rm -rf "$PEER_DIR/www" "$PEER_DIR/tmp"
+        if [ "$PEER_DIR" != "$OUT/nginx" ]; then
+            mkdir -p "$OUT/nginx"
+            cp -r "$PEER_DIR"/. "$OUT/nginx/"
+            rm -rf "$PEER_DIR"
+        fi
     fi
 }
 
