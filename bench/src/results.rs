@@ -240,8 +240,8 @@ pub struct TransferFigures {
     pub repetitions: u64,
     /// The TLS 1.3 suites the client offered, in its order of preference.
     pub offered_ciphers: Vec<String>,
-    /// The suite negotiated, as the client's TLS reported it; absent over
-    /// QUIC (quinn does not report it) unless the offer held only one.
+    /// The suite negotiated, as the client's TLS reported it (over QUIC:
+    /// the suite that made the packet keys after the handshake).
     pub cipher: Option<String>,
     pub upload: DirectionFigures,
     pub download: DirectionFigures,

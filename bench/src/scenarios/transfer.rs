@@ -44,6 +44,8 @@ struct Contender {
     envelope: Option<Envelope>,
     upload: Vec<TransferRun>,
     download: Vec<TransferRun>,
+    /// The TLS 1.3 suites the client offers, in order.
+    offered: Vec<String>,
     ciphers: Vec<String>,
     failures: FailureSamples,
 }
@@ -215,6 +217,7 @@ fn log_run(contender: &Contender, offer: CipherOffer, direction: &str, run: &Tra
 /// The systems the flags name, with clients offering `offer`.
 async fn contenders(args: &TransferArgs, offer: CipherOffer) -> anyhow::Result<Vec<Contender>> {
     let provider = offer.provider();
+    let quic_provider = offer.quic_provider();
     let mut out = Vec::new();
     let imbox = if args.imbox_https.is_some() || args.imbox_quic.is_some() {
         let path =
@@ -234,6 +237,7 @@ async fn contenders(args: &TransferArgs, offer: CipherOffer) -> anyhow::Result<V
         transport,
         url: url.to_owned(),
         pid,
+        offered: CipherOffer::offered(if transport == "quic" { &quic_provider } else { &provider }),
         client,
         envelope: None,
         upload: Vec::new(),
@@ -255,7 +259,7 @@ async fn contenders(args: &TransferArgs, offer: CipherOffer) -> anyhow::Result<V
         ));
     }
     if let (Some(url), Some((token, pin))) = (&args.imbox_quic, &imbox) {
-        let tls = net::pinned_tls_with(provider.clone(), *pin, imbox_protocol::QUIC_ALPN, true)?;
+        let tls = net::pinned_tls_with(quic_provider.clone(), *pin, imbox_protocol::QUIC_ALPN, true)?;
         let client = ImboxQuic::new(url, tls, token.clone()).await?;
         out.push(contender(
             "imbox-quic",
@@ -309,16 +313,14 @@ fn direction(runs: Vec<TransferRun>) -> DirectionFigures {
 }
 
 fn write_result(contender: Contender, args: &TransferArgs, offer: CipherOffer) -> anyhow::Result<()> {
-    let offered = offer.offered();
     let cipher = match contender.ciphers.as_slice() {
-        [] if offered.len() == 1 => offered.first().cloned(),
         [] => None,
         seen => Some(seen.join(" / ")),
     };
     let figures = TransferFigures {
         size_bytes: args.size_mib * MIB,
         repetitions: args.repetitions as u64,
-        offered_ciphers: offered,
+        offered_ciphers: contender.offered,
         cipher,
         upload: direction(contender.upload),
         download: direction(contender.download),

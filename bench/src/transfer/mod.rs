@@ -32,7 +32,10 @@ pub enum CipherOffer {
     /// them. A server that follows the client's order picks AES here.
     AesFirst,
     /// TLS_CHACHA20_POLY1305_SHA256 alone, which forces it on both sides:
-    /// what a Raspberry Pi 4 (no AES instructions) should run.
+    /// what a Raspberry Pi 4 (no AES instructions) should run. Over QUIC,
+    /// ChaCha20 first and TLS_AES_128_GCM_SHA256 after it: QUIC protects its
+    /// first packets with AES-128-GCM whatever is negotiated (RFC 9001,
+    /// 5.2), so a QUIC client must offer it.
     Chacha20,
 }
 
@@ -45,7 +48,7 @@ impl CipherOffer {
         }
     }
 
-    /// ring's provider offering these suites, in this order.
+    /// ring's provider offering these suites over TLS on TCP, in this order.
     pub fn provider(self) -> Arc<CryptoProvider> {
         let mut provider = rustls::crypto::ring::default_provider();
         if self == CipherOffer::Chacha20 {
@@ -56,9 +59,25 @@ impl CipherOffer {
         Arc::new(provider)
     }
 
+    /// The provider for QUIC: as [`CipherOffer::provider`], with
+    /// TLS_AES_128_GCM_SHA256 kept (last) for ChaCha20, and every suite
+    /// noting when its keys are made ([`quic::negotiated`]).
+    pub fn quic_provider(self) -> Arc<CryptoProvider> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.retain(|suite| suite.version() == &rustls::version::TLS13);
+        if self == CipherOffer::Chacha20 {
+            use rustls::CipherSuite as S;
+            provider.cipher_suites.retain(|suite| {
+                matches!(suite.suite(), S::TLS13_CHACHA20_POLY1305_SHA256 | S::TLS13_AES_128_GCM_SHA256)
+            });
+            provider.cipher_suites.sort_by_key(|suite| suite.suite() != S::TLS13_CHACHA20_POLY1305_SHA256);
+        }
+        Arc::new(quic::noting(provider))
+    }
+
     /// The TLS 1.3 suites offered, in order, as rustls names them.
-    pub fn offered(self) -> Vec<String> {
-        self.provider()
+    pub fn offered(provider: &CryptoProvider) -> Vec<String> {
+        provider
             .cipher_suites
             .iter()
             .filter(|suite| suite.version() == &rustls::version::TLS13)
@@ -187,10 +206,19 @@ mod tests {
     }
 
     #[test]
-    fn chacha20_alone_is_offered_alone() {
-        assert_eq!(CipherOffer::Chacha20.offered(), vec!["TLS13_CHACHA20_POLY1305_SHA256".to_owned()]);
-        let aes = CipherOffer::AesFirst.offered();
+    fn chacha20_alone_is_offered_alone_except_over_quic() {
+        let offered = |provider: Arc<CryptoProvider>| CipherOffer::offered(&provider);
+        assert_eq!(
+            offered(CipherOffer::Chacha20.provider()),
+            vec!["TLS13_CHACHA20_POLY1305_SHA256".to_owned()]
+        );
+        assert_eq!(
+            offered(CipherOffer::Chacha20.quic_provider()),
+            vec!["TLS13_CHACHA20_POLY1305_SHA256".to_owned(), "TLS13_AES_128_GCM_SHA256".to_owned()]
+        );
+        let aes = offered(CipherOffer::AesFirst.provider());
         assert_eq!(aes.first().map(String::as_str), Some("TLS13_AES_256_GCM_SHA384"));
         assert!(aes.contains(&"TLS13_CHACHA20_POLY1305_SHA256".to_owned()));
+        assert_eq!(offered(CipherOffer::AesFirst.quic_provider()), aes);
     }
 }

@@ -2,9 +2,15 @@
 //! a connection, its session stream (hello, resume), then one more
 //! bidirectional stream per transfer with a length-prefixed header each way
 //! and the bytes between them.
+//!
+//! quinn does not say which cipher suite a connection negotiated, so the
+//! client's suites are wrapped ([`noting`]) to note which one last made
+//! packet keys: QUIC's first packets use AES-128-GCM, then the handshake and
+//! the data use the negotiated suite, so after the handshake the note names
+//! it ([`negotiated`]). Transfers run one at a time, so one note serves.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -20,6 +26,80 @@ use crate::net::{self, CONNECT_TIMEOUT};
 /// The largest session frame read (hello and resume answers are small).
 const MAX_SESSION_FRAME: usize = 1024 * 1024;
 
+/// The suite whose QUIC packet keys were made last, in this process.
+static LAST_KEYS: Mutex<Option<rustls::CipherSuite>> = Mutex::new(None);
+
+/// The suite the last QUIC handshake negotiated (read once it is done).
+pub fn negotiated() -> Option<rustls::CipherSuite> {
+    *LAST_KEYS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A suite's QUIC algorithm that notes its suite in [`LAST_KEYS`] whenever
+/// it makes packet keys.
+struct Noting {
+    inner: &'static dyn rustls::quic::Algorithm,
+    suite: rustls::CipherSuite,
+}
+
+impl std::fmt::Debug for Noting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Noting").field("suite", &self.suite).finish_non_exhaustive()
+    }
+}
+
+impl rustls::quic::Algorithm for Noting {
+    fn packet_key(
+        &self,
+        key: rustls::crypto::cipher::AeadKey,
+        iv: rustls::crypto::cipher::Iv,
+    ) -> Box<dyn rustls::quic::PacketKey> {
+        *LAST_KEYS.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.suite);
+        self.inner.packet_key(key, iv)
+    }
+
+    fn header_protection_key(
+        &self,
+        key: rustls::crypto::cipher::AeadKey,
+    ) -> Box<dyn rustls::quic::HeaderProtectionKey> {
+        self.inner.header_protection_key(key)
+    }
+
+    fn aead_key_len(&self) -> usize {
+        self.inner.aead_key_len()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+}
+
+/// `provider` with each TLS 1.3 suite's QUIC algorithm wrapped in
+/// [`Noting`]. rustls wants suites that live for the whole program: the few
+/// made here (two per cipher offer) are leaked.
+pub fn noting(mut provider: rustls::crypto::CryptoProvider) -> rustls::crypto::CryptoProvider {
+    for entry in &mut provider.cipher_suites {
+        if let rustls::SupportedCipherSuite::Tls13(suite) = *entry {
+            let quic = suite.quic.map(|inner| {
+                let noting: &'static Noting =
+                    Box::leak(Box::new(Noting { inner, suite: suite.common.suite }));
+                noting as &'static dyn rustls::quic::Algorithm
+            });
+            let copy = rustls::Tls13CipherSuite {
+                common: rustls::CipherSuiteCommon {
+                    suite: suite.common.suite,
+                    hash_provider: suite.common.hash_provider,
+                    confidentiality_limit: suite.common.confidentiality_limit,
+                },
+                hkdf_provider: suite.hkdf_provider,
+                aead_alg: suite.aead_alg,
+                quic,
+            };
+            *entry = rustls::SupportedCipherSuite::Tls13(Box::leak(Box::new(copy)));
+        }
+    }
+    provider
+}
+
 /// imboxd over QUIC, as a device with `token`.
 #[derive(Debug)]
 pub struct ImboxQuic {
@@ -33,6 +113,8 @@ pub struct ImboxQuic {
 /// A connection with its session resumed; transfers open streams beside it.
 struct Connected {
     connection: quinn::Connection,
+    /// The suite the handshake negotiated.
+    cipher: Option<String>,
     // The session stream stays open while the transfer runs.
     _session: (
         FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
@@ -72,6 +154,7 @@ impl ImboxQuic {
             .connect_with(self.config.clone(), self.server, &self.host)?
             .await
             .context("the QUIC handshake failed")?;
+        let cipher = negotiated().map(|suite| format!("{suite:?}"));
         let (send, recv) = connection.open_bi().await.context("cannot open the session stream")?;
         let codec = || LengthDelimitedCodec::builder().max_frame_length(MAX_SESSION_FRAME).new_codec();
         let mut frames = FramedWrite::new(send, codec());
@@ -105,7 +188,7 @@ impl ImboxQuic {
                 (_, other) => bail!("{kind} was answered with {other:?}"),
             }
         }
-        Ok(Connected { connection, _session: (frames, answers) })
+        Ok(Connected { connection, cipher, _session: (frames, answers) })
     }
 
     /// Uploads the file on a transfer stream and checks the attachment id.
@@ -140,7 +223,7 @@ impl ImboxQuic {
             other => bail!("the finished upload was answered with {other:?}"),
         }
         connected.connection.close(0u32.into(), b"done");
-        Ok(Done::default())
+        Ok(Done { cipher: connected.cipher })
     }
 
     /// Downloads the attachment of `payload` on a transfer stream and checks
@@ -169,7 +252,7 @@ impl ImboxQuic {
         }
         expect.finish()?;
         connected.connection.close(0u32.into(), b"done");
-        Ok(Done::default())
+        Ok(Done { cipher: connected.cipher })
     }
 
     /// Waits (briefly) for the connections' closes to go out.
