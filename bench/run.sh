@@ -16,7 +16,7 @@
 # attachments: the transfer scenario alone (a few minutes): one 256 MiB file
 #   uploaded and downloaded over imboxd's HTTPS (tus) and QUIC transfer
 #   streams and over nginx's HTTPS (Debian's package, a WebDAV directory
-#   with sendfile on), 3 times each, once with the client offering AES-GCM
+#   with sendfile on), 5 times each, once with the client offering AES-GCM
 #   first and once offering ChaCha20-Poly1305 alone. Any run does it too
 #   when BENCH_SCENARIOS names `transfer`.
 #
@@ -36,13 +36,13 @@
 #   BENCH_GROUP_SIZE, BENCH_GROUP_RATES, BENCH_GROUP10_RATES, BENCH_GROUP1000_RATES,
 #   BENCH_STORM_DEVICES,
 #   BENCH_STARTUP_MESSAGES, BENCH_PROVISION_USERS, BENCH_SOURCES
-#   BENCH_TRANSFER_MIB (256), BENCH_TRANSFER_REPETITIONS (3),
+#   BENCH_TRANSFER_MIB (256), BENCH_TRANSFER_REPETITIONS (5),
 #   BENCH_TRANSFER_CIPHERS ("aes-first chacha20"),
 #   BENCH_TRANSFER_SYSTEMS ("imbox-https imbox-quic nginx")
 #   BENCH_TRANSFER_DIR where the transfer scenario's imboxd data directory and
 #                      nginx's files go (default: the run's output directory;
 #                      a tmpfs such as /dev/shm/... takes the disk out of the
-#                      measurement, and needs about 2 x 3 x 256 MiB of memory)
+#                      measurement, and needs about 2 x 5 x 256 MiB of memory)
 #   BENCH_NGINX_PORT   nginx's HTTPS port, default 18443
 #   BENCH_IMBOX_PORT   imboxd's HTTPS/QUIC port, default 8443
 #   BENCH_NO_BUILD=1   use the binaries already in target/release
@@ -99,7 +99,7 @@ GROUP1000_RATES="${BENCH_GROUP1000_RATES:-20,50,100,200}"
 STORM_DEVICES="${BENCH_STORM_DEVICES:-2000}"
 STARTUP_MESSAGES="${BENCH_STARTUP_MESSAGES:-1000000}"
 TRANSFER_MIB="${BENCH_TRANSFER_MIB:-256}"
-TRANSFER_REPETITIONS="${BENCH_TRANSFER_REPETITIONS:-3}"
+TRANSFER_REPETITIONS="${BENCH_TRANSFER_REPETITIONS:-5}"
 TRANSFER_CIPHERS="${BENCH_TRANSFER_CIPHERS:-aes-first chacha20}"
 TRANSFER_SYSTEMS="${BENCH_TRANSFER_SYSTEMS:-imbox-https imbox-quic nginx}"
 export NGINX_PORT="${BENCH_NGINX_PORT:-18443}"
@@ -548,6 +548,7 @@ run_transfer() {
         IMBOXD_ENV=()
     done
     IMBOX_DATA="$saved_data"
+    [ "$TRANSFER_DIR" = "$OUT" ] || rmdir "$TRANSFER_DIR" 2>/dev/null || true
     if [ -n "$url" ]; then
         "$PEERS_DIR/nginx.sh" stop "$PEER_DIR"
         PEER_RUNNING=""

@@ -171,7 +171,16 @@ pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
 /// How busy each side was: the generator shares the cores with the server.
 fn cpu_table(out: &mut String, results: &[ResultFile]) {
     let mut rows: Vec<&ResultFile> =
-        results.iter().filter(|r| r.generator_cpu_seconds.is_some() && r.scenario != "provision").collect();
+        // (The transfer scenario's figures hold CPU per transfer; its
+        // systems share one run, so whole-run figures would mislead.)
+        results
+            .iter()
+            .filter(|r| {
+                r.generator_cpu_seconds.is_some()
+                    && r.scenario != "provision"
+                    && !r.scenario.starts_with("transfer-")
+            })
+            .collect();
     if rows.is_empty() {
         return;
     }
