@@ -264,6 +264,7 @@ record_environment() {
         echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
         echo "os: $(. /etc/os-release && echo "$PRETTY_NAME")"
         echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+        echo "load average at start (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "mosquitto: $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null || echo not installed)"
         echo "rumqttd: $("$CACHE_DIR/cargo/bin/rumqttd" --version 2>/dev/null || echo not installed)"
         echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo not installed)"
