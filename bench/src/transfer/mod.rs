@@ -178,6 +178,61 @@ impl<'a> Expect<'a> {
 mod tests {
     use super::*;
 
+    /// A real imboxd in this process, a device token for it, and the
+    /// transfer clients of both transports offering `offer`.
+    async fn box_and_clients(
+        offer: CipherOffer,
+    ) -> (imbox_tests::Server, https::ImboxHttps, quic::ImboxQuic) {
+        let server = imbox_tests::Server::start().await;
+        server.add_users(&["uma"]).await;
+        let url = imbox_client::ServerUrl::parse(&server.client_url()).expect("URL");
+        let connection =
+            imbox_client::Connection::connect_with(&url, &server.options()).await.expect("connect");
+        let auth = connection.login("uma", imbox_tests::PASSWORD, "bench test").await.expect("login");
+        let token = auth.token.expect("a token");
+        connection.close().await;
+        let https_url = server.wss.as_deref().expect("an HTTPS listener").replace("wss://", "https://");
+        let quic_url = format!("quic://{}", server.quic.expect("a QUIC listener"));
+        let tls = crate::net::pinned_tls_with(offer.provider(), server.fingerprint, b"http/1.1", false)
+            .expect("TLS settings");
+        let quic_tls = crate::net::pinned_tls_with(
+            offer.quic_provider(),
+            server.fingerprint,
+            imbox_protocol::QUIC_ALPN,
+            true,
+        )
+        .expect("QUIC TLS settings");
+        let https = https::ImboxHttps {
+            server: https::HttpsServer::new(&https_url, tls).await.expect("HTTPS server"),
+            token: token.clone(),
+        };
+        let quic = quic::ImboxQuic::new(&quic_url, quic_tls, token).await.expect("QUIC client");
+        (server, https, quic)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_go_up_and_come_back_over_both_transports_with_chacha20() {
+        for offer in [CipherOffer::AesFirst, CipherOffer::Chacha20] {
+            let (_server, https, quic) = box_and_clients(offer).await;
+            let file = Payload::new(3 << 20, 11);
+            let (over_https, over_quic) = (file.stamp(1), file.stamp(2));
+            // imboxd picks ChaCha20 by its own order, whatever the client
+            // put first, on both transports.
+            let chacha = Some("TLS13_CHACHA20_POLY1305_SHA256".to_owned());
+            assert_eq!(https.upload(&over_https, "a.bin").await.expect("tus upload").cipher, chacha);
+            assert_eq!(https.download(&over_https).await.expect("HTTPS download").cipher, chacha);
+            assert_eq!(quic.upload(&over_quic, "b.bin").await.expect("QUIC upload").cipher, chacha);
+            assert_eq!(quic.download(&over_quic).await.expect("QUIC download").cipher, chacha);
+            // Across transports: what went up over QUIC comes down over HTTPS.
+            https.download(&over_quic).await.expect("the QUIC upload over HTTPS");
+            // A content never uploaded is refused on both.
+            let never = file.stamp(3);
+            assert!(https.download(&never).await.is_err(), "{offer:?}");
+            assert!(quic.download(&never).await.is_err(), "{offer:?}");
+            quic.finish().await;
+        }
+    }
+
     #[test]
     fn stamps_make_new_contents_of_the_same_size() {
         let payload = Payload::new(1000, 7);
