@@ -84,6 +84,7 @@ impl FakeServer {
             id: format!("id-{seq}"),
             sent_at: 1_700_000_000_000 + seq,
             text: text.into(),
+            attachments: Vec::new(),
         }))
     }
 
@@ -148,6 +149,7 @@ impl FakeServer {
                     max_history_page: 100,
                     sends_per_second: 100,
                     max_group_members: 100,
+                    max_attachment_bytes: 0,
                 },
             }),
             Request::Login { username, password, .. } if password == PASSWORD => {
@@ -187,6 +189,7 @@ impl FakeServer {
                     id: message_id.clone(),
                     sent_at: 1,
                     text,
+                    attachments: Vec::new(),
                 }));
                 let mut state = self.state();
                 state.sent.insert(message_id, (1, seq));

@@ -208,6 +208,7 @@ fn answer(bytes: &[u8], early: bool, counters: &Counters) -> Option<ServerFrame>
                 max_history_page: 100,
                 sends_per_second: 100,
                 max_group_members: 100,
+                max_attachment_bytes: 0,
             },
         }),
         Request::Ping => ok(Response::Pong),

@@ -564,6 +564,7 @@ mod tests {
                 id: "m-1".into(),
                 sent_at: 1_700_000_000_000,
                 text: "hi \"there\"".into(),
+                attachments: Vec::new(),
             }),
         }
     }
