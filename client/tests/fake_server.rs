@@ -148,8 +148,8 @@ impl FakeServer {
                     max_sync_page: 3,
                     max_history_page: 100,
                     sends_per_second: 100,
-                    max_group_members: 100,
                     max_attachment_bytes: 0,
+                    max_group_members: 100,
                 },
             }),
             Request::Login { username, password, .. } if password == PASSWORD => {
