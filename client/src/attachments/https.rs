@@ -512,25 +512,23 @@ impl Client {
         let resumed_at = *run.resumed_at.get_or_insert(state.offset);
         run.hash.catch_up(&run.file, state.offset).await?;
         progress(Progress { done: state.offset, total: size, resumed_at });
+        let mut completing = false;
         loop {
             if let Some(attachment) = state.attachment.take() {
                 return Ok(Attempt::Stored { attachment });
             }
-            if state.offset >= size {
-                // Complete, but the answer lacked the id: ask again.
-                match tus.head(&upload).await? {
-                    Some(UploadState { attachment: Some(attachment), .. }) => {
-                        return Ok(Attempt::Stored { attachment })
-                    }
-                    Some(_) => {
-                        return Err(protocol("the box holds the whole upload but names no attachment"))
-                    }
-                    None => return Ok(Attempt::Forgotten),
-                }
+            if state.offset >= size && completing {
+                return Err(protocol("the box holds the whole upload but names no attachment"));
             }
+            // All there but not yet recorded (an empty file, or a cut just
+            // before the last answer): an empty PATCH at the end completes it.
+            completing = state.offset >= size;
+            // The box may be further on than this run has read (a PATCH
+            // of an earlier, cut connection it was still finishing).
+            run.hash.catch_up(&run.file, state.offset).await?;
             match tus.patch(&upload, run, state.offset, resumed_at, progress).await? {
                 Patched::To { offset, attachment } => {
-                    if offset <= state.offset && attachment.is_none() {
+                    if offset <= state.offset && attachment.is_none() && !completing {
                         return Err(protocol(&format!("the box took nothing of a PATCH at offset {offset}")));
                     }
                     state.offset = offset;
