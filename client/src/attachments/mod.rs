@@ -313,6 +313,9 @@ impl Client {
             resumed_at: None,
             sent: 0,
         };
+        // A box that forgets every upload it creates must not keep this
+        // loop going.
+        let mut forgotten = 0;
         loop {
             let attempt = match self.attachments_transport()? {
                 Scheme::Quic => self.upload_quic(&mut run, &mut progress).await,
@@ -323,7 +326,13 @@ impl Client {
                     self.attachment_succeeded();
                     return self.uploaded(run, &key, attachment).await;
                 }
+                Ok(Attempt::Forgotten) if forgotten >= 2 => {
+                    return Err(ClientError::Protocol {
+                        reason: "the box keeps forgetting the uploads it has just created".to_owned(),
+                    });
+                }
                 Ok(Attempt::Forgotten) => {
+                    forgotten += 1;
                     tracing::info!("the box no longer knows the saved upload; starting anew");
                     pending::forget(self.dir(), &key, &run.file);
                     run.upload = None;
