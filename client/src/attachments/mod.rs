@@ -422,7 +422,13 @@ impl Client {
         if !imbox_protocol::valid_attachment_id(id) {
             return Err(imbox_protocol::AttachmentError::BadId(id.chars().take(80).collect()).into());
         }
-        let mut sink = DownloadSink { out, hash: ContentHash::default(), total: None, media_type: None };
+        let mut sink = DownloadSink {
+            out,
+            hash: ContentHash::default(),
+            total: None,
+            media_type: None,
+            buffer: Vec::with_capacity(CHUNK),
+        };
         loop {
             let attempt = match self.attachments_transport()? {
                 Scheme::Quic => self.download_quic(id, &mut sink, &mut progress).await,
@@ -434,11 +440,8 @@ impl Client {
             }
         }
         self.attachment_succeeded();
-        sink.out.flush().await.map_err(|error| ClientError::File {
-            action: "write",
-            path: PathBuf::from("the output"),
-            error,
-        })?;
+        sink.flush(&mut progress).await?;
+        sink.out.flush().await.map_err(output_error)?;
         let actual = sink.hash.hex();
         if actual != id || Some(sink.hash.len()) != sink.total {
             return Err(ClientError::AttachmentCorrupt { id: id.to_owned(), actual });
@@ -479,14 +482,24 @@ impl Client {
 /// Where a download goes, and what has gone there.
 struct DownloadSink<'a, W> {
     out: &'a mut W,
+    /// Of everything received, written or still in `buffer`.
     hash: ContentHash,
     /// The size the box announced.
     total: Option<u64>,
     media_type: Option<String>,
+    /// Received bytes not yet written: QUIC and TLS hand over a packet's or
+    /// a record's worth at a time, and a write per packet to a file (each a
+    /// trip to tokio's blocking pool) would cost more than the transfer.
+    buffer: Vec<u8>,
+}
+
+fn output_error(error: std::io::Error) -> ClientError {
+    ClientError::File { action: "write", path: PathBuf::from("the output"), error }
 }
 
 impl<W: AsyncWrite + Unpin + Send> DownloadSink<'_, W> {
-    /// How many bytes were written: where a resumed download starts.
+    /// How many bytes were received: where a resumed download starts
+    /// (bytes still buffered are written before any that come after them).
     fn written(&self) -> u64 {
         self.hash.len()
     }
@@ -508,6 +521,7 @@ impl<W: AsyncWrite + Unpin + Send> DownloadSink<'_, W> {
         }
     }
 
+    /// Takes the next bytes of the content.
     async fn write(
         &mut self,
         id: &str,
@@ -519,14 +533,22 @@ impl<W: AsyncWrite + Unpin + Send> DownloadSink<'_, W> {
             // More than announced: not the content the id names.
             return Err(ClientError::AttachmentCorrupt { id: id.to_owned(), actual: self.hash.hex() });
         }
-        self.out.write_all(bytes).await.map_err(|error| ClientError::File {
-            action: "write",
-            path: PathBuf::from("the output"),
-            error,
-        })?;
         let at = self.written();
         self.hash.feed(at, bytes);
-        progress(Progress { done: self.written(), total, resumed_at: 0 });
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= CHUNK {
+            self.flush(progress).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered.
+    async fn flush(&mut self, progress: &mut (impl FnMut(Progress) + Send)) -> Result<(), ClientError> {
+        if !self.buffer.is_empty() {
+            self.out.write_all(&self.buffer).await.map_err(output_error)?;
+            self.buffer.clear();
+        }
+        progress(Progress { done: self.written(), total: self.total.unwrap_or(0), resumed_at: 0 });
         Ok(())
     }
 }
@@ -571,6 +593,35 @@ mod tests {
         let at = hash.len();
         hash.feed(at, &content[usize::try_from(at).expect("small")..]);
         assert_eq!(hash.hex(), hex(&Sha256::digest(&content)));
+    }
+
+    #[tokio::test]
+    async fn a_download_takes_no_more_than_announced_and_writes_in_order() {
+        let mut out = Vec::new();
+        let mut sink = DownloadSink {
+            out: &mut out,
+            hash: ContentHash::default(),
+            total: None,
+            media_type: None,
+            buffer: Vec::new(),
+        };
+        let mut reports = Vec::new();
+        let mut progress = |p: Progress| reports.push(p.done);
+        sink.announce("id", 5, "text/plain").expect("first announcement");
+        sink.write("id", b"abc", &mut progress).await.expect("within the size");
+        // A resumed request that announces another size is another content.
+        assert!(matches!(sink.announce("id", 6, ""), Err(ClientError::AttachmentCorrupt { .. })));
+        sink.announce("id", 5, "").expect("same size");
+        assert!(matches!(
+            sink.write("id", b"def", &mut progress).await,
+            Err(ClientError::AttachmentCorrupt { .. })
+        ));
+        sink.write("id", b"de", &mut progress).await.expect("the rest");
+        sink.flush(&mut progress).await.expect("flush");
+        assert_eq!(sink.media_type.as_deref(), Some("text/plain"));
+        assert_eq!(sink.hash.hex(), hex(&Sha256::digest(b"abcde")));
+        assert_eq!(out, b"abcde");
+        assert_eq!(reports, [5]);
     }
 
     #[test]
