@@ -35,7 +35,7 @@ mod pending;
 mod quic;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imbox_protocol::{Attachment, ErrorBody, ErrorCode, Target};
 use sha2::{Digest, Sha256};
@@ -316,6 +316,7 @@ impl Client {
         // A box that forgets every upload it creates must not keep this
         // loop going.
         let mut forgotten = 0;
+        let mut busy = Busy::default();
         loop {
             let attempt = match self.attachments_transport()? {
                 Scheme::Quic => self.upload_quic(&mut run, &mut progress).await,
@@ -337,6 +338,7 @@ impl Client {
                     pending::forget(self.dir(), &key, &run.file);
                     run.upload = None;
                 }
+                Err(err) if err.code() == Some(ErrorCode::Unavailable) && busy.wait(&err).await => {}
                 Err(err) => self.recover_attachment(err).await?,
             }
         }
@@ -394,17 +396,14 @@ impl Client {
             move |error| ClientError::File { action, path, error }
         };
         let mut out = tokio::fs::File::create(&temp).await.map_err(failed("create", &temp))?;
-        let result = async {
-            let downloaded = self.download_to(id, &mut out, progress).await?;
-            out.sync_all().await.map_err(failed("write", &temp))?;
-            tokio::fs::rename(&temp, path).await.map_err(failed("replace", path))?;
-            Ok(downloaded)
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
-        result
+        // Removes the temporary file on every way out but success, this
+        // future being dropped (an interrupted download) included.
+        let mut partial = RemoveOnDrop(Some(temp.clone()));
+        let downloaded = self.download_to(id, &mut out, progress).await?;
+        out.sync_all().await.map_err(failed("write", &temp))?;
+        tokio::fs::rename(&temp, path).await.map_err(failed("replace", path))?;
+        partial.0 = None;
+        Ok(downloaded)
     }
 
     /// Downloads attachment `id` into `out`, checking that what was written
@@ -476,6 +475,52 @@ impl Client {
     fn pending_key(&self) -> String {
         let place = self.pin().map_or_else(|| self.server_url().to_string(), |pin| pin.to_string());
         format!("{}@{place}", self.profile().user)
+    }
+}
+
+/// How long an upload waits for the box to let go of an earlier writer of
+/// it: a run that was killed leaves its QUIC connection open on the box
+/// until the box's idle timeout (a minute) ends it, and until then the box
+/// answers that the upload is busy (`unavailable`).
+const BUSY_UPLOAD_WAIT: Duration = Duration::from_secs(75);
+
+/// The wait for a busy upload, apart from the client's usual retries,
+/// which give up much sooner.
+#[derive(Debug, Default)]
+struct Busy {
+    since: Option<Instant>,
+}
+
+impl Busy {
+    /// Waits a little and says `true` while the upload may still become
+    /// free; `false` once it has been busy for too long.
+    async fn wait(&mut self, err: &ClientError) -> bool {
+        let since = match self.since {
+            Some(since) if since.elapsed() >= BUSY_UPLOAD_WAIT => return false,
+            Some(since) => since,
+            None => {
+                tracing::warn!(
+                    "{err}: an interrupted run may still hold this upload on the box; \
+                     waiting up to {} s for the box to let go of it",
+                    BUSY_UPLOAD_WAIT.as_secs()
+                );
+                *self.since.insert(Instant::now())
+            }
+        };
+        let pause = err.retry_after().unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(5));
+        tokio::time::sleep(pause.min(BUSY_UPLOAD_WAIT.saturating_sub(since.elapsed()))).await;
+        true
+    }
+}
+
+/// A file removed when this is dropped, unless taken out first.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

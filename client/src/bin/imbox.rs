@@ -333,8 +333,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let target = Target::parse(&to);
             let mut attachments = Vec::new();
             for file in &files {
-                let uploaded = upload(&mut client, file).await?;
-                attachments.push(uploaded);
+                let uploaded = until_interrupted(upload(&mut client, file)).await;
+                let Some(uploaded) = uploaded else {
+                    // Closing politely lets the box release the upload at
+                    // once, rather than after its idle timeout.
+                    client.close().await;
+                    bail!("interrupted: run the same command again to resume the upload where the box is");
+                };
+                attachments.push(uploaded?);
             }
             let text = text.or(caption).unwrap_or_default();
             let sent = if attachments.is_empty() {
@@ -366,17 +372,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let label = name.clone().unwrap_or_else(|| short_id(&attachment));
             let mut meter = ProgressLine::new(&label);
             let progress = |p: Progress| meter.show(p);
-            match output {
+            let downloaded = match output {
                 Some(path) if path.as_os_str() == "-" => {
                     let mut stdout = tokio::io::stdout();
-                    client.download_to(&attachment, &mut stdout, progress).await?;
+                    until_interrupted(client.download_to(&attachment, &mut stdout, progress)).await
                 }
                 output => {
                     let path =
                         output.unwrap_or_else(|| PathBuf::from(name.as_deref().unwrap_or(&attachment)));
-                    client.download(&attachment, &path, progress).await?;
+                    until_interrupted(client.download(&attachment, &path, progress)).await
                 }
-            }
+            };
+            let Some(downloaded) = downloaded else {
+                client.close().await;
+                bail!("interrupted: nothing was kept");
+            };
+            downloaded?;
             meter.done();
             client.close().await;
         }
@@ -523,6 +534,20 @@ async fn upload(client: &mut Client, path: &std::path::Path) -> anyhow::Result<A
     Ok(uploaded.attachment)
 }
 
+/// Runs `work` unless SIGINT (Ctrl-C) comes first: `None` then, and `work`
+/// has been dropped (an upload's stream reset, a partial download removed
+/// by its own clean-up).
+async fn until_interrupted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        result = work => Some(result),
+        _ = tokio::signal::ctrl_c() => {
+            // Ends the progress line.
+            eprintln!();
+            None
+        }
+    }
+}
+
 /// The first digits of an attachment id, to name it on a progress line.
 fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
@@ -552,6 +577,11 @@ impl ProgressLine {
     fn show(&mut self, progress: Progress) {
         self.last = Some(progress);
         let now = std::time::Instant::now();
+        if progress.done == progress.resumed_at {
+            // An attempt starts (again): the rate counts from here, not
+            // from a wait for the box before it.
+            self.started = now;
+        }
         let due = self.last_drawn.is_none_or(|at| now.duration_since(at) >= Duration::from_millis(100));
         if self.enabled && (due || progress.done == progress.total) {
             self.last_drawn = Some(now);
