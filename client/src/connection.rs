@@ -649,6 +649,7 @@ mod tests {
                             max_sync_page: 10,
                             max_history_page: 10,
                             sends_per_second: 10,
+                            max_attachment_bytes: 0,
                             max_group_members: 10,
                             max_attachment_bytes: 0,
                         },

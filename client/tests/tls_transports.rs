@@ -207,6 +207,7 @@ fn answer(bytes: &[u8], early: bool, counters: &Counters) -> Option<ServerFrame>
                 max_sync_page: 100,
                 max_history_page: 100,
                 sends_per_second: 100,
+                max_attachment_bytes: 0,
                 max_group_members: 100,
                 max_attachment_bytes: 0,
             },

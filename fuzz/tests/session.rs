@@ -57,9 +57,17 @@ async fn world(password_hash: &str) -> World {
         tokens.push(store.add_device(user, "seed").await.unwrap().token);
     }
     let limits = limits();
+    let media = imboxd::media::Media::open(
+        dir.path().join("media"),
+        store.clone(),
+        imboxd::media::MediaLimits::for_tests(),
+    )
+    .unwrap();
     let hub = Arc::new(Hub {
         store,
         router,
+        max_attachment_bytes: 100 << 20,
+        media: Arc::new(media),
         sends: SendLimit::new(limits.sends_per_second, limits.send_burst),
         limits,
         passwords: Passwords::new(1),

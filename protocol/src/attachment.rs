@@ -212,7 +212,8 @@ mod tests {
 
     #[test]
     fn bad_descriptions_are_named() {
-        let cases: [(Attachment, fn(&AttachmentError) -> bool); 8] = [
+        type Expect = fn(&AttachmentError) -> bool;
+        let cases: [(Attachment, Expect); 8] = [
             (Attachment { id: "AB".repeat(32), ..photo() }, |e| matches!(e, AttachmentError::BadId(_))),
             (Attachment { id: "ab".into(), ..photo() }, |e| matches!(e, AttachmentError::BadId(_))),
             (Attachment { name: "../etc/passwd".into(), ..photo() }, |e| *e == AttachmentError::BadName),

@@ -287,6 +287,7 @@ mod tests {
                 id: "m-1".into(),
                 sent_at: 1_700_000_000_000,
                 text: "héllo".into(),
+                attachments: Vec::new(),
             }),
         };
         for entry in [message, entry(9)] {

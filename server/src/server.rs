@@ -38,6 +38,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    /// The media directory could not be opened.
+    #[error("cannot open the attachments in the data directory: {0}")]
+    Media(#[from] crate::media::MediaError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}; is another program using that port?")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -73,7 +76,8 @@ pub struct Running {
     /// Cancel to shut down.
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
-    store: Store,
+    /// The database, for tests and tools that inspect a running box.
+    pub store: Store,
     control_path: PathBuf,
 }
 
@@ -162,6 +166,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     // The name the owner gave the box wins over the configured default.
     let box_name = store.box_settings()?.name.unwrap_or_else(|| config.box_name.clone());
     let l = &config.limits;
+    let media = Arc::new(crate::media::Media::open(
+        crate::media::media_dir(&config),
+        store.clone(),
+        crate::media::MediaLimits::from_config(&config),
+    )?);
     let hub = Arc::new(Hub {
         store: store.clone(),
         router,
@@ -170,6 +179,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         logins: LoginLimit::new(l.login_attempts_per_minute),
         sends: SendLimit::new(l.sends_per_second, l.send_burst),
         max_attachment_bytes: u64::from(config.media.max_file_mib) << 20,
+        media: media.clone(),
         server_name: std::sync::RwLock::new(box_name.clone()),
     });
 
@@ -242,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         );
     }
     tasks.spawn(crate::web::status::sample(web.clone(), shutdown.clone()));
+    tasks.spawn(crate::media::collect::periodically(media, shutdown.clone()));
     tasks.spawn(prune_periodically(store.clone(), PruneSchedule::from_config(&config), shutdown.clone()));
 
     let ctx = Arc::new(ListenerContext {

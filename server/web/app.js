@@ -384,6 +384,17 @@
         say('st-used', bytes(s.storage.used_bytes) + ' of ' + bytes(s.storage.total_bytes));
         say('st-free', bytes(s.storage.available_bytes));
         say('st-db', bytes(s.storage.database_bytes));
+        const m = s.media;
+        say('st-media', bytes(m.bytes) + ' in ' + m.contents + (m.contents === 1 ? ' file' : ' files'));
+        say('st-media-retention', m.retention_days === 0 ? 'forever'
+          : m.retention_days + ' days after last sent' + (m.retention_source === 'setting' ? '' : ' (configuration)'));
+        say('st-media-limits', bytes(m.max_file_bytes) + ' per file; '
+          + (m.user_quota_bytes ? bytes(m.user_quota_bytes) + ' per user; ' : 'no quota per user; ')
+          + bytes(m.reserve_bytes) + ' of disk kept for messages');
+        say('st-media-pending', m.uploads_in_progress + (m.uploads_in_progress
+          ? ' (' + bytes(m.pending_bytes) + ' still to come)' : ''));
+        byId('st-media-users').tBodies[0].replaceChildren(...m.per_user.map((u) =>
+          node('tr', {}, cell('User', u.user), cell('Uses', bytes(u.bytes)))));
         const disks = s.storage.appliance;
         byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
         byId('st-disk-problem').hidden = !s.storage.disk_problem;

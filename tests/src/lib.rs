@@ -32,6 +32,8 @@ pub fn test_config(dir: &Path, listen: SocketAddr) -> Config {
     config.limits.login_attempts_per_minute = 1000;
     config.limits.sends_per_second = 100_000;
     config.limits.send_burst = 100_000;
+    // Tests make small files; a build machine's disk may be nearly full.
+    config.media.reserve_mib = 16;
     // What the appliance's storage.sh writes under /run/imbox, never the host's.
     config.setup.storage_status = dir.join("run/storage.json");
     config.setup.storage_progress = dir.join("run/storage-progress");
@@ -131,6 +133,11 @@ impl Server {
     /// Connection options that pin this box's key.
     pub fn options(&self) -> ConnectOptions {
         ConnectOptions { pin: Some(self.fingerprint), ..ConnectOptions::default() }
+    }
+
+    /// The running server's store.
+    pub fn store(&self) -> &imboxd::store::Store {
+        &self.running.as_ref().unwrap().store
     }
 
     /// Stops the server the way SIGTERM does and waits until it has.
@@ -248,6 +255,7 @@ impl Daemon {
             .env("IMBOX_LIMITS__SENDS_PER_SECOND", "100000")
             .env("IMBOX_LIMITS__SEND_BURST", "100000")
             .env("IMBOX_LIMITS__LOGIN_ATTEMPTS_PER_MINUTE", "1000")
+            .env("IMBOX_MEDIA__RESERVE_MIB", "16")
             .args(["run", "--listen", &addr.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -18,6 +18,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as it came (for binary bodies).
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -110,6 +112,68 @@ impl Http {
         }
     }
 
+    /// Sends one request with a binary body (with its Content-Length).
+    pub async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        match &self.tls {
+            Some(tls) => {
+                let name = ServerName::try_from("imbox.local").unwrap();
+                exchange(tls.connect(name, tcp).await.unwrap(), &request).await
+            }
+            None => exchange(tcp, &request).await,
+        }
+    }
+
+    /// Starts a request whose head announces all of `body` but sends only
+    /// its first `send` bytes, then holds the connection open until the
+    /// peer goes away: an upload cut off by whatever happens to the server.
+    pub async fn send_partial(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        send: usize,
+    ) {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body[..send.min(body.len())]);
+        async fn hold<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) {
+            if stream.write_all(request).await.is_ok() && stream.flush().await.is_ok() {
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+            }
+        }
+        match &self.tls {
+            Some(tls) => {
+                let name = ServerName::try_from("imbox.local").unwrap();
+                hold(tls.connect(name, tcp).await.unwrap(), &request).await;
+            }
+            None => hold(tcp, &request).await,
+        }
+    }
+
     /// GET with a session cookie (if any).
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
         let cookie = cookie.map(|c| format!("__Host-imbox={c}"));
@@ -146,6 +210,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u
     let mut raw = Vec::new();
     // A TLS peer that closes without close_notify is fine for a test.
     let _ = stream.read_to_end(&mut raw).await;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |at| at + 4);
+    let bytes = raw[split..].to_vec();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -155,5 +221,5 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Answer { status, headers, body: body.to_owned() }
+    Answer { status, headers, body: body.to_owned(), bytes }
 }

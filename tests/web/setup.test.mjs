@@ -193,6 +193,36 @@ describe('imbox setup and admin pages', () => {
     }
   });
 
+  it('lets the logged-in browser upload an attachment and shows media per user on the status page', async () => {
+    await owner.goto(`${box.https}/admin`);
+    const result = await owner.evaluate(async () => {
+      const session = await (await fetch('/api/session')).json();
+      const headers = { 'Tus-Resumable': '1.0.0', 'X-CSRF-Token': session.csrf_token };
+      const created = await fetch('/api/uploads', {
+        method: 'POST',
+        headers: { ...headers, 'Upload-Length': '5', 'Upload-Metadata': 'filename bm90ZS50eHQ=' },
+      });
+      const patched = await fetch(created.headers.get('location'), {
+        method: 'PATCH',
+        headers: { ...headers, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+        body: 'hello',
+      });
+      const id = patched.headers.get('imbox-attachment');
+      const download = await fetch(`/api/attachments/${id}`);
+      return { created: created.status, patched: patched.status, id, text: await download.text() };
+    });
+    assert.equal(result.created, 201);
+    assert.equal(result.patched, 204);
+    assert.equal(result.id, '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+    assert.equal(result.text, 'hello');
+    await owner.reload();
+    const row = owner.locator('#st-media-users tbody tr');
+    await row.first().waitFor();
+    assert.match(await row.first().textContent(), new RegExp(`${OWNER}\\s*5 B`));
+    assert.match(await owner.textContent('#st-media'), /^5 B in 1 file$/);
+    await check360(owner, 'status-media');
+  });
+
   it('gives a member 403 on every admin endpoint and page', async () => {
     const context = await phone(browser);
     const member = await context.newPage();

@@ -8,7 +8,7 @@
 //! de-duplication of pushes, rate limits, early-data rules — lives here, so
 //! both transports behave the same and this is tested without a network.
 
-mod errors;
+pub(crate) mod errors;
 pub mod limits;
 pub mod password;
 
@@ -46,6 +46,8 @@ pub struct Hub {
     pub sends: SendLimit,
     /// The largest attachment accepted (`media.max_file_mb`), told in `welcome`.
     pub max_attachment_bytes: u64,
+    /// Attachments: uploads, contents, their limits.
+    pub media: Arc<crate::media::Media>,
     /// The box name told in `welcome`; the owner may change it while running.
     pub server_name: std::sync::RwLock<String>,
 }

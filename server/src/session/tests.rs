@@ -57,9 +57,18 @@ async fn world_where(limits: LimitsConfig, per_second: u32, burst: u32) -> World
     for name in ["alice", "bob", "carol"] {
         store.create_user(name, hash_now("password").unwrap(), false).await.unwrap();
     }
+    let media = Arc::new(
+        crate::media::Media::open(
+            dir.path().join("media"),
+            store.clone(),
+            crate::media::MediaLimits::for_tests(),
+        )
+        .unwrap(),
+    );
     let hub = Arc::new(Hub {
         store,
         router,
+        media,
         limits,
         passwords: Passwords::new(2),
         logins: LoginLimit::new(3),

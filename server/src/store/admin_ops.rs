@@ -32,6 +32,10 @@ pub enum AdminOp {
     /// forever, whatever the box's setting), or `None` for the box's
     /// `storage.retention_days`. Pruning deletes what is older.
     SetRetention { conversation: Target, days: Option<u32> },
+    /// Sets how long attachments are kept after they were last sent:
+    /// `Some(days)` (0: forever), or `None` for the configuration's
+    /// `media.retention_days`.
+    SetMediaRetention { days: Option<u32> },
 }
 
 /// The longest retention a conversation can be given, in days (a hundred
@@ -134,6 +138,17 @@ pub fn apply(t: &mut Tables<'_>, op: &AdminOp, notices: &mut Vec<Notice>) -> Res
             if let Some(allowed) = members_may_invite {
                 record.members_may_invite = *allowed;
             }
+            put_box(t, &record)?;
+            Ok(Outcome::Done)
+        }
+        AdminOp::SetMediaRetention { days } => {
+            if days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
+                return Err(StoreError::Invalid(format!(
+                    "a media retention is 0 (forever) to {MAX_RETENTION_DAYS} days"
+                )));
+            }
+            let mut record = box_record(&t.settings)?;
+            record.media_retention_days = *days;
             put_box(t, &record)?;
             Ok(Outcome::Done)
         }
@@ -262,6 +277,11 @@ impl Store {
         members_may_invite: Option<bool>,
     ) -> Result<(), StoreError> {
         self.admin(AdminOp::UpdateSettings { name, members_may_invite }).await.map(drop)
+    }
+
+    /// Sets the media retention (`None`: the configuration's).
+    pub async fn set_media_retention(&self, days: Option<u32>) -> Result<(), StoreError> {
+        self.admin(AdminOp::SetMediaRetention { days }).await.map(drop)
     }
 
     /// Disables (ending its sessions) or enables a user.

@@ -126,6 +126,14 @@ impl Outcome {
             other => Err(other.unexpected()),
         }
     }
+    /// The send's result, in tests outside the store.
+    #[cfg(test)]
+    pub fn sent_for_tests(self) -> Sent {
+        match self {
+            Outcome::Sent(sent) => sent,
+            other => panic!("not a send: {other:?}"),
+        }
+    }
     pub(super) fn sent(self) -> Result<Sent, StoreError> {
         match self {
             Outcome::Sent(sent) => Ok(sent),

@@ -417,3 +417,9 @@ pub fn all_hashes(db: &redb::Database) -> Result<std::collections::HashSet<Hash>
     }
     Ok(hashes)
 }
+
+/// Whether a content has its row.
+pub fn exists(db: &redb::Database, hash: &Hash) -> Result<bool, StoreError> {
+    use redb::ReadableDatabase;
+    Ok(db.begin_read()?.open_table(BLOBS)?.get(hash.as_slice())?.is_some())
+}

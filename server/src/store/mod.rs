@@ -845,6 +845,11 @@ impl Store {
         media::downloadable(&self.db(), user, hash)
     }
 
+    /// Whether the content `hash` is stored.
+    pub fn blob_exists(&self, hash: &media::Hash) -> Result<bool, StoreError> {
+        media::exists(&self.db(), hash)
+    }
+
     /// What `user`'s uploads take, in bytes.
     pub fn media_usage(&self, user: u64) -> Result<u64, StoreError> {
         media::usage(&self.db(), user)

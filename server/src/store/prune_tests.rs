@@ -107,8 +107,14 @@ fn positions(entries: &[Entry]) -> Vec<u64> {
 }
 
 fn send(store: &Store, sender: u64, to: &str, id: &str) -> Pending {
-    let op =
-        WriteOp::Send { sender, device: 0, to: Target::parse(to), client_id: id.into(), text: id.into() };
+    let op = WriteOp::Send {
+        sender,
+        device: 0,
+        to: Target::parse(to),
+        client_id: id.into(),
+        text: id.into(),
+        attachments: Vec::new(),
+    };
     store.submit(op).unwrap()
 }
 
@@ -359,6 +365,7 @@ async fn fill(store: &Store, prefix: &str, count: usize) {
                     to: Target::parse("#big"),
                     client_id: format!("{prefix}-{chunk}-{i}"),
                     text: text.clone(),
+                    attachments: Vec::new(),
                 };
                 store.submit(op).unwrap()
             })

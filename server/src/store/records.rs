@@ -321,6 +321,10 @@ pub struct BoxRecord {
     pub name: Option<String>,
     /// Whether members who are not administrators may create invites.
     pub members_may_invite: bool,
+    /// Attachments not sent for this many days are deleted (0: never);
+    /// `None` follows the configuration's `media.retention_days`.
+    #[serde(default)]
+    pub media_retention_days: Option<u32>,
 }
 
 /// The key of the [`BoxRecord`] in [`SETTINGS`].

@@ -52,8 +52,14 @@ fn open_copy(db: &[u8], log: &[u8]) -> (Store, tempfile::TempDir) {
 }
 
 fn send(store: &Store, sender: u64, to: &str, id: &str) -> Pending {
-    let op =
-        WriteOp::Send { sender, device: 0, to: Target::parse(to), client_id: id.into(), text: id.into() };
+    let op = WriteOp::Send {
+        sender,
+        device: 0,
+        to: Target::parse(to),
+        client_id: id.into(),
+        text: id.into(),
+        attachments: Vec::new(),
+    };
     store.submit(op).unwrap()
 }
 

@@ -202,19 +202,20 @@ async fn route(
     ctx: Arc<ListenerContext>,
     secure: bool,
     permit: Arc<OwnedSemaphorePermit>,
-) -> Reply {
+) -> crate::web::reply::StreamReply {
+    use crate::web::reply::boxed;
     match (req.method(), req.uri().path()) {
         (&Method::GET, imbox_protocol::WEBSOCKET_PATH) if secure || ctx.web.plain_websocket() => {
-            upgrade(req, peer, ctx, secure, permit)
+            boxed(upgrade(req, peer, ctx, secure, permit))
         }
-        (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => text(
+        (&Method::GET, imbox_protocol::WEBSOCKET_PATH) => boxed(text(
             StatusCode::FORBIDDEN,
             "text/plain; charset=utf-8",
             "WebSocket over plain HTTP is turned off on this box (http.plain_websocket = false): connect with wss://\n",
-        ),
+        )),
         (&Method::GET, "/health") => {
             let (status, body) = crate::web::status::health(&ctx.hub.store);
-            text(status, "text/plain; charset=utf-8", body)
+            boxed(text(status, "text/plain; charset=utf-8", body))
         }
         _ => crate::web::handle(&ctx.web, req, peer.ip(), secure).await,
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use imbox_protocol::stream::FrameBuffer;
+use imbox_protocol::transfer::MAX_TRANSFER_STREAMS;
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt, ZeroRttAccepted};
 
 use super::connection;
@@ -36,12 +37,16 @@ pub struct QuicTuning {
 /// prefix): the most a client can make the box buffer is one frame per
 /// connection.
 pub fn transport_config(tuning: &QuicTuning) -> Result<quinn::TransportConfig, String> {
-    let window = VarInt::from_u32(tuning.max_frame.saturating_add(4));
+    let window = VarInt::from_u32(session_window(tuning));
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(1))
+        // The session stream, and the transfer streams of attachments.
+        .max_concurrent_bidi_streams(VarInt::from_u32(1 + MAX_TRANSFER_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .stream_receive_window(window)
+        // Per stream, room for an upload at LAN speed; the connection's
+        // window, which bounds them all together, stays one frame until an
+        // upload starts (`media::quic`).
+        .stream_receive_window(VarInt::from_u32(crate::media::quic::UPLOAD_RECEIVE_WINDOW))
         .receive_window(window)
         .send_window(tuning.send_window)
         .max_idle_timeout(Some(
@@ -52,6 +57,12 @@ pub fn transport_config(tuning: &QuicTuning) -> Result<quinn::TransportConfig, S
         .keep_alive_interval(None)
         .datagram_receive_buffer_size(None);
     Ok(transport)
+}
+
+/// The connection's receive window while only the session stream is open:
+/// one frame and its length prefix.
+pub fn session_window(tuning: &QuicTuning) -> u32 {
+    tuning.max_frame.saturating_add(4)
 }
 
 /// Frames fed are gathered into one stream write up to this size: quinn
@@ -219,6 +230,14 @@ async fn serve(incoming: quinn::Incoming, ctx: Arc<ListenerContext>) {
             return;
         }
     };
+    // Further streams carry attachments, each on its own.
+    ctx.tasks.spawn(crate::media::quic::accept(
+        conn.clone(),
+        ctx.hub.media.clone(),
+        ctx.limits.handshake_timeout.max(Duration::from_secs(30)),
+        u32::try_from(ctx.max_frame.saturating_add(4)).unwrap_or(u32::MAX),
+        ctx.shutdown.clone(),
+    ));
     let io = QuicFrames {
         conn,
         send,

@@ -12,7 +12,9 @@ use super::error::ApiError;
 use super::reply::{json, no_content, read_json, Reply};
 use super::setup::{check_new_password, check_username, StrengthBody};
 use super::{qr, setup, status, Caller, Web};
-use crate::store::{conversation_ref, invite_id, now_ms, parse_invite_id, valid_box_name, AccountState};
+use crate::store::{
+    conversation_ref, invite_id, now_ms, parse_invite_id, valid_box_name, AccountState, MAX_RETENTION_DAYS,
+};
 
 /// Most accounts one invite may create.
 const MAX_INVITE_USES: u32 = 1000;
@@ -66,6 +68,15 @@ struct SettingsChange {
 struct RetentionChange {
     /// Days (0: forever); `null` for the box's setting.
     days: Option<u32>,
+}
+
+/// `PUT /api/admin/media`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaChange {
+    /// Days after their last sending that attachments are kept (0:
+    /// forever); `null` for the configuration's `media.retention_days`.
+    retention_days: Option<u32>,
 }
 
 /// `POST /api/admin/storage/adopt`: move the data to this USB disk.
@@ -214,6 +225,18 @@ pub async fn route(
             tracing::info!(by = %caller.account.name, conversation = id, days = ?change.days, "retention changed");
             Ok(json(StatusCode::OK, &json!({ "conversation": id, "days": change.days })))
         }
+        (&Method::GET, ["media"]) => Ok(json(StatusCode::OK, &super::status::media(web)?)),
+        (&Method::PUT, ["media"]) => {
+            let change: MediaChange = read_json(parts, body).await?;
+            if change.retention_days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
+                return Err(ApiError::BadRequest(format!(
+                    "retention_days is 0 (keep forever) to {MAX_RETENTION_DAYS}, or null for the configuration's"
+                )));
+            }
+            store.set_media_retention(change.retention_days).await?;
+            tracing::info!(by = %caller.account.name, days = ?change.retention_days, "media retention changed");
+            Ok(json(StatusCode::OK, &super::status::media(web)?))
+        }
         (&Method::GET, ["settings"]) => settings(web),
         (&Method::PUT, ["settings"]) => {
             let change: SettingsChange = read_json(parts, body).await?;
@@ -241,6 +264,7 @@ pub async fn route(
             | ["invites"]
             | ["invites", _]
             | ["conversations", _, "retention"]
+            | ["media"]
             | ["settings"],
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("no such admin endpoint: see docs/API.md".into())),

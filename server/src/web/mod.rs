@@ -47,7 +47,6 @@ use crate::session::Hub;
 use crate::store::AccountState;
 use crate::transport::OpenConnections;
 use error::ApiError;
-use reply::Reply;
 use sessions::WebSessions;
 
 /// The addresses the listeners are bound to, for the status page.
@@ -72,7 +71,7 @@ pub struct WebParts {
 /// Everything the pages and the API share.
 #[derive(Debug)]
 pub struct Web {
-    hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     pairing: PairingTemplate,
     certs: Arc<CertResolver>,
     fingerprint: Fingerprint,
@@ -88,6 +87,7 @@ pub struct Web {
     rate: status::MessageRate,
     started: std::time::Instant,
     disks: Arc<Disks>,
+    request_timeout: std::time::Duration,
 }
 
 /// A logged-in user making a request.
@@ -117,12 +117,18 @@ impl Web {
             database_path: config.database_path(),
             rate: status::MessageRate::default(),
             started: std::time::Instant::now(),
+            request_timeout: std::time::Duration::from_millis(config.http.request_timeout_ms),
             disks: Arc::new(Disks::new(
                 config.setup.storage_status.clone(),
                 config.setup.storage_progress.clone(),
                 &config.data_dir,
             )),
         }
+    }
+
+    /// How long a request may pause (`http.request_timeout_ms`).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
     }
 
     /// Whether `/ws` is served over plain HTTP (`http.plain_websocket`).
@@ -150,7 +156,7 @@ impl Web {
 
     /// The user behind the request's session cookie, if it is live and the
     /// account still exists and is enabled.
-    fn caller(&self, parts: &Parts) -> Result<Caller, ApiError> {
+    pub(crate) fn caller(&self, parts: &Parts) -> Result<Caller, ApiError> {
         let cookies = parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
         let id = sessions::cookie_value(cookies).ok_or(ApiError::NotLoggedIn)?;
         let found = self.sessions.find(id).ok_or(ApiError::NotLoggedIn)?;
@@ -181,8 +187,23 @@ impl Web {
 }
 
 /// Serves one HTTP request that is not the WebSocket or the health check.
-pub async fn handle(web: &Web, req: Request<Incoming>, peer: IpAddr, secure: bool) -> Reply {
+pub async fn handle(web: &Web, req: Request<Incoming>, peer: IpAddr, secure: bool) -> reply::StreamReply {
+    let path = req.uri().path();
+    if secure && is_media_path(path) {
+        let mut reply = crate::media::tus::handle(web, req).await;
+        reply::harden(&mut reply);
+        crate::media::download::contain(&mut reply);
+        return reply;
+    }
     let mut reply = if secure { routes::secure(web, req, peer).await } else { routes::plain(web, &req) };
     reply::harden(&mut reply);
-    reply
+    reply::boxed(reply)
+}
+
+/// Whether a path is one of the attachments' (uploads, downloads).
+fn is_media_path(path: &str) -> bool {
+    use imbox_protocol::transfer::{ATTACHMENTS_PATH, UPLOADS_PATH};
+    [UPLOADS_PATH, ATTACHMENTS_PATH]
+        .iter()
+        .any(|prefix| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }

@@ -14,6 +14,17 @@ use super::error::ApiError;
 /// What every handler returns.
 pub type Reply = Response<Full<Bytes>>;
 
+/// A body of any kind: whole, or streamed from a file (attachments).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A reply whose body may be streamed.
+pub type StreamReply = Response<Body>;
+
+/// A whole reply as a [`StreamReply`].
+pub fn boxed(reply: Reply) -> StreamReply {
+    reply.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
 /// The largest request body read: every form of the pages fits many times.
 pub const MAX_BODY: usize = 16 * 1024;
 
@@ -68,7 +79,7 @@ pub fn no_content() -> Reply {
 /// account data, so nothing is cached. There is deliberately no HSTS: with a
 /// self-signed certificate it would turn the browser's warning into a wall,
 /// and the plain-HTTP landing page must stay reachable.
-pub fn harden(reply: &mut Reply) {
+pub fn harden<B>(reply: &mut Response<B>) {
     let headers = reply.headers_mut();
     let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
         headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));

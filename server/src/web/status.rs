@@ -194,6 +194,61 @@ pub fn health(store: &crate::store::Store) -> (StatusCode, String) {
     }
 }
 
+/// Attachments on the box, for the status page and `GET /api/admin/media`.
+#[derive(Debug, Serialize)]
+pub struct MediaReport {
+    /// Bytes of all stored contents (each once).
+    pub bytes: u64,
+    pub contents: u64,
+    /// Each user's usage (a content counts to every user who uploaded it),
+    /// largest first.
+    pub per_user: Vec<UserMedia>,
+    /// Unfinished uploads and the bytes they still expect.
+    pub uploads_in_progress: usize,
+    pub pending_bytes: u64,
+    /// The retention in force (0: forever), and whether it is the owner's
+    /// setting or the configuration's.
+    pub retention_days: u32,
+    pub retention_source: &'static str,
+    pub max_file_bytes: u64,
+    /// 0: no quota.
+    pub user_quota_bytes: u64,
+    /// Free space uploads never take.
+    pub reserve_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserMedia {
+    pub user: String,
+    pub bytes: u64,
+}
+
+/// What attachments take, now.
+pub fn media(web: &Web) -> Result<MediaReport, ApiError> {
+    let store = &web.hub.store;
+    let media = &web.hub.media;
+    let summary = store.media_summary()?;
+    let mut per_user = Vec::with_capacity(summary.per_user.len());
+    for (user, bytes) in summary.per_user {
+        let user = store.username(user)?.unwrap_or_else(|| format!("user-{user}"));
+        per_user.push(UserMedia { user, bytes });
+    }
+    let (uploads_in_progress, pending_bytes) = media.pending();
+    let setting = store.box_settings()?.media_retention_days;
+    Ok(MediaReport {
+        bytes: summary.bytes,
+        contents: summary.contents,
+        per_user,
+        uploads_in_progress,
+        pending_bytes,
+        retention_days: setting.unwrap_or(media.limits.retention_days),
+        retention_source: if setting.is_some() { "setting" } else { "configuration" },
+        max_file_bytes: media.limits.max_file,
+        user_quota_bytes: media.limits.user_quota,
+        reserve_bytes: media.limits.reserve,
+    })
+}
+
 /// The answer of `GET /api/admin/status`.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -206,6 +261,8 @@ pub struct Status {
     pub users: u64,
     pub web_sessions: usize,
     pub storage: Storage,
+    /// Attachments: in all and per user.
+    pub media: MediaReport,
     /// Whether messages can be stored now.
     pub writer: WriterReport,
     pub identity: IdentityInfo,
@@ -242,6 +299,7 @@ pub fn status(web: &Web) -> Result<Status, ApiError> {
         users,
         web_sessions: web.sessions.len(),
         storage: storage(web),
+        media: media(web)?,
         writer: writer(&web.hub.store),
         identity: IdentityInfo {
             fingerprint: web.fingerprint.to_string(),
@@ -312,6 +370,7 @@ pub fn metrics(web: &Web) -> Reply {
         ("{kind=\"free\"}", s.free_bytes),
         ("{kind=\"available\"}", s.available_bytes),
         ("{kind=\"database\"}", s.database_bytes),
+        ("{kind=\"media\"}", Some(status.media.bytes)),
     ]
     .into_iter()
     .filter_map(|(label, v)| v.map(|v| (label, v as f64)))

@@ -296,6 +296,7 @@ impl Legacy {
                         client_id: client_id(id, seq),
                         sent_at: sent_at(id, seq),
                         text: text(id, seq),
+                        attachments: Vec::new(),
                     };
                     messages.insert((id, seq), encode(&record).as_slice()).unwrap();
                     message_ids.insert((sender, client_id(id, seq).as_str()), (id, seq)).unwrap();
