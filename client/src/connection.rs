@@ -651,7 +651,6 @@ mod tests {
                             sends_per_second: 10,
                             max_attachment_bytes: 0,
                             max_group_members: 10,
-                            max_attachment_bytes: 0,
                         },
                     },
                     Request::Login { username, .. } => Response::Authenticated {

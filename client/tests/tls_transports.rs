@@ -209,7 +209,6 @@ fn answer(bytes: &[u8], early: bool, counters: &Counters) -> Option<ServerFrame>
                 sends_per_second: 100,
                 max_attachment_bytes: 0,
                 max_group_members: 100,
-                max_attachment_bytes: 0,
             },
         }),
         Request::Ping => ok(Response::Pong),
