@@ -205,6 +205,74 @@ mod quic {
     }
 }
 
+/// The box restarts in the middle of an upload: the same call reconnects
+/// (on the same addresses), asks the box where it is and finishes, sending
+/// again only what the box had not made durable.
+async fn an_upload_survives_a_restart_of_the_box(transport: Transport) {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut server = media_server(&data, transport).await;
+    let (https, quic) = (server.wss.clone().unwrap(), server.quic.unwrap());
+    let source = temp.path().join("backup.tar");
+    let sha = random_file(&source, SIZE, 99);
+    let mut alice = server.client("alice", &temp.path().join("alice")).await;
+
+    let (halfway, at_halfway) = tokio::sync::oneshot::channel::<()>();
+    let upload = tokio::spawn(async move {
+        let mut halfway = Some(halfway);
+        // Whether a report ever failed to move forward: each attempt starts
+        // with one at the box's offset, so this is a second attempt, which
+        // went on from where the box was after the restart.
+        let (mut last, mut resumed) = (0, false);
+        let result = alice
+            .upload(&source, |p| {
+                resumed |= last > 0 && p.done <= last;
+                last = p.done;
+                if p.done >= SIZE / 2 {
+                    if let Some(halfway) = halfway.take() {
+                        let _ = halfway.send(());
+                    }
+                }
+            })
+            .await;
+        (result, resumed)
+    });
+    at_halfway.await.unwrap();
+    server.stop().await;
+    let https_addr: std::net::SocketAddr = https.trim_start_matches("wss://").parse().unwrap();
+    let _restarted = Server::start_in(&data, |config| {
+        config.https.listen = vec![https_addr];
+        config.quic.listen = vec![quic];
+        config.media.max_file_mib = 512;
+        config.media.reserve_mib = 0;
+    })
+    .await;
+    let (result, resumed) = upload.await.unwrap();
+    let uploaded = result.unwrap();
+    assert_eq!(uploaded.attachment.id, sha);
+    assert_eq!(uploaded.resumed_at, 0);
+    assert!(resumed, "the call went on from the box's offset after the restart");
+    // What was resent: at most what the box had not made durable (it does
+    // every 8 MiB) and what was in flight, not the whole file again.
+    eprintln!("{transport:?}: {} bytes sent for {SIZE} across a restart", uploaded.sent);
+    assert!(uploaded.sent >= SIZE && uploaded.sent < SIZE + SIZE / 2, "sent {} bytes", uploaded.sent);
+}
+
+mod restart {
+    use imbox_tests::Transport;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_wss() {
+        super::an_upload_survives_a_restart_of_the_box(Transport::Wss).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_quic() {
+        super::an_upload_survives_a_restart_of_the_box(Transport::Quic).await;
+    }
+}
+
 /// Small files both ways, the limits' errors, and plain ws:// refusing.
 async fn refusals_say_what_to_do(transport: Transport) {
     let temp = tempfile::tempdir().unwrap();
