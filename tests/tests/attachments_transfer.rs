@@ -412,6 +412,56 @@ async fn a_file_goes_from_the_command_line_to_the_command_line(transport: Transp
     .unwrap();
 }
 
+/// Ctrl-C in the middle of `imbox send --file` stops it cleanly, says how
+/// to go on, and the same command run again finishes the upload and sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_is_finished_by_running_it_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = media_server(&temp.path().join("data"), Transport::Quic).await;
+    let (a, b) = (temp.path().join("alice"), temp.path().join("bob"));
+    let (url, pin) = (server.client_url(), server.fingerprint.to_string());
+    let video = temp.path().join("clip.webm");
+    let sha = random_file(&video, 96 * 1024 * 1024, 5);
+    tokio::task::spawn_blocking(move || {
+        for (dir, user) in [(&a, "alice"), (&b, "bob")] {
+            let mut login = imbox(dir);
+            login.args(["--server", &url, "--pin", &pin, "login", user]);
+            ok(login);
+        }
+        let mut send = imbox(&a);
+        send.arg("send").arg("bob").arg("--file").arg(&video).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = send.spawn().unwrap();
+        // The upload's id is saved as soon as the box gives it.
+        let saved = a.join(imbox_client::attachments::UPLOADS_FILE);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while !saved.exists() {
+            assert!(Instant::now() < deadline, "no upload started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            // A fast machine finished first: nothing left to interrupt.
+            eprintln!("the send finished before the interrupt");
+        } else {
+            assert!(stderr.contains("interrupted: run the same command again"), "{stderr}");
+            let mut again = imbox(&a);
+            again.arg("send").arg("bob").arg("--file").arg(&video);
+            ok(again);
+        }
+        let mut sync = imbox(&b);
+        sync.arg("sync");
+        let lines = json_lines(&ok(sync));
+        assert_eq!(lines.len(), 1, "sent once: {lines:?}");
+        assert_eq!(lines[0]["attachments"][0]["id"], sha.as_str());
+    })
+    .await
+    .unwrap();
+}
+
 mod cli {
     use imbox_tests::Transport;
 
