@@ -1,6 +1,6 @@
 //! Queries, each in its own read transaction.
 
-use imbox_protocol::{ConversationInfo, ConversationKind, DeviceInfo, Entry, Message, Target};
+use imbox_protocol::{ConversationInfo, ConversationKind, DeviceInfo, Entry, Item, Message, Target};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::apply::get_record;
@@ -169,6 +169,36 @@ struct Source<'t> {
 /// below `stream_base`), then the events of every conversation the user was
 /// a member of, merged by position. Each source is one B-tree range, so a
 /// page costs a seek per conversation the user is in, plus the entries.
+/// About the most bytes of entries one page holds, whatever its `limit`: a
+/// page is one frame, and messages with long texts and many attachment
+/// descriptions (with thumbnails) could otherwise add up past what a client
+/// accepts in one frame (16 MiB). A page ends early, with `more`.
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// What an item takes in a frame, roughly (from above).
+fn approx_size(item: &Item) -> usize {
+    match item {
+        Item::Message(m) => message_size(m),
+        _ => 256,
+    }
+}
+
+/// What a message takes in a frame, roughly (from above).
+fn message_size(m: &Message) -> usize {
+    let files: usize = m
+        .attachments
+        .iter()
+        .map(|a| {
+            a.name.len()
+                + a.media_type.len()
+                + a.thumbnail.as_ref().map_or(0, String::len)
+                + a.blurhash.as_ref().map_or(0, String::len)
+                + 192
+        })
+        .sum();
+    m.text.len() + m.chat.len() + m.from.len() + m.id.len() + files + 128
+}
+
 pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<Page, StoreError> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -180,11 +210,12 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
     let base = meta.get(STREAM_BASE)?.map_or(1, |v| v.value());
     let pruned = reader.txn.open_table(PRUNED)?.get(user)?.map_or(0, |v| v.value());
     let mut page = Page { resync: since < pruned, ..Page::default() };
+    let mut bytes = 0;
     let from = since.saturating_add(1);
     if from < base {
         let log = reader.txn.open_table(LOG)?;
         for row in log.range((user, from)..(user, base))? {
-            if page.entries.len() >= limit {
+            if page.entries.len() >= limit || bytes >= PAGE_BYTES {
                 page.more = true;
                 return Ok(page);
             }
@@ -193,6 +224,7 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
             // A message that retention deleted is skipped; the row itself
             // goes when pruning reaches it.
             if let Some(item) = lookup.item(&item, user)? {
+                bytes += approx_size(&item);
                 page.entries.push(Entry { position: key.value().1, item });
             }
         }
@@ -223,7 +255,7 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
     }
     while let Some(Reverse((position, index))) = heads.pop() {
         let Some(event) = next[index].take() else { continue };
-        if page.entries.len() >= limit {
+        if page.entries.len() >= limit || bytes >= PAGE_BYTES {
             page.more = true;
             break;
         }
@@ -244,6 +276,7 @@ pub fn stream_page(db: &Database, user: u64, since: u64, limit: u32) -> Result<P
         };
         if let Some(marker) = marker {
             if let Some(item) = lookup.event(conversation, &event, user, marker)? {
+                bytes += approx_size(&item);
                 page.entries.push(Entry { position, item });
             }
         }
@@ -277,13 +310,16 @@ pub fn history(
     let messages = reader.txn.open_table(MESSAGES)?;
     let mut page = Vec::with_capacity(limit.min(1024) as usize);
     let mut more = false;
+    let mut bytes = 0;
     for row in messages.range((id, start)..(id, end))?.rev() {
-        if page.len() >= limit as usize {
+        if page.len() >= limit as usize || bytes >= PAGE_BYTES {
             more = true;
             break;
         }
         let (key, _) = row?;
-        page.push(lookup.message(id, &label, key.value().1)?);
+        let message = lookup.message(id, &label, key.value().1)?;
+        bytes += message_size(&message);
+        page.push(message);
     }
     page.reverse();
     Ok((page, more))

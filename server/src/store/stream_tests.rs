@@ -127,3 +127,28 @@ async fn a_removed_member_hears_of_the_removal_and_nothing_after() {
     // Bob's markers went with him: Alice's devices do not get them.
     assert!(!describe(&stream(&store, 1, 0, 100)).iter().any(|e| e.contains("bob Read")));
 }
+
+#[tokio::test]
+async fn a_page_of_long_messages_ends_before_it_outgrows_a_frame() {
+    let (store, _dir) = store_with(&["alice", "bob"]).await;
+    let text = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        let op = WriteOp::Send {
+            sender: 1,
+            device: 0,
+            to: Target::parse("bob"),
+            client_id: format!("m{i}"),
+            text: text.clone(),
+            attachments: Vec::new(),
+        };
+        store.write(op).await.unwrap();
+    }
+    let page = store.stream_page(2, 0, 500).unwrap();
+    assert!(page.more, "the byte bound ends the page");
+    let bytes: usize = page.entries.len() * text.len();
+    assert!(bytes <= super::read::PAGE_BYTES + text.len() + 1024, "{} entries", page.entries.len());
+    assert!(page.entries.len() >= 200, "{} entries", page.entries.len());
+    assert_eq!(stream(&store, 2, 0, 500).len(), 300, "paging still reaches every message");
+    let (history, more) = store.history(2, &Target::parse("alice"), None, 500).unwrap();
+    assert!(more && history.len() < 300 && history.last().unwrap().seq == 300);
+}

@@ -31,6 +31,8 @@
 //! - format 2 (imboxd 0.2.0) and later: the array `[format, seq, now, ops,
 //!   ...]`, at least 4 elements, the format first. A later format may add
 //!   elements after these, but must never be a 3-element array.
+//! - format 3 (imboxd 0.3.0): the shape of 2, with the operations of
+//!   attachments among the ops.
 //!
 //! `ops` is a list of [`WriteOp`] in every format so far. A format this
 //! imboxd does not know is refused before anything of the log is applied:
@@ -53,12 +55,12 @@ const MAX_RECORD: usize = 256 << 20;
 /// the newer release, instead of failing to decode it or misreading it.
 /// (Once per release: changes between two releases share one format, since
 /// no released imboxd wrote the intermediate one.)
-pub const WAL_FORMAT: u32 = 2;
+pub const WAL_FORMAT: u32 = 3;
 
 /// Every record format this imboxd reads, and the release that introduced
 /// it: what an error about a format names, so that the reader knows which
 /// imboxd can read the log. A new format adds a row here.
-const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0")];
+const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0"), (3, "0.3.0")];
 
 /// This imboxd's release, as error messages name it.
 const RELEASE: &str = env!("CARGO_PKG_VERSION");
@@ -296,7 +298,9 @@ fn decode(path: &Path, payload: &[u8]) -> Result<Record, WalError> {
             let (seq, now, ops) = rmp_serde::from_slice::<(u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
             Ok(Record { format, seq, now, ops })
         }
-        2 => {
+        // Format 3 (0.3.0) has the shape of 2; its ops may be attachments'
+        // (`WriteOp::Media`, `Send::attachments`), which 0.2.0 cannot read.
+        2 | 3 => {
             let (_, seq, now, ops) =
                 rmp_serde::from_slice::<(u32, u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
             Ok(Record { format, seq, now, ops })
