@@ -397,6 +397,16 @@ async fn a_file_goes_from_the_command_line_to_the_command_line(transport: Transp
         named.current_dir(&work).args(["download", &sha, "--name", "saved.jpg"]);
         ok(named);
         assert_eq!(sha256_of(&work.join("saved.jpg")), sha);
+        // Into a directory: under the given name, and told with --verbose.
+        let dir = work.join("inbox");
+        std::fs::create_dir(&dir).unwrap();
+        let mut into_dir = imbox(&b);
+        into_dir.args(["--verbose", "download", &sha, "--name", "photo.jpg", "-o"]).arg(&dir);
+        let told = json_lines(&ok(into_dir));
+        assert_eq!(told[0]["type"], "downloaded");
+        assert_eq!(told[0]["size"], 3_000_000);
+        assert_eq!(told[0]["path"], dir.join("photo.jpg").to_str().unwrap());
+        assert_eq!(sha256_of(&dir.join("photo.jpg")), sha);
         let mut stdout = imbox(&b);
         stdout.args(["download", &sha, "-o", "-"]);
         let bytes = stdout.output().unwrap().stdout;

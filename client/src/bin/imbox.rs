@@ -202,6 +202,12 @@ enum Line<'a> {
         user: &'a str,
         device: u64,
     },
+    Downloaded {
+        id: &'a str,
+        size: u64,
+        media_type: &'a str,
+        path: &'a str,
+    },
 }
 
 fn message_line(message: &Message, position: Option<u64>) -> Line<'_> {
@@ -372,23 +378,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let label = name.clone().unwrap_or_else(|| short_id(&attachment));
             let mut meter = ProgressLine::new(&label);
             let progress = |p: Progress| meter.show(p);
-            let downloaded = match output {
-                Some(path) if path.as_os_str() == "-" => {
+            let default_name = name.as_deref().unwrap_or(&attachment);
+            let path = match output {
+                Some(path) if path.as_os_str() == "-" => None,
+                // Into a directory, under the file's name.
+                Some(path) if path.is_dir() => Some(path.join(default_name)),
+                Some(path) => Some(path),
+                None => Some(PathBuf::from(default_name)),
+            };
+            let downloaded = match &path {
+                None => {
                     let mut stdout = tokio::io::stdout();
                     until_interrupted(client.download_to(&attachment, &mut stdout, progress)).await
                 }
-                output => {
-                    let path =
-                        output.unwrap_or_else(|| PathBuf::from(name.as_deref().unwrap_or(&attachment)));
-                    until_interrupted(client.download(&attachment, &path, progress)).await
-                }
+                Some(path) => until_interrupted(client.download(&attachment, path, progress)).await,
             };
             let Some(downloaded) = downloaded else {
                 client.close().await;
                 bail!("interrupted: nothing was kept");
             };
-            downloaded?;
+            let downloaded = downloaded?;
             meter.done();
+            if let (true, Some(path)) = (cli.verbose, &path) {
+                let line = Line::Downloaded {
+                    id: &attachment,
+                    size: downloaded.size,
+                    media_type: &downloaded.media_type,
+                    path: &path.to_string_lossy(),
+                };
+                print_line(&mut std::io::stdout().lock(), &line)?;
+            }
             client.close().await;
         }
         Command::Sync => {
