@@ -276,18 +276,40 @@ mod restart {
 /// Small files both ways, the limits' errors, and plain ws:// refusing.
 async fn refusals_say_what_to_do(transport: Transport) {
     let temp = tempfile::tempdir().unwrap();
-    let mut server =
-        Server::start_in(&temp.path().join("data"), |config| config.media.max_file_mib = 1).await;
-    server.transport = transport;
-    server.add_users(&["alice"]).await;
-    let mut alice = server.client("alice", &temp.path().join("alice")).await;
-
+    // Each limit on a box of its own.
+    let boxes = [
+        (|c: &mut imboxd::config::Config| c.media.max_file_mib = 1) as fn(&mut imboxd::config::Config),
+        |c| c.media.user_quota_mib = 1,
+        // All the disk (and more) kept for messages.
+        |c| c.media.reserve_mib = 1_048_576,
+    ];
+    let mut servers = Vec::new();
+    for (i, limit) in boxes.into_iter().enumerate() {
+        let mut server = Server::start_in(&temp.path().join(format!("data{i}")), |config| {
+            config.media.reserve_mib = 0;
+            limit(config);
+        })
+        .await;
+        server.transport = transport;
+        server.add_users(&["alice"]).await;
+        servers.push(server);
+    }
     let big = temp.path().join("big.bin");
     random_file(&big, 2 * 1024 * 1024, 7);
-    let err = alice.upload(&big, |_| {}).await.unwrap_err();
-    assert!(matches!(err, ClientError::AttachmentTooLarge { .. }), "{err}");
-    assert!(err.to_string().contains("send a smaller file"), "{err}");
+    let mut errors = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let mut alice = server.client("alice", &temp.path().join(format!("alice{i}"))).await;
+        errors.push(alice.upload(&big, |_| {}).await.unwrap_err());
+    }
+    let [too_large, over_quota, no_space] = &errors[..] else { unreachable!() };
+    assert!(matches!(too_large, ClientError::AttachmentTooLarge { size: 2_097_152, .. }), "{too_large}");
+    assert!(too_large.to_string().contains("send a smaller file"), "{too_large}");
+    assert!(matches!(over_quota, ClientError::QuotaExceeded { .. }), "{over_quota}");
+    assert!(over_quota.to_string().contains("ask the box's owner for a larger quota"), "{over_quota}");
+    assert!(matches!(no_space, ClientError::MediaSpaceFull { .. }), "{no_space}");
+    assert!(no_space.to_string().contains("messages without attachments still go through"), "{no_space}");
 
+    let mut alice = servers[0].client("alice", &temp.path().join("alice")).await;
     let empty = temp.path().join("empty.txt");
     std::fs::write(&empty, b"").unwrap();
     let uploaded = alice.upload(&empty, |_| {}).await.unwrap();
