@@ -348,6 +348,47 @@ mod limits {
     }
 }
 
+/// A content that changed on the box's disk is refused by the download's
+/// check: a typed error, and nothing left where it was to be written.
+async fn a_damaged_content_is_not_kept(transport: Transport) {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = media_server(&data, transport).await;
+    let mut alice = server.client("alice", &temp.path().join("alice")).await;
+    let file = temp.path().join("scan.pdf");
+    let sha = random_file(&file, 1_500_000, 3);
+    let uploaded = alice.upload(&file, |_| {}).await.unwrap();
+    assert_eq!(uploaded.attachment.id, sha);
+
+    // One byte flipped in the stored content (same length).
+    let blob = data.join("media/blobs").join(&sha[..2]).join(&sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[700_000] ^= 0x55;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let out_dir = temp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let err = alice.download(&sha, out_dir.join("scan.pdf"), |_| {}).await.unwrap_err();
+    let ClientError::AttachmentCorrupt { id, actual } = &err else { panic!("{err}") };
+    assert_eq!((id, actual), (&sha, &hex(&Sha256::digest(&bytes))));
+    assert!(err.to_string().contains("download it again"), "{err}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "neither the file nor a partial one is left");
+}
+
+mod damaged {
+    use imbox_tests::Transport;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_wss() {
+        super::a_damaged_content_is_not_kept(Transport::Wss).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_quic() {
+        super::a_damaged_content_is_not_kept(Transport::Quic).await;
+    }
+}
+
 /// `imbox` with a clean environment.
 fn imbox(profile: &Path) -> Command {
     let mut cmd = Command::new(bin("imbox"));
