@@ -28,6 +28,20 @@
 //! [`crate::ClientOptions::retry_for`] allows; after that, running the same
 //! upload again (in another process, say) resumes it from the box's offset,
 //! because the upload's id is saved in the profile directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), imbox_client::ClientError> {
+//! use imbox_client::protocol::Target;
+//! use imbox_client::Client;
+//!
+//! let mut client = Client::open("/home/alice/.config/imbox")?;
+//! let uploaded = client.upload("film.mp4", |p| eprintln!("{} of {} bytes", p.done, p.total)).await?;
+//! let attachment = uploaded.attachment;
+//! client.send_with_attachments(&Target::parse("bob"), "the film", vec![attachment.clone()]).await?;
+//! // A recipient, with the id from the message:
+//! client.download(&attachment.id, "film.mp4", |_| {}).await?;
+//! # Ok(()) }
+//! ```
 
 mod https;
 pub mod media_type;
