@@ -467,7 +467,7 @@ mod tests {
         let message = err.to_string();
         let expected = format!(
             "the write-ahead log {} holds records of format 99, written by a newer imboxd than this one \
-             ({}, which reads formats 1 and 2): start that newer imboxd again so it can apply its log, \
+             ({}, which reads formats 1, 2 and 3): start that newer imboxd again so it can apply its log, \
              or restore a backup",
             path.display(),
             env!("CARGO_PKG_VERSION")
@@ -512,7 +512,7 @@ mod tests {
             max_rows: 5000,
             from: crate::store::PruneFrom::Conversations { after: 4 },
         });
-        let payload = rmp_serde::to_vec(&(WAL_FORMAT, 1u64, 200u64, [&prune])).unwrap();
+        let payload = rmp_serde::to_vec(&(2u32, 1u64, 200u64, [&prune])).unwrap();
         let (_dir, path) = log_of(&framed(&payload));
         let records = reread(&path);
         assert_eq!(records.iter().map(|r| (r.format, r.seq)).collect::<Vec<_>>(), [(2, 1)]);
@@ -523,6 +523,26 @@ mod tests {
                 from: crate::store::PruneFrom::Conversations { after: 4 },
                 ..
             })
+        ));
+    }
+
+    /// The operations of attachments (0.3.0) come back as written.
+    #[test]
+    fn the_operations_of_attachments_come_back_as_written() {
+        let store = WriteOp::Media(crate::store::media::MediaOp::Store {
+            user: 3,
+            hash: [9; 32],
+            size: 1234,
+            media_type: "image/png".into(),
+        });
+        let (_dir, path, mut wal) = new_log();
+        wal.append(100, &[&store]).unwrap();
+        drop(wal);
+        let records = reread(&path);
+        assert_eq!(records[0].format, 3);
+        assert!(matches!(
+            &records[0].ops[0],
+            WriteOp::Media(crate::store::media::MediaOp::Store { user: 3, size: 1234, hash, .. }) if *hash == [9; 32]
         ));
     }
 
@@ -549,7 +569,8 @@ mod tests {
     fn the_table_of_formats_ends_with_the_one_written() {
         assert_eq!(FORMATS.last().map(|(f, _)| *f), Some(WAL_FORMAT));
         assert_eq!(introduced_by(1), Some("0.1.0"));
-        assert_eq!(readable_formats(), "1 and 2");
+        assert_eq!(introduced_by(3), Some("0.3.0"));
+        assert_eq!(readable_formats(), "1, 2 and 3");
     }
 
     #[test]
