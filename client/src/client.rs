@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use imbox_protocol::{
-    ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Fingerprint, Message, PairingUri, Request,
-    Response, Target,
+    Attachment, ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Fingerprint, Message, PairingUri,
+    Request, Response, Target,
 };
 
 use crate::backoff::Backoff;
@@ -350,6 +350,28 @@ impl Client {
         &self.profile
     }
 
+    /// The server this client talks to.
+    pub fn server_url(&self) -> &ServerUrl {
+        &self.url
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Handles a failed attachment transfer as any failed request: waits
+    /// before the next attempt while the failure is transient and
+    /// `retry_for` allows, gives the error back otherwise.
+    pub(crate) async fn recover_attachment(&mut self, err: ClientError) -> Result<(), ClientError> {
+        self.recover(err).await
+    }
+
+    /// A transfer went through: the next failure starts a new back-off.
+    pub(crate) fn attachment_succeeded(&mut self) {
+        self.succeeded();
+    }
+
     /// The position of the last entry handed out.
     pub fn cursor(&self) -> u64 {
         self.cursor.position()
@@ -393,12 +415,19 @@ impl Client {
     /// Sends a text message under `id`. Sending the same id again (from any
     /// run) never stores a second copy.
     pub async fn send_with_id(&mut self, to: &Target, id: &str, text: &str) -> Result<Sent, ClientError> {
-        let req = Request::Send {
-            to: to.clone(),
-            id: id.to_owned(),
-            text: text.to_owned(),
-            attachments: Vec::new(),
-        };
+        self.send_message(to, id, text, Vec::new()).await
+    }
+
+    /// Sends a message with text and attachments under `id`, retrying
+    /// across reconnects until the server confirms that it is stored.
+    pub(crate) async fn send_message(
+        &mut self,
+        to: &Target,
+        id: &str,
+        text: &str,
+        attachments: Vec<Attachment>,
+    ) -> Result<Sent, ClientError> {
+        let req = Request::Send { to: to.clone(), id: id.to_owned(), text: text.to_owned(), attachments };
         match self.call(req).await? {
             Response::Sent { conversation, seq, sent_at, duplicate } => {
                 Ok(Sent { id: id.to_owned(), conversation, seq, sent_at, duplicate })
@@ -733,7 +762,7 @@ impl Client {
         self.conn.as_ref().ok_or_else(|| ClientError::ConnectionClosed { reason: "not connected".to_owned() })
     }
 
-    fn revoked(&self) -> ClientError {
+    pub(crate) fn revoked(&self) -> ClientError {
         ClientError::Revoked {
             server: self.profile.server.clone(),
             dir: self.dir.clone(),

@@ -151,6 +151,8 @@ pub struct Connection {
     zero_rtt: watch::Receiver<ZeroRtt>,
     /// The QUIC endpoint, for [`Connection::rebind`].
     endpoint: Option<quinn::Endpoint>,
+    /// The QUIC connection, for attachment transfer streams.
+    quic: Option<quinn::Connection>,
     tcp_local_addr: Option<SocketAddr>,
 }
 
@@ -225,6 +227,7 @@ impl Connection {
             driver,
             zero_rtt,
             endpoint: opened.endpoint,
+            quic: opened.quic,
             tcp_local_addr: opened.tcp_local_addr,
         };
         let hello =
@@ -273,6 +276,15 @@ impl Connection {
         let mut outcome = self.zero_rtt.clone();
         let settled = outcome.wait_for(|state| *state != ZeroRtt::Pending).await.map(|state| *state);
         settled.unwrap_or_else(|_| *self.zero_rtt.borrow())
+    }
+
+    /// The QUIC connection under the session, on which attachments move in
+    /// streams of their own (`imbox_protocol::transfer`); `None` over
+    /// WebSocket. Opening a stream on it before the handshake is confirmed
+    /// would send it as 0-RTT early data, which the box may see twice: wait
+    /// for [`Connection::zero_rtt_settled`] first.
+    pub fn quic_connection(&self) -> Option<&quinn::Connection> {
+        self.quic.as_ref()
     }
 
     /// The local address the connection uses: for QUIC, that of its UDP

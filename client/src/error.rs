@@ -112,6 +112,57 @@ pub enum ClientError {
     #[error("cannot move the connection to a new local address: {reason}")]
     Rebind { reason: String },
 
+    /// Attachments were asked of a `ws://` server. The box serves uploads
+    /// and downloads over HTTPS and QUIC only, so that a file and the
+    /// device token never cross the network in clear.
+    #[error("attachments need wss:// or quic://, and {url} is plain ws://: use the box's wss:// or quic:// address (pass --server, or pair again)")]
+    AttachmentsNeedTls { url: String },
+
+    /// A local file to upload or to download into could not be read or
+    /// written.
+    #[error("cannot {action} {}: {error}", path.display())]
+    File { action: &'static str, path: PathBuf, error: std::io::Error },
+
+    /// The upload would take the user past their media quota on the box.
+    #[error("the box refused the upload: it would take you past your media quota ({message}); delete old attachments or ask the box's owner for a larger quota")]
+    QuotaExceeded { message: String },
+
+    /// The box keeps the rest of its disk for messages and takes no more
+    /// media until its owner frees space; messages without attachments
+    /// still go through.
+    #[error("the box refused the upload: its disk is kept for messages ({message}); ask the box's owner to free space or shorten media retention; messages without attachments still go through")]
+    MediaSpaceFull { message: String },
+
+    /// The file is larger than the box accepts (`media.max_file_mib`).
+    #[error("the file is {} MB, larger than the box accepts ({message}); send a smaller file, or ask the box's owner to raise media.max_file_mib", size.div_ceil(1_000_000))]
+    AttachmentTooLarge { size: u64, message: String },
+
+    /// The box has no such attachment, or not one this user may read: it
+    /// never existed, was never sent to them, or media retention removed it.
+    #[error("the box has no attachment {id} that you may read: check the id (from the message's attachments), or it expired under the box's media retention")]
+    AttachmentNotFound { id: String },
+
+    /// An attachment description breaks the rules of the protocol.
+    #[error("invalid attachment: {0}")]
+    InvalidAttachment(#[from] imbox_protocol::AttachmentError),
+
+    /// The bytes downloaded are not the attachment asked for: their SHA-256
+    /// differs from its id (or their length from its size). What was written
+    /// must not be trusted; a partial output file is removed.
+    #[error("the download of attachment {id} is damaged: its content has the SHA-256 {actual}; nothing was kept, download it again")]
+    AttachmentCorrupt { id: String, actual: String },
+
+    /// The file changed while it was being uploaded (or between an
+    /// interrupted upload and its resumption): what the box stored is a mix
+    /// of old and new bytes, and is not sent.
+    #[error("{} changed while it was being uploaded (the box stored content {stored}, the file now hashes to {local}); upload it again once it no longer changes", path.display())]
+    FileChanged { path: PathBuf, stored: String, local: String },
+
+    /// An HTTPS request for attachments got an answer this client does not
+    /// expect; the server's own words are in `message`.
+    #[error("{request} at {url} failed with HTTP {status}: {message}")]
+    Http { request: &'static str, url: String, status: u16, message: String },
+
     /// Reading or writing a profile file failed.
     #[error("cannot {action} {}: {error}", path.display())]
     ProfileIo { action: &'static str, path: PathBuf, error: std::io::Error },
@@ -129,6 +180,8 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::Timeout { .. }
             | ClientError::ConnectionClosed { .. } => true,
+            // A gateway or a box restarting in between.
+            ClientError::Http { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
             ClientError::Server { error, .. } => {
                 // A full disk on the box is freed by its owner, and writes
                 // then resume by themselves: worth retrying, later.
@@ -170,6 +223,10 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { error, .. } => Some(error.code),
+            ClientError::QuotaExceeded { .. } => Some(ErrorCode::QuotaExceeded),
+            ClientError::MediaSpaceFull { .. } => Some(ErrorCode::MediaSpaceFull),
+            ClientError::AttachmentTooLarge { .. } => Some(ErrorCode::TooLarge),
+            ClientError::AttachmentNotFound { .. } => Some(ErrorCode::NotFound),
             _ => None,
         }
     }

@@ -23,6 +23,10 @@
 //!   token, sends retried under one message id, the stream read from
 //!   the cursor with each entry handed out once, the cursor saved and
 //!   acknowledged; [`Client::pair`] turns a pairing URI into a profile.
+//! - [`attachments`]: files beside messages: [`Client::upload`] (resumable,
+//!   over QUIC streams of their own or tus over HTTPS),
+//!   [`Client::download`] (checked against the id) and
+//!   [`Client::send_with_attachments`].
 //! - [`error`]: the one error type, [`ClientError`].
 //!
 //! ```no_run
@@ -39,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attachments;
 pub mod backoff;
 pub mod client;
 pub mod connection;
@@ -46,9 +51,10 @@ pub mod cursor;
 pub mod error;
 pub mod profile;
 pub mod tls;
-mod transport;
+pub(crate) mod transport;
 pub mod url;
 
+pub use attachments::{Downloaded, Progress, Uploaded};
 pub use backoff::Backoff;
 pub use client::{Client, ClientOptions, Sent};
 pub use connection::{Authenticated, ConnectOptions, Connection, Welcome, ZeroRtt};

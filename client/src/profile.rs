@@ -80,35 +80,14 @@ impl Profile {
 
     /// Writes the profile to `dir` atomically, creating `dir` if needed.
     pub fn save(&self, dir: &Path) -> Result<(), ClientError> {
-        create_private_dir(dir)?;
         let path = Profile::path(dir);
-        // A name of its own per writer, so that two processes saving the
-        // same profile never write into each other's temporary file.
-        let temp = dir.join(format!(".{PROFILE_FILE}.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4()));
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |error| ClientError::ProfileIo { action, path, error }
-        };
         let mut text = serde_json::to_vec_pretty(self).map_err(|e| ClientError::ProfileIo {
             action: "encode",
             path: path.clone(),
             error: std::io::Error::other(e),
         })?;
         text.push(b'\n');
-        let written = (|| {
-            let mut file = private_file_options().open(&temp).map_err(io("create", &temp))?;
-            file.write_all(&text).map_err(io("write", &temp))?;
-            // Flushed to disk before the rename, or a power cut could leave
-            // the new name pointing at an empty file.
-            file.sync_all().map_err(io("write", &temp))?;
-            fs::rename(&temp, &path).map_err(io("replace", &path))
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written?;
-        sync_dir(dir);
-        Ok(())
+        write_private(dir, PROFILE_FILE, &text)
     }
 
     /// Deletes the profile in `dir` (after logging out). A missing profile
@@ -121,6 +100,34 @@ impl Profile {
             Err(error) => Err(ClientError::ProfileIo { action: "delete", path, error }),
         }
     }
+}
+
+/// Writes `DIR/name` atomically with mode 0600, creating `dir` (0700) if
+/// needed: a crash or a full disk leaves the old file or the new one.
+pub(crate) fn write_private(dir: &Path, name: &str, text: &[u8]) -> Result<(), ClientError> {
+    create_private_dir(dir)?;
+    let path = dir.join(name);
+    // A name of its own per writer, so that two processes saving the
+    // same file never write into each other's temporary file.
+    let temp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4()));
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |error| ClientError::ProfileIo { action, path, error }
+    };
+    let written = (|| {
+        let mut file = private_file_options().open(&temp).map_err(io("create", &temp))?;
+        file.write_all(text).map_err(io("write", &temp))?;
+        // Flushed to disk before the rename, or a power cut could leave
+        // the new name pointing at an empty file.
+        file.sync_all().map_err(io("write", &temp))?;
+        fs::rename(&temp, &path).map_err(io("replace", &path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    sync_dir(dir);
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ClientError> {

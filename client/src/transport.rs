@@ -122,6 +122,9 @@ pub struct Opened {
     /// The QUIC endpoint (its UDP socket is what `rebind` replaces); `None`
     /// over TCP.
     pub endpoint: Option<quinn::Endpoint>,
+    /// The QUIC connection, on which attachments travel in streams of their
+    /// own beside the session stream; `None` over TCP.
+    pub quic: Option<quinn::Connection>,
     /// The local address of a TCP connection; QUIC asks its endpoint, as
     /// the address changes with `rebind`.
     pub tcp_local_addr: Option<SocketAddr>,
@@ -142,6 +145,7 @@ impl std::fmt::Debug for Opened {
             .field("sink", &self.sink)
             .field("source", &self.source)
             .field("endpoint", &self.endpoint)
+            .field("quic", &self.quic.is_some())
             .field("tcp_local_addr", &self.tcp_local_addr)
             .field("early", &self.early.is_some())
             .finish()
@@ -277,7 +281,7 @@ pub async fn connect(url: &ServerUrl, options: &ConnectOptions) -> Result<Opened
     }
 }
 
-fn tls_for(url: &ServerUrl, options: &ConnectOptions) -> Result<Arc<PinnedTls>, ClientError> {
+pub(crate) fn tls_for(url: &ServerUrl, options: &ConnectOptions) -> Result<Arc<PinnedTls>, ClientError> {
     let pin = options.pin.ok_or_else(|| ClientError::NoPin { url: url.to_string() })?;
     pinned_tls(pin)
 }
@@ -305,28 +309,8 @@ async fn connect_websocket(
 ) -> Result<Opened, ClientError> {
     let text = url.to_string();
     let attempt = async {
-        let tcp = TcpStream::connect((url.host(), url.port()))
-            .await
-            .map_err(|e| ClientError::Connect { url: text.clone(), reason: describe_io_error(&e) })?;
-        // Nagle off: frames are small and latency matters more than packet
-        // count. Failing to set it costs latency only.
-        let _ = tcp.set_nodelay(true);
-        let tcp_local_addr = tcp.local_addr().ok();
-        let stream = match tls {
-            None => TcpOrTls::Plain(tcp),
-            Some(tls) => {
-                let name = server_name(url)?;
-                let name_text = name.to_str().into_owned();
-                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.wss));
-                match connector.connect(name, tcp).await {
-                    Ok(stream) => {
-                        tls.verifier.take_refused(&name_text);
-                        TcpOrTls::Tls(Box::new(stream))
-                    }
-                    Err(err) => return Err(tls_error(url, tls, &name_text, &err)),
-                }
-            }
-        };
+        let stream = open_tcp(url, tls).await?;
+        let tcp_local_addr = stream.local_addr();
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_INCOMING_FRAME))
             .max_frame_size(Some(MAX_INCOMING_FRAME));
@@ -334,7 +318,7 @@ async fn connect_websocket(
             tokio_tungstenite::client_async_with_config(text.as_str(), stream, Some(config))
                 .await
                 .map_err(|e| connect_error(text.clone(), e))?;
-        Ok((stream, tcp_local_addr))
+        Ok::<_, ClientError>((stream, tcp_local_addr))
     };
     let (stream, tcp_local_addr) = match tokio::time::timeout(timeout, attempt).await {
         Err(_) => return Err(no_answer(url, timeout)),
@@ -345,9 +329,46 @@ async fn connect_websocket(
         sink: FrameSink::WebSocket(sink),
         source: FrameSource::WebSocket(source),
         endpoint: None,
+        quic: None,
         tcp_local_addr,
         early: None,
     })
+}
+
+/// Opens a TCP connection to `url`'s host and port, with TLS checked
+/// against the pinned key when `tls` is given. The WebSocket and the HTTPS
+/// requests of attachments ([`crate::attachments`]) both start here.
+pub(crate) async fn open_tcp(url: &ServerUrl, tls: Option<&PinnedTls>) -> Result<TcpOrTls, ClientError> {
+    let tcp = TcpStream::connect((url.host(), url.port()))
+        .await
+        .map_err(|e| ClientError::Connect { url: url.to_string(), reason: describe_io_error(&e) })?;
+    // Nagle off: frames are small and latency matters more than packet
+    // count. Failing to set it costs latency only.
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(TcpOrTls::Plain(tcp)),
+        Some(tls) => {
+            let name = server_name(url)?;
+            let name_text = name.to_str().into_owned();
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.wss));
+            match connector.connect(name, tcp).await {
+                Ok(stream) => {
+                    tls.verifier.take_refused(&name_text);
+                    Ok(TcpOrTls::Tls(Box::new(stream)))
+                }
+                Err(err) => Err(tls_error(url, tls, &name_text, &err)),
+            }
+        }
+    }
+}
+
+impl TcpOrTls {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            TcpOrTls::Plain(tcp) => tcp.local_addr().ok(),
+            TcpOrTls::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+        }
+    }
 }
 
 /// The error for a failed TLS handshake over TCP.
@@ -443,10 +464,12 @@ async fn connect_quic_to(
         },
     };
     let (send, recv) = connection.open_bi().await.map_err(|err| quic_handshake_error(url, tls, name, err))?;
+    let quic = connection.clone();
     Ok(Opened {
         sink: FrameSink::Quic(QuicSink { send, connection, endpoint: endpoint.clone() }),
         source: FrameSource::Quic(QuicSource::new(recv)),
         endpoint: Some(endpoint),
+        quic: Some(quic),
         tcp_local_addr: None,
         early,
     })
@@ -502,7 +525,7 @@ fn quic_handshake_error(
 
 /// Words for a lost QUIC connection that read well after "the connection
 /// to the server was lost:".
-fn describe_connection_error(err: &quinn::ConnectionError) -> String {
+pub(crate) fn describe_connection_error(err: &quinn::ConnectionError) -> String {
     use quinn::ConnectionError;
     match err {
         ConnectionError::TimedOut => "no sign of life from the server for too long".to_owned(),
@@ -583,7 +606,7 @@ fn connect_error(url: String, err: tungstenite::Error) -> ClientError {
 }
 
 /// Words for an I/O error that read well after "cannot reach URL:".
-fn describe_io_error(err: &std::io::Error) -> String {
+pub(crate) fn describe_io_error(err: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match err.kind() {
         ErrorKind::ConnectionRefused => "connection refused".into(),

@@ -352,20 +352,19 @@ async fn the_reserve_keeps_the_disk_for_messages() {
     send_with(&alice, "bob", "text", Vec::new()).await.unwrap();
 }
 
+/// Logs `user` in to the web pages: the answer carries the session cookie
+/// and the CSRF token.
+async fn web_login(http: &Http, user: &str) -> Answer {
+    let credentials = serde_json::json!({"username": user, "password": imbox_tests::PASSWORD});
+    http.call("POST", "/api/login", None, None, credentials).await
+}
+
 #[tokio::test]
 async fn a_browser_session_uploads_with_its_csrf_token() {
     let server = Server::start().await;
     server.add_users(&["alice"]).await;
     let http = https(&server);
-    let login = http
-        .call(
-            "POST",
-            "/api/login",
-            None,
-            None,
-            serde_json::json!({"username": "alice", "password": imbox_tests::PASSWORD}),
-        )
-        .await;
+    let login = web_login(&http, "alice").await;
     assert_eq!(login.status, 200, "{}", login.body);
     let cookie = format!("__Host-imbox={}", login.session_cookie().unwrap());
     let csrf = login.json()["csrf_token"].as_str().unwrap().to_owned();
@@ -474,15 +473,7 @@ async fn the_admin_sees_media_per_user_and_sets_its_retention() {
     let alice_token = token(&alice, "alice").await;
     upload(&http, &alice_token, &content(6, 4096)).await;
 
-    let login = http
-        .call(
-            "POST",
-            "/api/login",
-            None,
-            None,
-            serde_json::json!({"username": "olivia", "password": imbox_tests::PASSWORD}),
-        )
-        .await;
+    let login = web_login(&http, "olivia").await;
     let cookie = login.session_cookie().unwrap();
     let csrf = login.json()["csrf_token"].as_str().unwrap().to_owned();
     let media = http.get("/api/admin/media", Some(&cookie)).await.json();
@@ -530,14 +521,6 @@ async fn the_admin_sees_media_per_user_and_sets_its_retention() {
         .await;
     assert_eq!(bad.status, 400);
     // A member may not.
-    let member = http
-        .call(
-            "POST",
-            "/api/login",
-            None,
-            None,
-            serde_json::json!({"username": "alice", "password": imbox_tests::PASSWORD}),
-        )
-        .await;
+    let member = web_login(&http, "alice").await;
     assert_eq!(http.get("/api/admin/media", Some(&member.session_cookie().unwrap())).await.status, 403);
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use imbox_client::protocol::{
-    names, ConversationInfo, DeviceInfo, Entry, Item, MembershipChange, Message, ReceiptKind, Request, Target,
+    names, Attachment, ConversationInfo, DeviceInfo, Entry, Item, MembershipChange, Message, ReceiptKind,
+    Request, Target,
 };
 use imbox_client::protocol::{Fingerprint, PairingUri};
-use imbox_client::{parse_pin, Client, ClientError, ClientOptions, ConnectOptions, ServerUrl};
+use imbox_client::{parse_pin, Client, ClientError, ClientOptions, ConnectOptions, Progress, ServerUrl};
 use serde::Serialize;
 
 /// The private instant-messaging box, from the command line.
@@ -78,12 +79,36 @@ enum Command {
         device_name: Option<String>,
     },
     /// Send a message to a user or a #group; exits once the server stored it.
+    /// With --file, uploads the files first (resuming an interrupted upload
+    /// of the same file when run again) and sends them with the text as
+    /// their caption.
     Send {
         /// A user name, #group, or =ID for a conversation id.
         to: String,
         /// The message text.
-        #[arg(allow_hyphen_values = true)]
-        text: String,
+        #[arg(allow_hyphen_values = true, required_unless_present = "files")]
+        text: Option<String>,
+        /// A file to attach (repeat for several, at most 10); needs a
+        /// quic:// or wss:// server.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+        /// The text sent with the files (instead of TEXT).
+        #[arg(long, conflicts_with = "text", requires = "files", allow_hyphen_values = true)]
+        caption: Option<String>,
+    },
+    /// Download an attachment by its id (from a message's `attachments`),
+    /// checking the content against the id.
+    Download {
+        /// The attachment id (64 hexadecimal digits).
+        attachment: String,
+        /// Where to write it; `-` for stdout (default: NAME, or the id, in
+        /// the current directory).
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// The file name to save it under when no --output is given (as the
+        /// message's attachment names it).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Print every entry received since the last sync as JSON lines.
     Sync,
@@ -140,6 +165,9 @@ enum Line<'a> {
         text: &'a str,
         id: &'a str,
         sent_at: u64,
+        /// Absent when the message carries none; thumbnails as `data:` URLs.
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        attachments: &'a [Attachment],
     },
     Receipt {
         conversation: &'a str,
@@ -163,6 +191,8 @@ enum Line<'a> {
         id: &'a str,
         sent_at: u64,
         duplicate: bool,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        attachments: &'a [Attachment],
     },
     Conversation(&'a ConversationInfo),
     Device(&'a DeviceInfo),
@@ -171,6 +201,12 @@ enum Line<'a> {
         pin: &'a str,
         user: &'a str,
         device: u64,
+    },
+    Downloaded {
+        id: &'a str,
+        size: u64,
+        media_type: &'a str,
+        path: &'a str,
     },
 }
 
@@ -184,6 +220,7 @@ fn message_line(message: &Message, position: Option<u64>) -> Line<'_> {
         text: &message.text,
         id: &message.id,
         sent_at: message.sent_at,
+        attachments: &message.attachments,
     }
 }
 
@@ -297,9 +334,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             client.close().await;
         }
-        Command::Send { to, text } => {
+        Command::Send { to, text, files, caption } => {
             let mut client = open_profile(ClientOptions::default())?;
-            let sent = client.send(&Target::parse(&to), &text).await?;
+            let target = Target::parse(&to);
+            let mut attachments = Vec::new();
+            for file in &files {
+                let uploaded = until_interrupted(upload(&mut client, file)).await;
+                let Some(uploaded) = uploaded else {
+                    // Closing politely lets the box release the upload at
+                    // once, rather than after its idle timeout.
+                    client.close().await;
+                    bail!("interrupted: run the same command again to resume the upload where the box is");
+                };
+                attachments.push(uploaded?);
+            }
+            let text = text.or(caption).unwrap_or_default();
+            let sent = if attachments.is_empty() {
+                client.send(&target, &text).await?
+            } else {
+                client.send_with_attachments(&target, &text, attachments.clone()).await?
+            };
             if cli.verbose {
                 let line = Line::Sent {
                     conversation_id: sent.conversation,
@@ -307,6 +361,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     id: &sent.id,
                     sent_at: sent.sent_at,
                     duplicate: sent.duplicate,
+                    attachments: &attachments,
+                };
+                print_line(&mut std::io::stdout().lock(), &line)?;
+            }
+            client.close().await;
+        }
+        Command::Download { attachment, output, name } => {
+            if let Some(name) =
+                name.as_deref().filter(|n| !imbox_client::protocol::attachment::valid_file_name(n))
+            {
+                // Names come from messages: never a path to somewhere else.
+                bail!("{name:?} is not a file name (no '/', no control characters); use -o PATH to choose a path");
+            }
+            let mut client = open_profile(ClientOptions::default())?;
+            let label = name.clone().unwrap_or_else(|| short_id(&attachment));
+            let mut meter = ProgressLine::new(&label);
+            let progress = |p: Progress| meter.show(p);
+            let default_name = name.as_deref().unwrap_or(&attachment);
+            let path = match output {
+                Some(path) if path.as_os_str() == "-" => None,
+                // Into a directory, under the file's name.
+                Some(path) if path.is_dir() => Some(path.join(default_name)),
+                Some(path) => Some(path),
+                None => Some(PathBuf::from(default_name)),
+            };
+            let downloaded = match &path {
+                None => {
+                    let mut stdout = tokio::io::stdout();
+                    until_interrupted(client.download_to(&attachment, &mut stdout, progress)).await
+                }
+                Some(path) => until_interrupted(client.download(&attachment, path, progress)).await,
+            };
+            let Some(downloaded) = downloaded else {
+                client.close().await;
+                bail!("interrupted: nothing was kept");
+            };
+            let downloaded = downloaded?;
+            meter.done();
+            if let (true, Some(path)) = (cli.verbose, &path) {
+                let line = Line::Downloaded {
+                    id: &attachment,
+                    size: downloaded.size,
+                    media_type: &downloaded.media_type,
+                    path: &path.to_string_lossy(),
                 };
                 print_line(&mut std::io::stdout().lock(), &line)?;
             }
@@ -443,6 +541,97 @@ async fn listen(mut client: Client) -> anyhow::Result<()> {
         Ok(result) => Ok(result?),
         Err(_) => Ok(()),
     }
+}
+
+/// Uploads one file for `send --file`, with a progress line on stderr.
+async fn upload(client: &mut Client, path: &std::path::Path) -> anyhow::Result<Attachment> {
+    let label =
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut meter = ProgressLine::new(&label);
+    let uploaded = client.upload(path, |p| meter.show(p)).await?;
+    meter.done();
+    Ok(uploaded.attachment)
+}
+
+/// Runs `work` unless SIGINT (Ctrl-C) comes first: `None` then, and `work`
+/// has been dropped (an upload's stream reset, a partial download removed
+/// by its own clean-up).
+async fn until_interrupted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        result = work => Some(result),
+        _ = tokio::signal::ctrl_c() => {
+            // Ends the progress line.
+            eprintln!();
+            None
+        }
+    }
+}
+
+/// The first digits of an attachment id, to name it on a progress line.
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// One updating line on stderr (`name: 42% 80.0/200.0 MB 35.2 MB/s`),
+/// drawn only when stderr is a terminal, at most ten times a second.
+struct ProgressLine {
+    label: String,
+    enabled: bool,
+    started: std::time::Instant,
+    last_drawn: Option<std::time::Instant>,
+    last: Option<Progress>,
+}
+
+impl ProgressLine {
+    fn new(label: &str) -> ProgressLine {
+        ProgressLine {
+            label: label.to_owned(),
+            enabled: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+            last_drawn: None,
+            last: None,
+        }
+    }
+
+    fn show(&mut self, progress: Progress) {
+        self.last = Some(progress);
+        let now = std::time::Instant::now();
+        if progress.done == progress.resumed_at {
+            // An attempt starts (again): the rate counts from here, not
+            // from a wait for the box before it.
+            self.started = now;
+        }
+        let due = self.last_drawn.is_none_or(|at| now.duration_since(at) >= Duration::from_millis(100));
+        if self.enabled && (due || progress.done == progress.total) {
+            self.last_drawn = Some(now);
+            eprint!("\r{}\x1b[K", progress_text(&self.label, progress, now.duration_since(self.started)));
+        }
+    }
+
+    /// Draws the final state and ends the line.
+    fn done(&mut self) {
+        if let (true, Some(last)) = (self.enabled, self.last) {
+            eprintln!("\r{}\x1b[K", progress_text(&self.label, last, self.started.elapsed()));
+        }
+    }
+}
+
+fn progress_text(label: &str, p: Progress, elapsed: Duration) -> String {
+    const MB: f64 = 1_000_000.0;
+    let percent = p.done.saturating_mul(100).checked_div(p.total).unwrap_or(100);
+    let moved = p.done.saturating_sub(p.resumed_at) as f64;
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 { moved / MB / seconds } else { 0.0 };
+    let resumed = if p.resumed_at > 0 && p.resumed_at < p.total {
+        format!(" (resumed at {:.1} MB)", p.resumed_at as f64 / MB)
+    } else {
+        String::new()
+    };
+    format!(
+        "{label}: {percent:>3}% {:.1}/{:.1} MB {rate:.1} MB/s{resumed}",
+        p.done as f64 / MB,
+        p.total as f64 / MB
+    )
 }
 
 fn open(
@@ -646,13 +835,71 @@ mod tests {
     }
 
     #[test]
+    fn progress_reads_as_percent_and_rate() {
+        let p = Progress { done: 100_000_000, total: 200_000_000, resumed_at: 80_000_000 };
+        assert_eq!(
+            progress_text("film.mp4", p, Duration::from_secs(2)),
+            "film.mp4:  50% 100.0/200.0 MB 10.0 MB/s (resumed at 80.0 MB)"
+        );
+        let empty = Progress { done: 0, total: 0, resumed_at: 0 };
+        assert_eq!(progress_text("e", empty, Duration::ZERO), "e: 100% 0.0/0.0 MB 0.0 MB/s");
+    }
+
+    #[test]
+    fn message_lines_carry_attachments() {
+        let mut entry = message(5);
+        let Item::Message(m) = &mut entry.item else { unreachable!() };
+        m.attachments.push(Attachment {
+            id: "ab".repeat(32),
+            media_type: "image/png".into(),
+            size: 3,
+            name: "a.png".into(),
+            width: None,
+            height: None,
+            duration_ms: None,
+            blurhash: None,
+            thumbnail: Some("data:image/png;base64,iVBORw0KGgo=".into()),
+            expired: false,
+        });
+        let line: serde_json::Value =
+            serde_json::from_str(&json(&entry_line(&entry, 9).expect("line"))).expect("json");
+        assert_eq!(line["attachments"][0]["id"], "ab".repeat(32));
+        assert_eq!(line["attachments"][0]["thumbnail"], "data:image/png;base64,iVBORw0KGgo=");
+        assert_eq!(line["attachments"][0]["name"], "a.png");
+    }
+
+    #[test]
     fn the_command_line_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli =
             Cli::try_parse_from(["imbox", "--profile", "/p", "send", "bob", "-1 is fine"]).expect("parse");
-        assert!(matches!(cli.command, Command::Send { ref text, .. } if text == "-1 is fine"));
+        assert!(
+            matches!(cli.command, Command::Send { ref text, .. } if text.as_deref() == Some("-1 is fine"))
+        );
         assert!(Cli::try_parse_from(["imbox", "send", "bob"]).is_err());
+        let cli = Cli::try_parse_from([
+            "imbox",
+            "send",
+            "bob",
+            "--file",
+            "a.jpg",
+            "--file",
+            "b.pdf",
+            "--caption",
+            "hi",
+        ])
+        .expect("parse");
+        assert!(matches!(cli.command, Command::Send { ref files, ref caption, .. }
+            if files.len() == 2 && caption.as_deref() == Some("hi")));
+        assert!(Cli::try_parse_from(["imbox", "send", "bob", "--caption", "no file"]).is_err());
+        assert!(Cli::try_parse_from(["imbox", "send", "bob", "text", "--file", "a", "--caption", "both"])
+            .is_err());
+        let cli =
+            Cli::try_parse_from(["imbox", "download", &"ab".repeat(32), "-o", "out.bin"]).expect("parse");
+        assert!(
+            matches!(cli.command, Command::Download { ref output, .. } if output.as_deref() == Some("out.bin".as_ref()))
+        );
 
         let cli = Cli::try_parse_from(["imbox", "pair", "imbox:pair?v=1", "alice", "--pin", "sha256:x"])
             .expect("parse");

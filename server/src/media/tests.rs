@@ -188,3 +188,35 @@ async fn a_file_without_its_row_is_swept_at_start() {
     assert!(!path.exists());
     assert!(file_exists(&w, &kept));
 }
+
+/// Bytes, then silence: a sender whose connection died without a word.
+struct Stalls(Vec<Bytes>);
+
+impl ByteSource for Stalls {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        if self.0.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        Ok(Some(self.0.remove(0)))
+    }
+}
+
+#[tokio::test]
+async fn a_new_request_takes_an_upload_over_from_a_silent_one() {
+    let w = world().await;
+    let media = Arc::new(w.media);
+    let bytes = vec![5u8; 10_000];
+    let upload = media.create(ALICE, bytes.len() as u64, "f.bin", "image/png").await.unwrap();
+    let stalled = {
+        let (media, upload) = (media.clone(), upload.clone());
+        let first = vec![Bytes::copy_from_slice(&bytes[..3000])];
+        tokio::spawn(async move { media.append(&upload, 0, &mut Stalls(first)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The newer request wins: the silent one keeps what it wrote and ends.
+    let second = media.append(&upload, 0, &mut Pieces(vec![])).await.unwrap_err();
+    assert!(matches!(second, super::MediaError::OffsetMismatch { expected: 3000, .. }), "{second:?}");
+    assert_eq!(stalled.await.unwrap().unwrap(), Progress::At(3000));
+    let rest = vec![Bytes::copy_from_slice(&bytes[3000..])];
+    assert!(matches!(media.append(&upload, 3000, &mut Pieces(rest)).await.unwrap(), Progress::Stored(_)));
+}

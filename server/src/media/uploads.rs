@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -73,7 +74,17 @@ pub struct Upload {
     meta: Mutex<UploadMeta>,
     /// Held by the one request writing.
     writer: tokio::sync::Mutex<Writer>,
+    /// Raised by a request that wants to write while another holds the
+    /// writer: usually the same uploader again, whose old connection died
+    /// without a word (a killed app, a phone that changed networks) and
+    /// would otherwise hold the upload until a timeout noticed.
+    takeovers: AtomicU64,
+    takeover: tokio::sync::Notify,
 }
+
+/// How long a request waits for the one it takes an upload over from to
+/// let go (it stops at its next chunk, keeping what it wrote).
+const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The open part file and the hash of what it holds.
 #[derive(Debug, Default)]
@@ -87,6 +98,16 @@ struct Writer {
 }
 
 impl Upload {
+    fn new(id: String, meta: UploadMeta) -> Upload {
+        Upload {
+            id,
+            meta: Mutex::new(meta),
+            writer: tokio::sync::Mutex::new(Writer::default()),
+            takeovers: AtomicU64::new(0),
+            takeover: tokio::sync::Notify::new(),
+        }
+    }
+
     /// A copy of what is known of it.
     pub fn meta(&self) -> UploadMeta {
         self.meta.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -215,11 +236,7 @@ impl Media {
             fsync_dir(&dir.join("uploads"))
         })
         .await?;
-        let upload = Arc::new(Upload {
-            id: id.clone(),
-            meta: Mutex::new(meta),
-            writer: tokio::sync::Mutex::new(Writer::default()),
-        });
+        let upload = Arc::new(Upload::new(id.clone(), meta));
         self.uploads().insert(id, upload.clone());
         Ok(upload)
     }
@@ -313,7 +330,19 @@ impl Media {
         offset: u64,
         source: &mut S,
     ) -> Result<Progress, MediaError> {
-        let mut writer = upload.writer.try_lock().map_err(|_| MediaError::Busy)?;
+        let mut writer = match upload.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(_) => {
+                // Only its uploader reaches this (`find` checked): the
+                // newer request wins.
+                upload.takeovers.fetch_add(1, Ordering::AcqRel);
+                upload.takeover.notify_waiters();
+                tokio::time::timeout(TAKEOVER_WAIT, upload.writer.lock())
+                    .await
+                    .map_err(|_| MediaError::Busy)?
+            }
+        };
+        let generation = upload.takeovers.load(Ordering::Acquire);
         let meta = upload.meta();
         if let Some(id) = meta.attachment {
             return Ok(Progress::Stored(id));
@@ -325,7 +354,18 @@ impl Media {
         let mut buffer: Vec<u8> = Vec::new();
         let mut unsynced = 0u64;
         let ended = loop {
-            match source.next_chunk().await {
+            // Registered before the check, so that a takeover between the
+            // two is not missed.
+            let taken = upload.takeover.notified();
+            if upload.takeovers.load(Ordering::Acquire) != generation {
+                tracing::debug!(upload = %upload.id, "a newer request takes this upload over");
+                break Ok(());
+            }
+            let chunk = tokio::select! {
+                chunk = source.next_chunk() => chunk,
+                () = taken => continue,
+            };
+            match chunk {
                 Ok(Some(bytes)) => {
                     let end = writer.offset + buffer.len() as u64 + bytes.len() as u64;
                     if end > meta.length {
@@ -529,11 +569,7 @@ fn load_upload(dir: &Path, id: &str) -> std::io::Result<Upload> {
             part.sync_all()?;
         }
     }
-    Ok(Upload {
-        id: id.to_owned(),
-        meta: Mutex::new(meta),
-        writer: tokio::sync::Mutex::new(Writer::default()),
-    })
+    Ok(Upload::new(id.to_owned(), meta))
 }
 
 /// A new upload id: 128 random bits, base64url.
