@@ -549,7 +549,6 @@ run_transfer() {
         IMBOXD_ENV=()
     done
     IMBOX_DATA="$saved_data"
-    [ "$TRANSFER_DIR" = "$OUT" ] || rmdir "$TRANSFER_DIR" 2>/dev/null || true
     if [ -n "$url" ]; then
         "$PEERS_DIR/nginx.sh" stop "$PEER_DIR"
         PEER_RUNNING=""
@@ -560,6 +559,7 @@ run_transfer() {
             rm -rf "$PEER_DIR"
         fi
     fi
+    [ "$TRANSFER_DIR" = "$OUT" ] || rmdir "$TRANSFER_DIR" 2>/dev/null || true
 }
 
 report() {
