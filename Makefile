@@ -92,8 +92,10 @@ clean:
 # docs/benchmarks/attachments/.
 .PHONY: bench bench-full bench-attachments
 
+# The standard run, then the attachments' run (each with its own time budget).
 bench:
 	bench/run.sh standard
+	bench/run.sh attachments
 
 bench-full:
 	bench/run.sh full
