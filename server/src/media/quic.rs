@@ -158,6 +158,9 @@ async fn upload_stream(
             upload
         }
     };
+    // Held before the offset is told: a request this one takes the upload
+    // over from has then made what it received durable.
+    let held = media.hold(&upload).await?;
     let meta = upload.meta();
     if let Some(attachment) = meta.attachment {
         let stored = TransferResponse::Stored { upload: upload.id.clone(), attachment, size: meta.length };
@@ -165,7 +168,7 @@ async fn upload_stream(
     }
     write_header(send, &TransferResponse::Ready { upload: upload.id.clone(), offset: meta.offset }).await?;
     let mut source = StreamSource { recv, idle };
-    match media.append(&upload, meta.offset, &mut source).await? {
+    match media.append_held(&upload, held, meta.offset, &mut source).await? {
         Progress::Stored(attachment) => {
             let stored =
                 TransferResponse::Stored { upload: upload.id.clone(), attachment, size: meta.length };

@@ -120,6 +120,12 @@ impl Upload {
     }
 }
 
+/// The right to write to an upload, held by one request at a time.
+#[derive(Debug)]
+pub struct Held<'a> {
+    writer: tokio::sync::MutexGuard<'a, Writer>,
+}
+
 /// How a write to an upload ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -320,6 +326,24 @@ impl Media {
         open.fold((0, 0), |(n, bytes), m| (n + 1, bytes + (m.length - m.offset.min(m.length))))
     }
 
+    /// Becomes the one request writing to `upload`, taking it over from
+    /// another that holds it (only its uploader gets this far: `find`
+    /// checked, and the newer request wins). What the upload holds durably
+    /// is then settled: [`Upload::meta`] tells where to go on.
+    pub async fn hold<'a>(&self, upload: &'a Upload) -> Result<Held<'a>, MediaError> {
+        let writer = match upload.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(_) => {
+                upload.takeovers.fetch_add(1, Ordering::AcqRel);
+                upload.takeover.notify_waiters();
+                tokio::time::timeout(TAKEOVER_WAIT, upload.writer.lock())
+                    .await
+                    .map_err(|_| MediaError::Busy)?
+            }
+        };
+        Ok(Held { writer })
+    }
+
     /// Writes the bytes of `source` at `offset`, which must be the durable
     /// offset. Whatever arrives is kept, up to a cut or a refusal: the
     /// offset returned (or found by [`Upload::meta`] after an error) is
@@ -330,18 +354,19 @@ impl Media {
         offset: u64,
         source: &mut S,
     ) -> Result<Progress, MediaError> {
-        let mut writer = match upload.writer.try_lock() {
-            Ok(writer) => writer,
-            Err(_) => {
-                // Only its uploader reaches this (`find` checked): the
-                // newer request wins.
-                upload.takeovers.fetch_add(1, Ordering::AcqRel);
-                upload.takeover.notify_waiters();
-                tokio::time::timeout(TAKEOVER_WAIT, upload.writer.lock())
-                    .await
-                    .map_err(|_| MediaError::Busy)?
-            }
-        };
+        let held = self.hold(upload).await?;
+        self.append_held(upload, held, offset, source).await
+    }
+
+    /// [`Media::append`] for a request that already holds the upload.
+    pub async fn append_held<S: ByteSource>(
+        &self,
+        upload: &Arc<Upload>,
+        held: Held<'_>,
+        offset: u64,
+        source: &mut S,
+    ) -> Result<Progress, MediaError> {
+        let mut writer = held.writer;
         let generation = upload.takeovers.load(Ordering::Acquire);
         let meta = upload.meta();
         if let Some(id) = meta.attachment {
@@ -352,6 +377,7 @@ impl Media {
         }
         self.open_part(upload, &mut writer, meta.offset).await?;
         let mut buffer: Vec<u8> = Vec::new();
+        let mut pipeline = Pipeline::default();
         let mut unsynced = 0u64;
         let ended = loop {
             // Registered before the check, so that a takeover between the
@@ -374,8 +400,9 @@ impl Media {
                     buffer.extend_from_slice(&bytes);
                     if buffer.len() >= WRITE_CHUNK {
                         unsynced += buffer.len() as u64;
-                        write_out(&mut writer, &mut buffer).await?;
+                        pipeline.launch(&mut writer, &mut buffer).await?;
                         if unsynced >= CHECKPOINT {
+                            pipeline.land(&mut writer).await?;
                             self.checkpoint(upload, &mut writer).await?;
                             unsynced = 0;
                         }
@@ -388,7 +415,7 @@ impl Media {
                 }
             }
         };
-        write_out(&mut writer, &mut buffer).await?;
+        pipeline.flush(&mut writer, &mut buffer).await?;
         self.checkpoint(upload, &mut writer).await?;
         ended?;
         if writer.offset < meta.length {
@@ -501,29 +528,64 @@ impl Media {
     }
 }
 
-/// Writes the buffered bytes to the part file and the hash, off the
-/// runtime's threads.
-async fn write_out(writer: &mut Writer, buffer: &mut Vec<u8>) -> Result<(), MediaError> {
-    if buffer.is_empty() {
-        return Ok(());
+/// The write of a chunk to the part file and the hash, running on a
+/// blocking thread while the next chunk arrives; what it gives back.
+type Landing = tokio::task::JoinHandle<std::io::Result<(File, Sha256, Vec<u8>)>>;
+
+/// Writes to the part file and the hash off the runtime's threads, at
+/// most one chunk at a time, so that receiving the next chunk overlaps
+/// writing and hashing this one (hashing is an upload's largest cost on a
+/// Pi, which has no SHA instructions).
+#[derive(Default)]
+struct Pipeline {
+    in_flight: Option<Landing>,
+    /// The buffer of the last write, for the next chunk.
+    spare: Vec<u8>,
+}
+
+impl Pipeline {
+    /// Waits for the write in flight, if any: then the writer holds the
+    /// file and the hash again.
+    async fn land(&mut self, writer: &mut Writer) -> Result<(), MediaError> {
+        let Some(handle) = self.in_flight.take() else { return Ok(()) };
+        let (file, hasher, mut bytes) = match handle.await {
+            Ok(result) => result?,
+            Err(e) => return Err(MediaError::Io(std::io::Error::other(format!("file task failed: {e}")))),
+        };
+        writer.file = Some(file);
+        writer.hasher = Some(hasher);
+        bytes.clear();
+        self.spare = bytes;
+        Ok(())
     }
-    let (Some(mut file), Some(mut hasher)) = (writer.file.take(), writer.hasher.take()) else {
-        return Err(MediaError::Invalid("internal: an upload's file is not open".into()));
-    };
-    let bytes = std::mem::take(buffer);
-    let len = bytes.len() as u64;
-    let (file, hasher, mut bytes) = blocking(move || {
-        file.write_all(&bytes)?;
-        hasher.update(&bytes);
-        Ok((file, hasher, bytes))
-    })
-    .await?;
-    writer.file = Some(file);
-    writer.hasher = Some(hasher);
-    writer.offset += len;
-    bytes.clear();
-    *buffer = bytes;
-    Ok(())
+
+    /// Starts writing `buffer` (after the last write landed) and gives
+    /// `buffer` the spare one to fill meanwhile. The writer's offset counts
+    /// the bytes at once; they are durable only at the next checkpoint,
+    /// which lands them first.
+    async fn launch(&mut self, writer: &mut Writer, buffer: &mut Vec<u8>) -> Result<(), MediaError> {
+        self.land(writer).await?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let (Some(mut file), Some(mut hasher)) = (writer.file.take(), writer.hasher.take()) else {
+            return Err(MediaError::Invalid("internal: an upload's file is not open".into()));
+        };
+        let bytes = std::mem::replace(buffer, std::mem::take(&mut self.spare));
+        writer.offset += bytes.len() as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&bytes)?;
+            hasher.update(&bytes);
+            Ok((file, hasher, bytes))
+        }));
+        Ok(())
+    }
+
+    /// Writes what is buffered and waits until every write has landed.
+    async fn flush(&mut self, writer: &mut Writer, buffer: &mut Vec<u8>) -> Result<(), MediaError> {
+        self.launch(writer, buffer).await?;
+        self.land(writer).await
+    }
 }
 
 /// Runs file work on tokio's blocking threads.
