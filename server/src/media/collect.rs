@@ -78,6 +78,9 @@ pub async fn round(media: &Media) -> Result<Round, MediaError> {
 
 /// Runs a round at start and every [`EVERY`] until shutdown.
 pub async fn periodically(media: Arc<Media>, shutdown: CancellationToken) {
+    if let Err(e) = media.sweep().await {
+        tracing::warn!(error = %e, "cannot sweep the contents' files; trying again at the next start");
+    }
     let mut ticks = tokio::time::interval(EVERY);
     loop {
         tokio::select! {

@@ -155,9 +155,8 @@ pub struct Media {
 }
 
 impl Media {
-    /// Opens the media directory: creates it, loads the unfinished uploads
-    /// (each cut back to its durable offset) and removes contents' files
-    /// that have no row (a crash between the file and the row).
+    /// Opens the media directory: creates it and loads the unfinished
+    /// uploads (each cut back to its durable offset).
     pub fn open(dir: PathBuf, store: Store, limits: MediaLimits) -> Result<Media, MediaError> {
         fs::create_dir_all(dir.join("uploads"))?;
         fs::create_dir_all(dir.join("blobs"))?;
@@ -181,14 +180,26 @@ impl Media {
                 }
             }
         }
-        let swept = blobs::sweep(&dir, &store.blob_hashes()?)?;
+        Ok(Media { dir, store, limits, uploads: Mutex::new(uploads), files: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Deletes the contents' files that no row names (a crash between a
+    /// file and its row). Run by the first round of [`super::collect`],
+    /// not at start: it reads every row and lists every file. It holds
+    /// [`Media::files`], so that a content being stored meanwhile (its file
+    /// there, its row not yet) is left alone.
+    pub async fn sweep(&self) -> Result<usize, MediaError> {
+        let _files = self.files.lock().await;
+        let known = self.store.blob_hashes()?;
+        let dir = self.dir.clone();
+        let swept = blocking(move || blobs::sweep(&dir, &known)).await?;
         if swept > 0 {
             tracing::info!(
                 files = swept,
                 "removed content files that no record names (an interrupted store)"
             );
         }
-        Ok(Media { dir, store, limits, uploads: Mutex::new(uploads), files: tokio::sync::Mutex::new(()) })
+        Ok(swept)
     }
 
     pub fn dir(&self) -> &Path {
