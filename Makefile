@@ -68,7 +68,7 @@ $(WEB_TESTS)/node_modules/.package-lock.json: $(WEB_TESTS)/package-lock.json
 	cd $(WEB_TESTS) && npm ci --no-audit --no-fund
 
 test-web: build $(WEB_TESTS)/node_modules/.package-lock.json
-	cd $(WEB_TESTS) && npm test
+	cd $(WEB_TESTS) && node vendor.mjs --check && npm test
 
 check-fmt:
 	$(CARGO) fmt --all --check

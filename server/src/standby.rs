@@ -270,7 +270,7 @@ where
 fn answer<B>(ctx: &Context, req: &Request<B>) -> Reply {
     let path = req.uri().path();
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
-    let mut reply = match pages::asset(path) {
+    let mut reply = match crate::web::assets::serve(req.headers(), path) {
         Some(asset) if read => asset,
         _ => {
             let status = disks::read_status(&ctx.status);

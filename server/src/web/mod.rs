@@ -17,6 +17,7 @@
 //! docs/API.md describes every endpoint.
 
 pub mod admin_api;
+pub mod assets;
 pub mod claim;
 pub mod error;
 pub mod login;

@@ -3,7 +3,6 @@
 //! loaded from the internet. Each page is a fragment put into one layout;
 //! the script fills it from the JSON API.
 
-use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::http::request::Parts;
 use hyper::{Method, StatusCode};
 
@@ -12,8 +11,6 @@ use super::reply::{self, Reply};
 use super::routes::https_origin;
 use super::Web;
 
-const STYLE: &str = include_str!("../../web/style.css");
-const SCRIPT: &str = include_str!("../../web/app.js");
 const LANDING: &str = include_str!("../../web/pages/landing.html");
 const SETUP: &str = include_str!("../../web/pages/setup.html");
 const WELCOME: &str = include_str!("../../web/pages/welcome.html");
@@ -30,6 +27,10 @@ const INVITE_RESULT: &str = include_str!("../../web/pages/invite-result.html");
 /// storage step and the storage page.
 const STORAGE_PANEL: &str = include_str!("../../web/pages/storage-panel.html");
 const STORAGE: &str = include_str!("../../web/pages/storage.html");
+/// The chat app and the page that joins from an invite link: whole
+/// documents of their own (the app fills the screen; no admin layout).
+const CHAT: &str = include_str!("../../web/pages/chat.html");
+const JOIN: &str = include_str!("../../web/pages/join.html");
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -104,30 +105,33 @@ fn layout_with_head(box_name: &str, id: &str, title: &str, nav: Nav, content: &s
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n{head}\
+         <meta name=\"imbox-languages\" content=\"{languages}\">\n\
          <title>{title} · {name}</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
+         <script src=\"/assets/i18n.js\"></script>\n\
          <script src=\"/assets/app.js\" defer></script>\n</head>\n<body data-page=\"{id}\">\n\
-         <a class=\"skip\" href=\"#main\">Skip to content</a>\n\
-         <header class=\"bar\"><span class=\"brand\">imbox <span class=\"box-name\">{name}</span></span>{links}</header>\n\
+         <a class=\"skip\" href=\"#main\" data-i18n=\"layout.skip\">Skip to content</a>\n\
+         <header class=\"bar\"><span class=\"brand\">imbox <span class=\"box-name\">{name}</span></span>{links}\
+         <select class=\"language\" data-language-switch data-i18n-attr=\"aria-label:language.switch\" aria-label=\"Language\"></select></header>\n\
          <main id=\"main\" tabindex=\"-1\">\n{content}\n</main>\n</body>\n</html>\n",
         title = escape(title),
         name = escape(box_name),
+        languages = escape(&languages()),
         content = content
             .replace("<!--invite-result-->", INVITE_RESULT)
             .replace("<!--storage-panel-->", STORAGE_PANEL),
     )
 }
 
-/// A static asset, over HTTP or HTTPS.
-pub fn asset(path: &str) -> Option<Reply> {
-    let (content_type, text) = match path {
-        "/assets/style.css" => ("text/css; charset=utf-8", STYLE),
-        "/assets/app.js" => ("text/javascript; charset=utf-8", SCRIPT),
-        _ => return None,
-    };
-    let mut reply = reply::body(StatusCode::OK, content_type, text);
-    // Revalidated each time: a new imboxd must not run an old script.
-    reply.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Some(reply)
+/// The languages of the message catalogs the box carries
+/// (`server/web/locales/LANG.json`), for `<meta name="imbox-languages">`:
+/// English first, then the others in order.
+pub fn languages() -> String {
+    let mut codes: Vec<String> = super::assets::list("locales")
+        .iter()
+        .filter_map(|p| p.strip_prefix("locales/")?.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    codes.sort_by_key(|c| (c != "en", c.clone()));
+    codes.join(" ")
 }
 
 /// The plain-HTTP landing page: what this box is, where its HTTPS pages
@@ -179,7 +183,7 @@ fn message(web: &Web, status: StatusCode, title: &str, text: &str, link: (&str, 
 
 /// A page over HTTPS.
 pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
-    if let Some(asset) = asset(path) {
+    if let Some(asset) = super::assets::serve(&parts.headers, path) {
         return asset;
     }
     if !matches!(parts.method, Method::GET | Method::HEAD) {
@@ -192,7 +196,15 @@ pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
     let name = web.box_name();
     let path = path.trim_end_matches('/');
     match path {
-        "" => reply::redirect(StatusCode::SEE_OTHER, if claimed { "/admin" } else { "/setup" }),
+        "" => reply::redirect(StatusCode::SEE_OTHER, if claimed { "/chat" } else { "/setup" }),
+        "/chat" | "/join" => {
+            let page = if path == "/chat" { CHAT } else { JOIN };
+            let certificate = super::status::certificate_sha256(web).unwrap_or_default();
+            reply::html(
+                StatusCode::OK,
+                fill(page, &[("box_name", &name), ("languages", &languages()), ("certificate", &certificate)]),
+            )
+        }
         "/setup" if claimed => message(
             web,
             StatusCode::GONE,

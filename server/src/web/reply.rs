@@ -29,9 +29,14 @@ pub fn boxed(reply: Reply) -> StreamReply {
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Content-Security-Policy of every answer: nothing from elsewhere, no inline
-/// script or style, no framing. QR codes are shown as `data:` images.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// script or style, no framing. QR codes and the previews inside messages are
+/// `data:` images; the chat app shows downloaded attachments and recorded
+/// voice notes as `blob:` URLs, talks to the box over its WebSocket
+/// (`connect-src 'self'` covers `wss:` to the same host), and registers a
+/// service worker from this box.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+media-src 'self' blob:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; form-action 'self'; \
+base-uri 'none'; frame-ancestors 'none'";
 
 /// A reply with a body of the given type.
 pub fn body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {

@@ -21,7 +21,7 @@ use hyper::{Method, Request, StatusCode};
 
 use super::error::ApiError;
 use super::reply::{self, header, Reply};
-use super::{admin_api, login, pages, sessions, setup, Caller, Web};
+use super::{admin_api, assets, login, pages, sessions, setup, Caller, Web};
 
 /// The host part of a Host header, if it looks like a host name or address
 /// (it is echoed into links and redirects).
@@ -48,7 +48,7 @@ pub fn https_origin(host: &str, port: u16) -> String {
 /// A request over plain HTTP.
 pub fn plain(web: &Web, req: &Request<Incoming>) -> Reply {
     let path = req.uri().path();
-    if let Some(asset) = pages::asset(path) {
+    if let Some(asset) = assets::serve(req.headers(), path) {
         return asset;
     }
     let host = host_name(req.headers().get(HOST).and_then(|v| v.to_str().ok()));
