@@ -8,6 +8,12 @@
 //! the ports of the two transports (at least one is present); `invite` and
 //! `name` are optional. Values are percent-encoded. Unknown parameters are
 //! ignored, so later versions can add some.
+//!
+//! The same parameters also travel as the **join link** of the web chat
+//! client, `https://HOST[:PORT]/join#v=1&fp=…`: opened in a browser it is the
+//! page that registers the invited person; read by an app it is the pairing
+//! URI (the fragment never reaches the box or a log). So an invite's QR code
+//! works for a phone with or without the app.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,8 +40,10 @@ pub struct PairingUri {
 /// Why a pairing URI could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PairingError {
-    /// Not a URI of the form `imbox:pair?…`.
-    #[error("not an imbox pairing URI (it should start with imbox:pair?): {0}")]
+    /// Not a URI of the form `imbox:pair?…` or `https://HOST/join#…`.
+    #[error(
+        "not an imbox pairing URI (it should start with imbox:pair? or be an https://…/join#… link): {0}"
+    )]
     NotPairing(String),
     /// A version this client does not read.
     #[error("pairing URI version {0} is not supported: update the client")]
@@ -61,6 +69,15 @@ impl PairingUri {
             }
         }
         urls
+    }
+
+    /// The web join link for this URI at `origin` (`https://host[:port]`, the
+    /// address the inviter's browser used): the pairing parameters in the
+    /// fragment.
+    pub fn join_link(&self, origin: &str) -> String {
+        let text = self.to_string();
+        let query = text.strip_prefix("imbox:pair?").unwrap_or(&text);
+        format!("{}/join#{query}", origin.trim_end_matches('/'))
     }
 }
 
@@ -93,7 +110,12 @@ impl FromStr for PairingUri {
 
     fn from_str(text: &str) -> Result<PairingUri, PairingError> {
         let not = || PairingError::NotPairing(text.chars().take(80).collect());
-        let parsed = url::Url::parse(text.trim()).map_err(|_| not())?;
+        let mut parsed = url::Url::parse(text.trim()).map_err(|_| not())?;
+        if parsed.scheme() == "https" && parsed.path() == "/join" {
+            // A join link: its fragment is the pairing query.
+            let fragment = parsed.fragment().ok_or_else(not)?.to_owned();
+            parsed = url::Url::parse(&format!("imbox:pair?{fragment}")).map_err(|_| not())?;
+        }
         if parsed.scheme() != "imbox" || parsed.path() != "pair" {
             return Err(not());
         }
@@ -154,6 +176,18 @@ mod tests {
         let text = uri.to_string();
         assert!(text.starts_with("imbox:pair?v=1&fp=sha256"));
         assert_eq!(text.parse::<PairingUri>(), Ok(uri));
+    }
+
+    #[test]
+    fn a_join_link_carries_the_same_uri() {
+        let uri = sample();
+        let link = uri.join_link("https://imbox.local:8443/");
+        assert!(link.starts_with("https://imbox.local:8443/join#v=1&fp=sha256"), "{link}");
+        assert_eq!(link.parse::<PairingUri>(), Ok(uri));
+        for bad in ["https://imbox.local/join", "https://imbox.local/chat#v=1", "http://imbox.local/join#v=1"]
+        {
+            assert!(matches!(bad.parse::<PairingUri>(), Err(PairingError::NotPairing(_))), "{bad}");
+        }
     }
 
     #[test]

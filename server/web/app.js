@@ -535,7 +535,8 @@
         expires_in_hours: hours ? Number(hours) : null,
       });
       byId('invite-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(invite.qr_svg);
-      byId('invite-link').value = invite.uri;
+      byId('invite-link').value = invite.join_link || invite.uri;
+      byId('invite-pair').value = invite.uri;
       byId('new-invite').hidden = false;
       byId('new-invite-title').focus();
       if (afterCreate) await afterCreate();

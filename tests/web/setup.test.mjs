@@ -144,8 +144,11 @@ describe('imbox setup and admin pages', () => {
     const decoded = jsQR(new Uint8ClampedArray(shot.data), shot.width, shot.height);
     assert.ok(decoded, 'the QR code on the page can be read');
     pairingUri = decoded.data;
-    assert.match(pairingUri, /^imbox:pair\?/);
+    // The QR code carries the web join link (a phone's camera opens the join
+    // page); the CLI, like an app, pairs with the same link.
+    assert.match(pairingUri, new RegExp(`^${box.https}/join#v=1&fp=sha256`));
     assert.equal(pairingUri, await owner.inputValue('#invite-link'), 'the QR code carries the link shown');
+    assert.match(await owner.inputValue('#invite-pair'), /^imbox:pair\?v=1&/);
     assert.match(pairingUri, /name=Test(\+|%20)box/);
 
     const paired = await run(bin('imbox'), ['--profile', memberProfile, 'pair', pairingUri, MEMBER],

@@ -302,8 +302,13 @@ async fn create_invite(web: &Web, caller: &Caller, parts: &Parts, body: Incoming
     let token = web.hub.store.create_invite(Some(caller.account.id), new.uses, expires_at).await?;
     let mut uri = web.pairing.uri(Some(token.clone()));
     uri.name = Some(web.box_name());
+    // The join link at the address the inviter's browser used: opened in a
+    // browser it is the web client's join page, read by an app it pairs. The
+    // QR code carries it, so a phone without the app can join too.
+    let join_link = web.origin(parts).map(|origin| uri.join_link(&origin));
     let uri = uri.to_string();
-    let qr_svg = qr::svg(&uri).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let qr_svg =
+        qr::svg(join_link.as_deref().unwrap_or(&uri)).map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(by = %caller.account.name, uses = new.uses, "invite created");
     Ok(json(
         StatusCode::CREATED,
@@ -311,6 +316,7 @@ async fn create_invite(web: &Web, caller: &Caller, parts: &Parts, body: Incoming
             "id": invite_id(&token),
             "token": token,
             "uri": uri,
+            "join_link": join_link,
             "qr_svg": qr_svg,
             "uses": new.uses,
             "expires_at": expires_at,

@@ -22,7 +22,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, ETAG, IF_NONE_MATCH, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, ETAG, IF_NONE_MATCH, VARY,
+};
 use hyper::HeaderMap;
 use hyper::StatusCode;
 use rust_embed::RustEmbed;
@@ -89,7 +91,8 @@ pub fn text(path: &str) -> Option<Cow<'static, [u8]>> {
 /// catalogs under `locales/`).
 pub fn list(dir: &str) -> Vec<String> {
     let prefix = format!("{dir}/");
-    let mut paths: Vec<String> = Files::iter().filter(|p| p.starts_with(&prefix)).map(Cow::into_owned).collect();
+    let mut paths: Vec<String> =
+        Files::iter().filter(|p| p.starts_with(&prefix)).map(Cow::into_owned).collect();
     paths.sort();
     paths
 }
@@ -103,7 +106,8 @@ fn prepare(path: &str) -> Option<Arc<Prepared>> {
         return Some(Arc::clone(entry));
     }
     let plain = Bytes::from(file.data.into_owned());
-    let gzip = compressible(content_type(path)).then(|| gzip(&plain)).flatten().filter(|g| g.len() < plain.len());
+    let gzip =
+        compressible(content_type(path)).then(|| gzip(&plain)).flatten().filter(|g| g.len() < plain.len());
     let entry = Arc::new(Prepared { plain, gzip, etag });
     cache.insert(path.to_owned(), Arc::clone(&entry));
     Some(entry)

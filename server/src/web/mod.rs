@@ -127,6 +127,14 @@ impl Web {
         }
     }
 
+    /// `https://host[:port]` at the host name the request's browser used and
+    /// the first HTTPS listener's port; `None` without HTTPS or a usable Host.
+    pub fn origin(&self, parts: &hyper::http::request::Parts) -> Option<String> {
+        let host = routes::host_name(reply::header(parts, hyper::header::HOST))?;
+        let port = self.listeners.https.first()?.port();
+        Some(routes::https_origin(&host, port))
+    }
+
     /// How long a request may pause (`http.request_timeout_ms`).
     pub fn request_timeout(&self) -> std::time::Duration {
         self.request_timeout

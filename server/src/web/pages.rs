@@ -202,7 +202,10 @@ pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
             let certificate = super::status::certificate_sha256(web).unwrap_or_default();
             reply::html(
                 StatusCode::OK,
-                fill(page, &[("box_name", &name), ("languages", &languages()), ("certificate", &certificate)]),
+                fill(
+                    page,
+                    &[("box_name", &name), ("languages", &languages()), ("certificate", &certificate)],
+                ),
             )
         }
         "/setup" if claimed => message(
