@@ -51,6 +51,29 @@ function launchWithMicrophone() {
 /** Bytes of a base64 data: URL's image. */
 const dataUrlBytes = (url) => Buffer.from(url.slice(url.indexOf(',') + 1), 'base64');
 
+/**
+ * Imports the module into the page as the chat app does, and puts a
+ * composer's controls and a place for shown attachments on it
+ * (globalThis.mediaTest).
+ */
+async function setUp(page, token) {
+  await page.evaluate(async (deviceToken) => {
+    await globalThis.imboxI18n.ready;
+    const media = await import('/assets/chat/attachments.js');
+    const ctx = { token: deviceToken, t: globalThis.imboxI18n.t };
+    const controls = media.createAttachControls(ctx);
+    const changes = [];
+    controls.element.addEventListener('attachmentschange', (event) => changes.push(event.detail));
+    const composer = document.createElement('section');
+    composer.id = 'composer';
+    composer.append(controls.element);
+    const shown = document.createElement('section');
+    shown.id = 'shown';
+    document.body.append(composer, shown);
+    globalThis.mediaTest = { media, ctx, controls, changes };
+  }, token);
+}
+
 describe('attachments in the chat app (attachments.js)', () => {
   let box;
   let browser;
@@ -67,21 +90,7 @@ describe('attachments in the chat app (attachments.js)', () => {
     });
     page = await context.newPage();
     await page.goto(`${box.https}/chat`);
-    await page.evaluate(async (deviceToken) => {
-      await globalThis.imboxI18n.ready;
-      const media = await import('/assets/chat/attachments.js');
-      const ctx = { token: deviceToken, t: globalThis.imboxI18n.t };
-      const controls = media.createAttachControls(ctx);
-      const changes = [];
-      controls.element.addEventListener('attachmentschange', (event) => changes.push(event.detail));
-      const composer = document.createElement('section');
-      composer.id = 'composer';
-      composer.append(controls.element);
-      const shown = document.createElement('section');
-      shown.id = 'shown';
-      document.body.append(composer, shown);
-      globalThis.mediaTest = { media, ctx, controls, changes };
-    }, token);
+    await setUp(page, token);
   });
 
   after(async () => {
@@ -268,6 +277,51 @@ describe('attachments in the chat app (attachments.js)', () => {
     }));
     assert.match(played.src, /^blob:/);
     assert.equal(played.controls, true);
+  });
+
+  it('goes on with an upload cut by a reload from what the box holds, when the file is chosen again', async () => {
+    const MiB = 1024 * 1024;
+    const bytes = randomBytes(10 * MiB + 3);
+    const lastModified = Date.UTC(2026, 11, 1);
+    const choose = ([base64, modified]) => {
+      const raw = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      globalThis.mediaTest.controls.add([new File([raw], 'film.bin', { type: 'application/octet-stream', lastModified: modified })]);
+    };
+    // The first 4 MiB chunk reaches the box; every later PATCH is cut (the
+    // network went away) until the page has been reloaded.
+    const requests = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/api/uploads')) {
+        requests.push({ method: r.method(), offset: r.headers()['upload-offset'] });
+      }
+    });
+    let patches = 0;
+    await page.route('**/api/uploads/*', (route) => {
+      if (route.request().method() !== 'PATCH') return route.continue();
+      patches += 1;
+      return patches === 1 ? route.continue() : route.abort('connectionreset');
+    });
+    const firstChunk = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.status() === 204);
+    await page.evaluate(choose, [bytes.toString('base64'), lastModified]);
+    await firstChunk;
+    await eventually('a cut PATCH', () => patches >= 2);
+    await page.reload();
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
+    await setUp(page, token);
+    const before = requests.length;
+
+    await page.evaluate(choose, [bytes.toString('base64'), lastModified]);
+    const [film] = await page.evaluate(() => globalThis.mediaTest.controls.take());
+    assert.equal(film.id, sha256(bytes));
+    assert.equal(film.size, bytes.length);
+    const after = requests.slice(before);
+    assert.equal(after.filter((r) => r.method === 'POST').length, 0, `a new upload was made: ${JSON.stringify(after)}`);
+    assert.equal(after[0].method, 'HEAD', `resuming did not ask the box first: ${JSON.stringify(after)}`);
+    const firstPatch = after.find((r) => r.method === 'PATCH');
+    assert.equal(Number(firstPatch.offset), 4 * MiB, `the upload went on from ${firstPatch.offset}: ${JSON.stringify(after)}`);
+    // A finished upload is forgotten: the same file again is a new upload.
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')).length), 0);
+    await page.evaluate(() => globalThis.mediaTest.controls.clear());
   });
 
   it('says why the box refused a file over its size limit, and take() fails with that reason', async () => {

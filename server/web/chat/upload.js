@@ -70,6 +70,30 @@ function errorOf(error) {
   return new UploadError(code, `HTTP ${status}`);
 }
 
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/**
+ * The id of a complete upload at `url`, asked with HEAD. A resumed upload
+ * that the box already holds in full ends with the answer to a HEAD, which
+ * names the content only once the box has stored it; when the previous
+ * page's last PATCH was cut while the box was storing the content, the
+ * name comes a moment later.
+ */
+async function askId(url, token) {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const response = await fetch(url, {
+      method: 'HEAD',
+      headers: { Authorization: `Bearer ${token}`, 'Tus-Resumable': '1.0.0' },
+      cache: 'no-store',
+    });
+    const named = response.headers.get('Imbox-Attachment');
+    if (named) return named.trim().toLowerCase();
+    if (!response.ok) break;
+    await sleep(250 * (attempt + 1));
+  }
+  throw new UploadError('internal', 'the box did not name the uploaded content');
+}
+
 /** Starts uploading `file`; see the header comment. */
 export function startUpload(file, { token, name, mediaType, onProgress }) {
   let upload = null;
@@ -98,7 +122,7 @@ export function startUpload(file, { token, name, mediaType, onProgress }) {
         const named = response.getHeader('Imbox-Attachment');
         if (named) id = named.trim().toLowerCase();
       },
-      onSuccess: () => (id ? resolve(id) : reject(new UploadError('internal', 'no Imbox-Attachment header'))),
+      onSuccess: () => (id ? resolve(id) : askId(upload.url, token).then(resolve, (e) => reject(errorOf(e)))),
       onError: (error) => reject(errorOf(error)),
     });
     upload.findPreviousUploads().then((previous) => {
