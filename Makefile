@@ -90,12 +90,19 @@ clean:
 # up and down over imboxd's HTTPS (tus) and QUIC and over nginx's HTTPS
 # (Debian's nginx, which it installs): a few minutes; JSON results in
 # docs/benchmarks/attachments/.
-.PHONY: bench bench-full bench-attachments
+.PHONY: bench bench-full bench-attachments bench-web
 
-# The standard run, then the attachments' run (each with its own time budget).
+# The standard run, then the attachments' run (each with its own time budget),
+# then the web chat app's (bench/web/run.mjs: Chromium, CPU throttled 4×;
+# first-load bytes, the latest page of a 10,000-message conversation, the
+# JS heap with 50 conversations opened; JSON in bench/out/web-*.json).
 bench:
 	bench/run.sh standard
 	bench/run.sh attachments
+	$(MAKE) bench-web
+
+bench-web: build $(WEB_TESTS)/node_modules/.package-lock.json
+	node bench/web/run.mjs
 
 bench-full:
 	bench/run.sh full

@@ -80,9 +80,10 @@ export function cleanEnv(extra) {
 /**
  * Starts imboxd; resolves once its HTTPS port answers and the claim file
  * exists. `run` is where the appliance's storage service would write the disk
- * list and the progress of a move (/run/imbox on the image).
+ * list and the progress of a move (/run/imbox on the image). `env` adds
+ * IMBOX_ settings (the benchmark lifts the send rate, say).
  */
-export async function startBox() {
+export async function startBox({ env = {} } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imbox-web-'));
   const data = path.join(dir, 'data');
   const runDir = path.join(dir, 'run');
@@ -103,6 +104,7 @@ export async function startBox() {
         IMBOX_LOG__LEVEL: 'info',
         IMBOX_SETUP__STORAGE_STATUS: path.join(runDir, 'storage.json'),
         IMBOX_SETUP__STORAGE_PROGRESS: path.join(runDir, 'storage-progress'),
+        ...env,
       }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
