@@ -19,6 +19,7 @@ run:
 	@echo "imboxd: data in $(RUN_DATA)"
 	@echo "  set up the box:     https://127.0.0.1:8443/setup  (the claim code is in the log below and in $(RUN_DATA)/imbox-claim.txt)"
 	@echo "                      the certificate is self-signed: compare its SHA-256 with the one on http://$(RUN_LISTEN)/ before accepting it"
+	@echo "  chat in a browser:  https://127.0.0.1:8443/chat  (sign in with an account; invite links open https://127.0.0.1:8443/join#...)"
 	@echo "  WebSocket ws://$(RUN_LISTEN)/ws, wss://127.0.0.1:8443/ws and QUIC quic://127.0.0.1:8443 (the log lists them)"
 	@echo "  create an account:  echo 'a long password' | ./target/debug/imboxd --data-dir $(RUN_DATA) user add alice --admin"
 	@echo "  log in:             echo 'a long password' | ./target/debug/imbox --server ws://$(RUN_LISTEN) --profile /tmp/alice login alice"
