@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { bin, eventually, run, startBox } from './box.mjs';
+import { axeViolations, englishLeft, overflowing, shoot } from './i18n-check.mjs';
 
 const USER = 'mei';
 const PASSWORD = 'amber kettle orchard 62';
@@ -48,6 +49,9 @@ function launchWithMicrophone() {
   });
 }
 
+// A 2 × 2 PNG (red, green, blue, white), base64.
+const SMALL_PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAGUlEQVR4AQXBAQ0AAAzDIJbcv+UeRNJNwgM+/wYAjSzeDQAAAABJRU5ErkJggg==';
+
 /** Bytes of a base64 data: URL's image. */
 const dataUrlBytes = (url) => Buffer.from(url.slice(url.indexOf(',') + 1), 'base64');
 
@@ -79,6 +83,7 @@ describe('attachments in the chat app (attachments.js)', () => {
   let browser;
   let page;
   let token;
+  const made = {}; // the attachments the tests uploaded, by kind
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'imbox-media-'));
 
   before(async () => {
@@ -144,6 +149,7 @@ describe('attachments in the chat app (attachments.js)', () => {
     const attachments = await page.evaluate(() => globalThis.mediaTest.controls.take());
     assert.equal(attachments.length, 1);
     const [photo] = attachments;
+    made.photo = photo;
     assert.equal(photo.id, sha256(bytes), 'the attachment id is not the SHA-256 of the picture');
     assert.equal(photo.size, bytes.length);
     assert.equal(photo.media_type, 'image/png');
@@ -215,6 +221,7 @@ describe('attachments in the chat app (attachments.js)', () => {
       return controls.take();
     }, bytes.toString('base64'));
     const [file] = attachments;
+    made.file = file;
     assert.deepEqual(
       { id: file.id, size: file.size, name: file.name, media_type: file.media_type },
       { id: sha256(bytes), size: bytes.length, name: 'Quarterly report (final).pdf', media_type: 'application/pdf' },
@@ -249,6 +256,7 @@ describe('attachments in the chat app (attachments.js)', () => {
       'focus is not on the stop button while recording');
     await page.click('#composer .media-stop');
     const [voice] = await page.evaluate(() => globalThis.mediaTest.controls.take());
+    made.voice = voice;
     assert.match(voice.media_type, /^audio\/webm/);
     assert.match(voice.name, /^Voice note .+\.webm$/);
     assert.ok(voice.duration_ms >= 1000 && voice.duration_ms < 60000, `duration ${voice.duration_ms} ms`);
@@ -322,6 +330,44 @@ describe('attachments in the chat app (attachments.js)', () => {
     // A finished upload is forgotten: the same file again is a new upload.
     assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')).length), 0);
     await page.evaluate(() => globalThis.mediaTest.controls.clear());
+  });
+
+  it('reads in Chinese, fits a 360 px phone and passes axe, controls, attachments and the full view', async () => {
+    assert.ok(made.photo && made.file && made.voice, 'the tests above made the attachments');
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 } });
+    await context.addInitScript(() => localStorage.setItem('imbox.lang', 'zh-CN'));
+    const zh = await context.newPage();
+    await zh.goto(`${box.https}/chat`);
+    await setUp(zh, token);
+    const expired = { ...made.file, name: '旧的报告.pdf', expired: true };
+    await zh.evaluate(async ({ shown, picture }) => {
+      const { media, ctx, controls } = globalThis.mediaTest;
+      document.documentElement.lang = 'zh-CN';
+      const raw = Uint8Array.from(atob(picture), (c) => c.charCodeAt(0));
+      controls.add([new File([raw], '照片.png', { type: 'image/png' }), new File(['notes'], '笔记.txt', { type: 'text/plain' })]);
+      await controls.take();
+      const main = document.createElement('main');
+      main.append(document.getElementById('shown'), document.getElementById('composer'));
+      document.body.append(main);
+      document.getElementById('shown').replaceChildren(media.renderAttachments(shown, ctx));
+    }, { shown: [made.photo, made.file, made.voice, expired], picture: SMALL_PNG });
+    const names = [made.photo.name, made.file.name, made.voice.name, expired.name, '照片.png', '笔记.txt'];
+    assert.deepEqual(await englishLeft(zh, { allow: names }), []);
+    assert.deepEqual(await overflowing(zh), []);
+    assert.deepEqual(await axeViolations(zh), []);
+    await shoot(zh, 'media-zh-CN-360');
+    assert.equal(await zh.getAttribute('#composer .media-attach', 'aria-label'), '添加照片或文件');
+    assert.equal(await zh.textContent('#shown .media-expired .media-note'), '已过期：盒子不再保存这个文件。');
+
+    await zh.click('#shown button.media-picture');
+    await eventually('the full picture', () => zh.evaluate(() => {
+      const img = document.querySelector('dialog.media-viewer img.media-full');
+      return img && img.complete && img.naturalWidth > 0;
+    }));
+    assert.deepEqual(await englishLeft(zh, { allow: names }), []);
+    assert.deepEqual(await axeViolations(zh), []);
+    await shoot(zh, 'media-viewer-zh-CN-360');
+    await context.close();
   });
 
   it('says why the box refused a file over its size limit, and take() fails with that reason', async () => {

@@ -169,6 +169,12 @@ function statusLine() {
   return el('p', { className: 'media-status', role: 'status', 'aria-live': 'polite' });
 }
 
+/** Puts `text` on a status line; an error is marked (and coloured) as one. */
+function say(status, text, error = false) {
+  status.textContent = text;
+  status.classList.toggle('media-error', error);
+}
+
 // One audio or video plays at a time: loading another unloads the previous
 // one (its object URL revoked), so a long conversation holds at most one
 // downloaded recording in memory.
@@ -210,18 +216,18 @@ function openViewer(attachment, ctx, opener) {
   document.body.append(dialog);
   dialog.showModal();
   close.focus();
-  status.textContent = t('media.loading');
+  say(status, t('media.loading'));
   fetchAttachment(attachment.id, token, t).then((got) => {
     if (!dialog.isConnected) return; // closed before it came
     blob = got;
     url = URL.createObjectURL(got);
-    picture.addEventListener('load', () => { status.textContent = ''; }, { once: true });
-    picture.addEventListener('error', () => { status.textContent = t('media.image.unreadable'); }, { once: true });
+    picture.addEventListener('load', () => { say(status, ''); }, { once: true });
+    picture.addEventListener('error', () => { say(status, t('media.image.unreadable'), true); }, { once: true });
     picture.src = url;
     picture.hidden = false;
     save.disabled = false;
   }, (error) => {
-    status.textContent = error.message;
+    say(status, error.message, true);
   });
   return dialog;
 }
@@ -278,7 +284,7 @@ function renderPlayer(attachment, ctx, kind) {
 
   play.addEventListener('click', async () => {
     play.disabled = true;
-    status.textContent = t('media.loading');
+    say(status, t('media.loading'));
     try {
       const blob = await fetchAttachment(attachment.id, token, t);
       if (activePlayer) activePlayer();
@@ -293,10 +299,10 @@ function renderPlayer(attachment, ctx, kind) {
       const focused = document.activeElement === play;
       play.replaceWith(player);
       if (focused) player.focus();
-      status.textContent = '';
+      say(status, '');
       player.play().catch(() => {}); // refused autoplay: the controls are there
     } catch (error) {
-      status.textContent = error.message;
+      say(status, error.message, true);
     } finally {
       play.disabled = false;
     }
@@ -313,12 +319,12 @@ function renderFile(attachment, ctx) {
   }, icon('save'), el('span', { text: t('media.file.download') }));
   button.addEventListener('click', async () => {
     button.disabled = true;
-    status.textContent = t('media.file.downloading');
+    say(status, t('media.file.downloading'));
     try {
       saveBlob(await fetchAttachment(attachment.id, token, t), attachment.name);
-      status.textContent = '';
+      say(status, '');
     } catch (error) {
-      status.textContent = error.message;
+      say(status, error.message, true);
     } finally {
       button.disabled = false;
     }
@@ -420,7 +426,7 @@ export function createAttachControls(ctx) {
     // swept after a day); an unfinished one is terminated now.
     if (item.state !== 'done') item.upload.cancel();
     forget(item);
-    status.textContent = t('media.attach.removed', { name: item.name });
+    say(status, t('media.attach.removed', { name: item.name }));
     attachButton.focus();
     changed();
   }
@@ -457,7 +463,7 @@ export function createAttachControls(ctx) {
         item.li.classList.add('media-failed');
         item.text.textContent = errorText(t, code);
         item.retry.hidden = false;
-        status.textContent = t('media.attach.failed', { name: item.name, error: errorText(t, code) });
+        say(status, t('media.attach.failed', { name: item.name, error: errorText(t, code) }), true);
         changed();
       }
       throw new AttachmentError(code, t('media.attach.failed', { name: item.name, error: errorText(t, code) }));
@@ -467,7 +473,7 @@ export function createAttachControls(ctx) {
 
   function addFile(file, extra = {}) {
     if (items.length >= MAX_ATTACHMENTS) {
-      status.textContent = t('media.attach.too_many', { count: MAX_ATTACHMENTS });
+      say(status, t('media.attach.too_many', { count: MAX_ATTACHMENTS }), true);
       return false;
     }
     const item = {
@@ -520,7 +526,7 @@ export function createAttachControls(ctx) {
       if (!addFile(file)) break;
       added += 1;
     }
-    if (added > 0) status.textContent = t('media.attach.added', { count: added });
+    if (added > 0) say(status, t('media.attach.added', { count: added }));
     changed();
     return added;
   }
@@ -553,20 +559,20 @@ export function createAttachControls(ctx) {
     voiceButton.focus();
     if (!keep) {
       await current.cancel();
-      status.textContent = t('media.voice.discarded');
+      say(status, t('media.voice.discarded'));
       return;
     }
     const { blob, durationMs } = await current.stop();
     const stamp = new Date().toISOString().slice(0, 19).replace('T', ' ').replace(/:/g, '.');
     const name = `${t('media.voice.file_name', { time: stamp })}.${extensionOf(blob.type)}`;
     const file = new File([blob], name, { type: blob.type });
-    if (addFile(file, { duration_ms: durationMs })) status.textContent = t('media.voice.attached', { duration: formatDuration(t, durationMs) });
+    if (addFile(file, { duration_ms: durationMs })) say(status, t('media.voice.attached', { duration: formatDuration(t, durationMs) }));
     changed();
   }
 
   voiceButton.addEventListener('click', async () => {
     if (recording || items.length >= MAX_ATTACHMENTS) {
-      if (items.length >= MAX_ATTACHMENTS) status.textContent = t('media.attach.too_many', { count: MAX_ATTACHMENTS });
+      if (items.length >= MAX_ATTACHMENTS) say(status, t('media.attach.too_many', { count: MAX_ATTACHMENTS }), true);
       return;
     }
     voiceButton.disabled = true;
@@ -574,15 +580,15 @@ export function createAttachControls(ctx) {
       recording = await startRecording();
     } catch (error) {
       const name = error && error.name;
-      status.textContent = t(name === 'NotAllowedError' || name === 'SecurityError' ? 'media.voice.denied'
-        : name === 'NotFoundError' || name === 'OverconstrainedError' ? 'media.voice.no_microphone' : 'media.voice.failed');
+      say(status, t(name === 'NotAllowedError' || name === 'SecurityError' ? 'media.voice.denied'
+        : name === 'NotFoundError' || name === 'OverconstrainedError' ? 'media.voice.no_microphone' : 'media.voice.failed'), true);
       return;
     } finally {
       voiceButton.disabled = false;
     }
     showRecording(true);
     stopButton.focus();
-    status.textContent = t('media.voice.recording');
+    say(status, t('media.voice.recording'));
     const tick = () => {
       if (!recording) return;
       const elapsed = recording.elapsedMs();
@@ -627,7 +633,7 @@ export function createAttachControls(ctx) {
         if (item.state !== 'done') item.upload.cancel();
         forget(item);
       }
-      status.textContent = '';
+      say(status, '');
       changed();
     },
   };
