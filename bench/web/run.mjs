@@ -44,10 +44,10 @@ const BUDGET = { first_load_bytes: 150 * 1000, latest_page_ms: 100 };
 
 // How the chat app shows conversations and messages (server/web/chat/).
 const UI = {
-  // One entry of the conversation list; its text holds the conversation's name.
-  conversation: '[data-conversation]',
-  // One message in the open conversation; its text holds the message's text.
-  message: '[data-seq]',
+  // The conversation list's entries (data-chat: the name from the reader's side).
+  conversation: 'button.conversation[data-conversation]',
+  // A stored message of the open conversation (its text in p.text).
+  message: 'li.message[data-seq]',
 };
 
 const lastText = (name) => `${name}: the latest message`;
@@ -128,7 +128,7 @@ async function measure(box, browser, device) {
 
   // The click on the 10,000-message conversation, to its latest message drawn.
   const latestPageMs = await page.evaluate(({ ui, name, text }) => new Promise((resolve, reject) => {
-    const entry = [...document.querySelectorAll(ui.conversation)].find((e) => e.textContent.includes(name) && !e.textContent.includes('bench-g'));
+    const entry = [...document.querySelectorAll(ui.conversation)].find((e) => e.dataset.chat === name);
     if (!entry) {
       reject(new Error(`no conversation ${name} in the list`));
       return;
@@ -152,8 +152,8 @@ async function measure(box, browser, device) {
   const names = [WRITER.username, ...Array.from({ length: GROUPS }, (_, i) => groupName(i + 1))];
   for (const name of names) {
     await page.evaluate(({ ui, name: wanted }) => {
-      const entry = [...document.querySelectorAll(ui.conversation)].find((e) => (wanted.startsWith('bench-g')
-        ? e.textContent.includes(wanted) : e.textContent.includes(wanted) && !e.textContent.includes('bench-g')));
+      const entry = [...document.querySelectorAll(ui.conversation)].find((e) => e.dataset.chat === wanted
+        || e.dataset.chat === `#${wanted}`);
       if (!entry) throw new Error(`no conversation ${wanted} in the list`);
       entry.click();
     }, { ui: UI, name });
