@@ -1,0 +1,184 @@
+// The chat app's entry: once the catalog is loaded, the device this browser
+// keeps (localStorage "imbox.device") opens a session; without one, the
+// sign-in form makes one. The app then shows the conversation list and one
+// conversation (two screens on a phone, side by side on a desktop).
+
+import { connectionBanner } from './banner.js';
+import { Chats } from './chats.js';
+import { Connection } from './connection.js';
+import { ConversationView } from './conversation.js';
+import { forgetDevice, loadDevice } from './device.js';
+import { h, t } from './dom.js';
+import { createGroupView, groupInfoView } from './group.js';
+import { ConversationList } from './list.js';
+import { ask, canAsk, notifyMessage, showUnread } from './notify.js';
+import { Outbox } from './outbox.js';
+import { signIn } from './signin.js';
+import { StreamReader } from './sync.js';
+
+const main = document.getElementById('main');
+
+class App {
+  constructor(device, attachments) {
+    this.device = device;
+    this.me = device.user;
+    this.attachments = attachments;
+    this.view = null;
+    this.screen = null;
+    this.connection = new Connection((request) => request({ type: 'resume', token: device.token }));
+    this.chats = new Chats(this.connection, this.me);
+    this.outbox = new Outbox(this.connection, this.me);
+    this.reader = new StreamReader(this.connection, device, {
+      apply: (item, { live }) => this.entry(item, live),
+      resync: () => this.reload(),
+      caughtUp: () => {},
+    });
+    this.list = new ConversationList(this);
+    this.pane = h('div.pane#pane', {}, h('p.placeholder#pick', { text: { key: 'chat.pick' } }));
+
+    this.connection.addEventListener('ready', () => this.reload());
+    this.connection.addEventListener('event', (e) => this.event(e.detail));
+    this.connection.addEventListener('stopped', (e) => this.stopped(e.detail.reason));
+    this.chats.addEventListener('change', (e) => this.changed(e.detail));
+    this.outbox.addEventListener('change', () => this.changed({}));
+    this.outbox.addEventListener('sent', (e) => {
+      const { item, sent } = e.detail;
+      // A new direct chat has its conversation now: the view follows it.
+      if (this.screen instanceof ConversationView) this.screen.adopt(Number(sent.conversation));
+      if (!item.conversation) this.chats.reloadSoon();
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && this.screen instanceof ConversationView) this.screen.render();
+    });
+
+    const notifyButton = h('button#notify-enable', { type: 'button', hidden: !canAsk(), text: { key: 'chat.notify.enable' } });
+    notifyButton.addEventListener('click', async () => {
+      await ask();
+      notifyButton.hidden = !canAsk();
+    });
+    const admin = device.admin ? h('a#admin-link', { href: '/admin', text: { key: 'chat.admin' } }) : null;
+    const logout = h('button#logout', { type: 'button', text: { key: 'chat.logout' }, onclick: () => this.logout() });
+    const language = h('select#language', { 'data-language-switch': '', 'aria-label': t('language.switch') });
+    this.shell = h('div.app#app', {},
+      h('header.top', {},
+        h('h1', {}, document.body.dataset.boxName || t('chat.title')),
+        h('p.me#me', {}, t('chat.signed_in_as', { name: this.me })),
+        h('div.actions', {}, notifyButton, admin, language, logout)),
+      connectionBanner(this.connection),
+      h('div.columns', {}, this.list.element, this.pane));
+    globalThis.imboxI18n.apply(this.shell);
+    main.replaceChildren(this.shell);
+    this.list.render();
+    showUnread(0);
+    this.connection.start();
+  }
+
+  async reload() {
+    try {
+      await this.chats.loadConversations();
+      // The open conversation may have missed messages while away (resync).
+      if (this.view && this.view.id && this.chats.conversation(this.view.id)) {
+        await this.chats.loadHistory(this.view.id, null);
+      }
+    } catch (e) {
+      // Offline again: the next session reloads.
+    }
+  }
+
+  entry(item, live) {
+    const c = this.chats.apply(item);
+    if (item.type === 'message') this.outbox.settled(item.id);
+    if (!c || !live) return;
+    const onScreen = this.view && Number(this.view.id) === c.id && document.visibilityState === 'visible';
+    if (!onScreen) notifyMessage(c, item, (id) => this.show({ id }));
+  }
+
+  event(ev) {
+    if (ev.type === 'typing') this.chats.setTyping(Number(ev.conversation), ev.user);
+    else if (ev.type === 'presence') this.chats.setPresence(ev.user, Boolean(ev.online));
+  }
+
+  changed(detail) {
+    this.list.render();
+    showUnread(this.chats.totalUnread());
+    if (!this.screen) return;
+    if (this.screen instanceof ConversationView) {
+      const id = this.screen.view.id;
+      if (!detail.id || !id || Number(detail.id) === Number(id)) this.screen.render();
+    } else {
+      this.screen.render();
+    }
+  }
+
+  /** What the second pane shows: { id } a conversation, { user } a new direct chat, { create }, { group }, or null (the list alone). */
+  show(view) {
+    this.view = view;
+    let focus = null;
+    if (!view) {
+      this.screen = null;
+      this.pane.replaceChildren(h('p.placeholder#pick', { text: { key: 'chat.pick' } }));
+      this.shell.classList.remove('open');
+      const current = this.list.items.querySelector('button');
+      if (current) current.focus();
+    } else if (view.create) {
+      this.screen = createGroupView(this);
+      focus = this.screen.focus;
+    } else if (view.group) {
+      this.screen = groupInfoView(this, Number(view.group));
+      focus = this.screen.focus;
+    } else {
+      this.screen = new ConversationView(this, view);
+      focus = () => this.screen.input.focus();
+    }
+    if (view) {
+      this.pane.replaceChildren(this.screen.element);
+      this.shell.classList.add('open');
+      if (focus) focus();
+    }
+    this.list.render();
+  }
+
+  openDirect(user) {
+    const c = this.chats.directWith(user);
+    this.show(c ? { id: c.id } : { user });
+  }
+
+  async logout() {
+    try {
+      await this.connection.request({ type: 'logout' });
+    } catch (e) {
+      // Offline: the token is forgotten here all the same; an admin can revoke it.
+    }
+    this.end('chat.signin.logged_out');
+  }
+
+  stopped(reason) {
+    if (reason === 'logout') return;
+    this.end(reason === 'revoked' || reason === 'bad_credentials' ? 'chat.signin.revoked' : 'chat.signin.ended');
+  }
+
+  end(noticeKey) {
+    this.connection.stop('logout');
+    forgetDevice();
+    localStorage.removeItem(this.outbox.key);
+    start(noticeKey);
+  }
+}
+
+async function loadAttachments() {
+  // Written by the attachments work; until it is there, messages say how many files they carry.
+  try {
+    return await import('./attachments.js');
+  } catch (e) {
+    return null;
+  }
+}
+
+async function start(noticeKey) {
+  let device = loadDevice();
+  if (!device) device = await signIn(main, noticeKey);
+  const app = new App(device, await loadAttachments());
+  globalThis.imboxChat = app; // for the browser tests and the curious
+}
+
+globalThis.imboxI18n.ready.then(() => start(null));
