@@ -120,6 +120,8 @@ describe('the installable chat app', () => {
     });
     assert.deepEqual(offline, { page: 'chat', lang: 'en', text: 'Loading…', online: false },
       'the shell did not start offline from what the worker kept');
+    // The chat app itself ran from what was kept: its sign-in form is there.
+    await page.waitForSelector('#signin-username');
     const keys = await page.evaluate(async () => {
       const names = await caches.keys();
       const all = [];

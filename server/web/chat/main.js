@@ -12,6 +12,7 @@ import { h, t } from './dom.js';
 import { createGroupView, groupInfoView } from './group.js';
 import { ConversationList } from './list.js';
 import { ask, canAsk, notifyMessage, showUnread } from './notify.js';
+import { registerServiceWorker } from './install.js';
 import { Outbox } from './outbox.js';
 import { signIn } from './signin.js';
 import { StreamReader } from './sync.js';
@@ -182,3 +183,5 @@ async function start(noticeKey) {
 }
 
 globalThis.imboxI18n.ready.then(() => start(null));
+// The offline shell, where the browser trusts the box's certificate (else nothing happens).
+registerServiceWorker();
