@@ -94,7 +94,7 @@ clean:
 .PHONY: bench bench-full bench-attachments bench-web
 
 # The standard run, then the attachments' run (each with its own time budget),
-# then the web chat app's (bench/web/run.mjs: Chromium, CPU throttled 4×;
+# then the web chat app's (bench/web/run.mjs with a release imboxd: Chromium, CPU throttled 4×;
 # first-load bytes, the latest page of a 10,000-message conversation, the
 # JS heap with 50 conversations opened; JSON in bench/out/web-*.json).
 bench:
@@ -102,8 +102,9 @@ bench:
 	bench/run.sh attachments
 	$(MAKE) bench-web
 
-bench-web: build $(WEB_TESTS)/node_modules/.package-lock.json
-	node bench/web/run.mjs
+bench-web: $(WEB_TESTS)/node_modules/.package-lock.json
+	$(CARGO) build --release -p imboxd
+	IMBOX_WEB_PROFILE=release node bench/web/run.mjs
 
 bench-full:
 	bench/run.sh full
