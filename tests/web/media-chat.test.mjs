@@ -1,8 +1,9 @@
 // Attachments through the chat app, end to end (issue 15: "a photo upload
 // with progress, its preview and full view on the other side; a file
 // download whose bytes match"): two people in two browser contexts on a
-// real imboxd; the sender picks files in the composer, the receiver sees
-// the sender's preview at once and opens or downloads the content.
+// real imboxd; the sender picks files or records a voice note in the
+// composer, the receiver sees the sender's preview at once and opens,
+// plays or downloads the content.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 
 import { PNG } from 'pngjs';
 
-import { claimCode, eventually, fitsAndShoot, launchBrowser, startBox } from './box.mjs';
+import { claimCode, eventually, fitsAndShoot, startBox } from './box.mjs';
+import { launchWithMicrophone } from './media-browser.mjs';
 
 const OWNER = 'olivia';
 const PASSWORD = 'violet tractor lantern 93';
@@ -57,7 +59,7 @@ describe('attachments in the chat app, between two people', () => {
 
   before(async () => {
     box = await startBox();
-    browser = await launchBrowser();
+    browser = await launchWithMicrophone();
     const setup = await browser.newContext({ ignoreHTTPSErrors: true });
     contexts.push(setup);
     const claim = await setup.request.post(`${box.https}/api/setup/claim`, {
@@ -153,5 +155,24 @@ describe('attachments in the chat app, between two people', () => {
     const [download] = await Promise.all([bob.waitForEvent('download'), button.click()]);
     assert.equal(download.suggestedFilename(), 'minutes 2026-12.pdf');
     assert.equal(sha256(fs.readFileSync(await download.path())), sha256(bytes), 'the downloaded bytes are not the file');
+  });
+
+  it('sends a voice note; the other side sees its length and plays it', async () => {
+    const { alice, bob } = pages;
+    await alice.click('#composer .media-record');
+    await eventually('a second of recording', () => alice.evaluate(() => document.querySelector('#composer .media-timer')?.textContent === '0:01'));
+    await alice.click('#composer .media-stop');
+    await eventually('the voice note to upload', () => alice.evaluate(() => document.querySelector('#composer .media-chosen-state')?.textContent === 'Uploaded, ready to send'), 60000);
+    await alice.click('#send');
+
+    const play = bob.locator('#messages li.message .media-audio button.media-play');
+    await eventually('the voice note on the other side', async () => (await play.count()) === 1);
+    assert.match(await play.getAttribute('aria-label'), /^Play voice note, 0:0[1-9]$/);
+    await play.click();
+    const audio = await eventually('the voice note to load', () => bob.evaluate(() => {
+      const element = document.querySelector('#messages audio.media-element');
+      return element && element.readyState >= 1 ? { src: element.src, duration: element.duration } : null;
+    }));
+    assert.match(audio.src, /^blob:/);
   });
 });

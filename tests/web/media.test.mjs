@@ -13,17 +13,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
 import { bin, eventually, run, startBox } from './box.mjs';
 import { axeViolations, englishLeft, overflowing, shoot } from './i18n-check.mjs';
+import { launchWithMicrophone } from './media-browser.mjs';
 
 const USER = 'mei';
 const PASSWORD = 'amber kettle orchard 62';
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** A device token for `user`, by a protocol login of the CLI (as in attachments.test.mjs). */
-export async function deviceToken(box, user, password, scratch) {
+async function deviceToken(box, user, password, scratch) {
   const config = ['--config', path.join(box.dir, 'empty.toml'), '--data-dir', box.data];
   const added = await run(bin('imboxd'), [...config, 'user', 'add', user], {}, `${password}\n`);
   assert.equal(added.code, 0, `imboxd user add failed: ${added.stderr}`);
@@ -36,17 +35,6 @@ export async function deviceToken(box, user, password, scratch) {
   const { token } = JSON.parse(fs.readFileSync(path.join(profile, 'profile.json'), 'utf8'));
   assert.ok(token, 'the profile holds no token');
   return token;
-}
-
-/** Chromium as box.mjs starts it, with a fake microphone that needs no permission prompt. */
-function launchWithMicrophone() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-  });
 }
 
 // A 2 × 2 PNG (red, green, blue, white), base64.
