@@ -14,7 +14,7 @@ export const MAX_THUMBNAIL_BYTES = 1024;
 // Longest sides and qualities tried in order: the first that fits wins, so
 // the preview is as sharp as 1 KiB allows.
 const THUMBNAIL_ATTEMPTS = [
-  [32, 0.7], [32, 0.5], [28, 0.5], [24, 0.5], [20, 0.4], [16, 0.4], [12, 0.3],
+  [64, 0.6], [48, 0.6], [48, 0.4], [40, 0.5], [32, 0.7], [32, 0.5], [28, 0.5], [24, 0.5], [20, 0.4], [16, 0.4], [12, 0.3],
 ];
 const THUMBNAIL_TYPES = ['image/webp', 'image/jpeg'];
 
