@@ -408,6 +408,11 @@ mod tests {
         let first = pinned_tls(pin).expect("config");
         let again = pinned_tls(pin).expect("config");
         assert!(Arc::ptr_eq(&first, &again), "one session cache per box");
+        assert_eq!(
+            first.wss.alpn_protocols,
+            [PINNED_ALPN.to_vec(), b"http/1.1".to_vec()],
+            "the pinned-client marker first, so that a box with the owner's certificate serves the box key's"
+        );
         assert_eq!(first.verifier.pin(), pin);
         let other = pinned_tls(fingerprint_of(&new_key())).expect("config");
         assert!(!Arc::ptr_eq(&first, &other));

@@ -146,7 +146,7 @@ pub struct OwnCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum Choice {
-    /// The chain and key in [`UPLOADED_FILE`].
+    /// The chain and key uploaded, in `own-certificate.pem`.
     Uploaded,
     /// The chain and key at these paths inside the data directory.
     Files { chain_path: PathBuf, key_path: PathBuf },

@@ -187,6 +187,33 @@ async fn an_uploaded_certificate_is_served_to_browsers_while_pinned_clients_keep
     // The landing page and the status page show what browsers now see.
     let landing = Http::plain(server.url.trim_start_matches("ws://").parse().unwrap()).get("/", None).await;
     assert!(landing.body.contains(&sha256), "the landing page shows the browsers' certificate");
+    assert!(landing.body.contains("id=\"certificate-own\""), "and says browsers trust it");
+    assert!(!landing.body.contains("warns once"), "not that the browser warns");
+    // A pinning client that does not offer the marker (written before it
+    // existed) is shown the owner's certificate, and its pin fails: the
+    // limitation docs/PROTOCOL.md states.
+    let provider = rustls::crypto::ring::default_provider();
+    let verifier = Arc::new(imbox_client::tls::PinnedKey::new(
+        server.fingerprint,
+        provider.signature_verification_algorithms,
+    ));
+    let mut old_client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    old_client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(https_addr(&server)).await.unwrap();
+    let refused = tokio_rustls::TlsConnector::from(Arc::new(old_client))
+        .connect(ServerName::try_from("imbox.local").unwrap(), tcp)
+        .await
+        .unwrap_err();
+    let why = refused.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    assert!(
+        matches!(why, Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_)))),
+        "refused by the pin: {refused}"
+    );
     let status = web.get("/api/admin/status", Some(&session.0)).await.json();
     assert_eq!(status["identity"]["certificate_sha256"], sha256.as_str());
 
@@ -209,6 +236,8 @@ async fn an_uploaded_certificate_is_served_to_browsers_while_pinned_clients_keep
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.json()["source"], "box");
     assert!(!dir.join("own-certificate.pem").exists(), "the uploaded key is removed");
+    let landing = Http::plain(server.url.trim_start_matches("ws://").parse().unwrap()).get("/", None).await;
+    assert!(landing.body.contains("warns once") && !landing.body.contains("certificate-own"));
     let err = as_browser(https_addr(&server), &ca).await.unwrap_err();
     assert!(err.contains("certificate"), "{err}");
     pinned_clients_work(&server, "after going back").await;

@@ -147,6 +147,10 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
     // Where the claim code is, for a visitor of a new box; a claimed box (or
     // one whose database cannot say) leaves it out.
     let landing = if web.claimed().unwrap_or(true) { without_unclaimed(LANDING) } else { LANDING.to_owned() };
+    // What to say about the certificate: browsers trust the owner's own;
+    // the box key's self-signed one is compared before it is accepted.
+    let other = if web.certs.own().is_some() { "box-certificate" } else { "own-certificate" };
+    let landing = without_block(&landing, other);
     let content = fill(
         &landing,
         &[
@@ -162,9 +166,15 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
 
 /// A page without its `<!--unclaimed-->…<!--/unclaimed-->` part.
 fn without_unclaimed(page: &str) -> String {
-    match (page.find("<!--unclaimed-->"), page.find("<!--/unclaimed-->")) {
+    without_block(page, "unclaimed")
+}
+
+/// A page without its `<!--NAME-->…<!--/NAME-->` part.
+fn without_block(page: &str, name: &str) -> String {
+    let (open, close) = (format!("<!--{name}-->"), format!("<!--/{name}-->"));
+    match (page.find(&open), page.find(&close)) {
         (Some(start), Some(end)) if start < end => {
-            format!("{}{}", &page[..start], &page[end + "<!--/unclaimed-->".len()..])
+            format!("{}{}", &page[..start], &page[end + close.len()..])
         }
         _ => page.to_owned(),
     }
