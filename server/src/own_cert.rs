@@ -13,6 +13,7 @@
 //! or the new one. Without the choice file HTTPS serves the box's own
 //! certificate. A chosen certificate that is missing or invalid at start is
 //! logged, reported on the settings page, and the box's own is served.
+//! Files on the data disk are read again every hour ([`reload_periodically`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -191,15 +192,7 @@ pub fn describe(
     }
     let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
-    let left = not_after - now.unix_timestamp();
-    let warning = if left < 0 {
-        Some("expired")
-    } else if left < WARN_DAYS * 86_400 {
-        Some("expires_soon")
-    } else {
-        None
-    };
-    Some(CertificateInfo {
+    let mut info = CertificateInfo {
         source,
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -211,8 +204,10 @@ pub fn describe(
         chain_length: chain.len(),
         chain_path: None,
         key_path: None,
-        warning,
-    })
+        warning: None,
+    };
+    info.warning = info.warning_at(now);
+    Some(info)
 }
 
 /// Checks a PEM chain (leaf first) and key and makes them servable: both
@@ -259,6 +254,72 @@ pub fn validate(
         return Err(OwnCertError::Expired(date(info.not_after)));
     }
     Ok(OwnCertificate { key: Arc::new(certified), info })
+}
+
+impl CertificateInfo {
+    /// The warning at `now` (`expires_soon` within [`WARN_DAYS`], or
+    /// `expired`): a box runs for months, so it is worked out when asked.
+    pub fn warning_at(&self, now: OffsetDateTime) -> Option<&'static str> {
+        let left = self.not_after - now.unix_timestamp();
+        if left < 0 {
+            Some("expired")
+        } else if left < WARN_DAYS * 86_400 {
+            Some("expires_soon")
+        } else {
+            None
+        }
+    }
+}
+
+/// How often files on the data disk are read again, to serve a certificate
+/// renewed in place (by certbot, say) without a restart.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Reads the chosen files again and serves them if they changed. Returns
+/// whether it did; an error (a renewal half written, a bad file) leaves the
+/// certificate served as it was.
+pub fn reload_files(
+    files: &OwnCertFiles,
+    certs: &crate::tls::HttpsCertificates,
+    now: OffsetDateTime,
+) -> Result<bool, OwnCertError> {
+    let Some(current) = certs.own() else { return Ok(false) };
+    let (Some(chain), Some(key)) = (&current.chain_path, &current.key_path) else { return Ok(false) };
+    let fresh = files.from_files(Path::new(chain), Path::new(key), now)?;
+    if fresh.info.sha256 == current.sha256 {
+        return Ok(false);
+    }
+    Ok(certs.replace_own_if(&current.sha256, fresh))
+}
+
+/// Runs [`reload_files`] every [`RELOAD_EVERY`] until shutdown.
+pub async fn reload_periodically(
+    files: OwnCertFiles,
+    certs: Arc<crate::tls::HttpsCertificates>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(RELOAD_EVERY);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let (files, certs) = (files.clone(), certs.clone());
+        let reloaded =
+            tokio::task::spawn_blocking(move || reload_files(&files, &certs, OffsetDateTime::now_utc()))
+                .await;
+        match reloaded {
+            Ok(Ok(true)) => {
+                tracing::info!("the owner's certificate files changed: HTTPS serves the new certificate")
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the owner's certificate files cannot be used; HTTPS keeps serving what it served")
+            }
+            Err(e) => tracing::error!(error = %e, "reading the owner's certificate files failed"),
+        }
+    }
 }
 
 /// The owner's certificate on the data disk: the choice file and the
@@ -347,6 +408,16 @@ impl OwnCertFiles {
         }
     }
 
+    /// `path` (inside the data directory) relative to the data directory.
+    fn relative(&self, path: &Path) -> Result<PathBuf, OwnCertError> {
+        let real = self.inside(path)?;
+        let root = self.data_dir.canonicalize().map_err(|e| OwnCertError::Unreadable {
+            path: self.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(real.strip_prefix(&root).map(Path::to_owned).unwrap_or(real))
+    }
+
     /// Stores an uploaded chain and key (already validated) and chooses them.
     pub fn save_uploaded(&self, chain_pem: &str, key_pem: &str) -> Result<(), OwnCertError> {
         let mut both = String::with_capacity(chain_pem.len() + key_pem.len() + 1);
@@ -359,10 +430,12 @@ impl OwnCertFiles {
     }
 
     /// Chooses files on the data disk (already validated).
+    /// The paths are stored relative to the data directory, so that they
+    /// still hold when the data moves to another disk (a USB SSD).
     pub fn save_files(&self, chain_path: &Path, key_path: &Path) -> Result<(), OwnCertError> {
         self.save_choice(&Choice::Files {
-            chain_path: chain_path.to_owned(),
-            key_path: key_path.to_owned(),
+            chain_path: self.relative(chain_path)?,
+            key_path: self.relative(key_path)?,
         })?;
         // An earlier upload's key is not kept where nothing uses it.
         remove_durably(&self.uploaded_path())
@@ -507,6 +580,46 @@ mod tests {
     }
 
     #[test]
+    fn renewed_files_are_served_and_bad_ones_leave_the_served_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = OwnCertFiles::new(dir.path());
+        let now = OffsetDateTime::now_utc();
+        let ca = ca();
+        let write = |chain: &str, key: Option<&rcgen::KeyPair>| {
+            std::fs::write(dir.path().join("chain.pem"), chain).unwrap();
+            if let Some(key) = key {
+                std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+            }
+        };
+        let (chain, key) = leaf(&ca, (-1, 100), &rcgen::PKCS_ECDSA_P256_SHA256);
+        write(&chain, Some(&key));
+        let first = files.from_files(Path::new("chain.pem"), Path::new("key.pem"), now).unwrap();
+        // Any key serves as the box's here: only the owner's is looked at.
+        let box_cert = Arc::new(crate::identity::CertResolver::new(first.key.clone()));
+        let certs = crate::tls::HttpsCertificates::new(box_cert, Some(first.clone()));
+        assert!(!reload_files(&files, &certs, now).unwrap(), "unchanged files change nothing");
+
+        let (renewed, renewed_key) = leaf(&ca, (-1, 100), &rcgen::PKCS_ECDSA_P256_SHA256);
+        write(&renewed, Some(&renewed_key));
+        assert!(reload_files(&files, &certs, now).unwrap());
+        let served = certs.own().unwrap().sha256;
+        assert_ne!(served, first.info.sha256);
+
+        // A renewal caught half written: the new chain with the old key.
+        let (half, _) = leaf(&ca, (-1, 100), &rcgen::PKCS_ECDSA_P256_SHA256);
+        write(&half, None);
+        assert!(matches!(reload_files(&files, &certs, now), Err(OwnCertError::KeyMismatch)));
+        assert_eq!(certs.own().unwrap().sha256, served, "the served one is kept");
+
+        // Back to the box's through the API: a reload does not undo it.
+        write(&chain, Some(&key));
+        certs.set_own(None);
+        assert!(!reload_files(&files, &certs, now).unwrap());
+        assert!(certs.own().is_none());
+        assert!(!certs.replace_own_if(&served, first), "nothing to replace");
+    }
+
+    #[test]
     fn the_choice_persists_and_paths_stay_inside() {
         let dir = tempfile::tempdir().unwrap();
         let files = OwnCertFiles::new(dir.path());
@@ -524,7 +637,9 @@ mod tests {
         std::fs::write(dir.path().join("tls/chain.pem"), &chain).unwrap();
         std::fs::write(dir.path().join("tls/key.pem"), key.serialize_pem()).unwrap();
         let cert = files.from_files(Path::new("tls/chain.pem"), Path::new("tls/key.pem"), now).unwrap();
-        files.save_files(Path::new("tls/chain.pem"), Path::new("tls/key.pem")).unwrap();
+        files.save_files(&dir.path().join("tls/chain.pem"), Path::new("tls/key.pem")).unwrap();
+        let stored = Choice::Files { chain_path: "tls/chain.pem".into(), key_path: "tls/key.pem".into() };
+        assert_eq!(files.choice().unwrap(), Some(stored), "kept relative to the data directory");
         assert!(!dir.path().join(UPLOADED_FILE).exists());
         assert_eq!(files.load(now).unwrap().unwrap().info.sha256, cert.info.sha256);
 

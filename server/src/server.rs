@@ -226,6 +226,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     control::listen(&control_path, admin, shutdown.clone(), &tasks)
         .map_err(|source| ServerError::Control { path: control_path.clone(), source })?;
     tasks.spawn(crate::identity::renew_daily(identity, validity, resolver.clone(), shutdown.clone()));
+    tasks.spawn(crate::own_cert::reload_periodically(
+        crate::own_cert::OwnCertFiles::new(&config.data_dir),
+        https_certs.clone(),
+        shutdown.clone(),
+    ));
 
     let open = Arc::new(OpenConnections::default());
     let web = Arc::new(Web::new(

@@ -110,6 +110,20 @@ impl HttpsCertificates {
         *self.problem.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Serves `new` instead of the owner's certificate if the one served
+    /// is still the one with SHA-256 `expected`: a reload of files must not
+    /// undo a change made meanwhile through the admin API. Returns whether
+    /// it did.
+    pub fn replace_own_if(&self, expected: &str, new: OwnCertificate) -> bool {
+        let mut own = self.own.write().unwrap_or_else(|p| p.into_inner());
+        if own.as_ref().is_some_and(|o| o.info.sha256 == expected) {
+            *own = Some(new);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Records why the chosen certificate could not be used at start.
     pub fn set_problem(&self, problem: String) {
         *self.problem.write().unwrap_or_else(|p| p.into_inner()) = Some(problem);

@@ -102,7 +102,10 @@ fn report(web: &Web) -> Result<Reply, ApiError> {
     let box_certificate =
         web.certs.box_certificate().and_then(|der| own_cert::describe(&[der], Source::Box, now));
     let current = match web.certs.own() {
-        Some(own) => own,
+        Some(mut own) => {
+            own.warning = own.warning_at(now);
+            own
+        }
         None => box_certificate
             .clone()
             .ok_or_else(|| ApiError::Internal("the box's own certificate cannot be read".into()))?,
