@@ -11,7 +11,7 @@
 //! connection, by the [`PINNED_ALPN`] marker pinned clients offer. QUIC
 //! always serves the box key's certificate.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use imbox_protocol::PINNED_ALPN;
 use rustls::crypto::{ring, CryptoProvider};
@@ -94,13 +94,29 @@ pub struct HttpsCertificates {
     /// Why the owner's chosen certificate was not loaded at start, until
     /// the choice is changed.
     problem: RwLock<Option<String>>,
+    /// Held by a change through the admin API from its files to what is
+    /// served: two administrators changing it at once must leave the files
+    /// on the data disk and the certificate served the same one.
+    changes: Mutex<()>,
 }
 
 impl HttpsCertificates {
     /// Serving the box key's certificate from `box_cert`, and `own` to
     /// browsers if given.
     pub fn new(box_cert: Arc<CertResolver>, own: Option<OwnCertificate>) -> HttpsCertificates {
-        HttpsCertificates { box_cert, own: RwLock::new(own), problem: RwLock::new(None) }
+        HttpsCertificates {
+            box_cert,
+            own: RwLock::new(own),
+            problem: RwLock::new(None),
+            changes: Mutex::new(()),
+        }
+    }
+
+    /// Waits for other changes to finish; hold the guard from writing the
+    /// files to [`HttpsCertificates::set_own`]. Blocks: call it off the async
+    /// workers.
+    pub fn one_change_at_a_time(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Serves `own` to browsers from the next handshake on (`None`: the box

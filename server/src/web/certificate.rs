@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::reply::{json, read_json_up_to, Reply};
 use super::{Caller, Web};
-use crate::own_cert::{self, CertificateInfo, OwnCertFiles, Source};
+use crate::own_cert::{self, CertificateInfo, OwnCertFiles, OwnCertificate, Source};
 
 /// The largest request body: a chain of a few certificates plus an RSA key
 /// is well over the 16 KiB of the other endpoints.
@@ -55,38 +55,55 @@ pub async fn route(web: &Web, caller: &Caller, parts: &Parts, body: Incoming) ->
         Method::GET => report(web),
         Method::PUT => {
             let change: CertificateChange = read_json_up_to(parts, body, MAX_CERTIFICATE_BODY).await?;
-            let own = blocking(move || match change {
-                CertificateChange { chain_pem: Some(chain), key_pem: Some(key), chain_path: None, key_path: None } => {
-                    let now = OffsetDateTime::now_utc();
-                    let own = own_cert::validate(chain.as_bytes(), key.as_bytes(), Source::Uploaded, now)?;
-                    files.save_uploaded(&chain, &key)?;
-                    Ok(own)
-                }
-                CertificateChange { chain_pem: None, key_pem: None, chain_path: Some(chain), key_path: Some(key) } => {
-                    let own = files.from_files(&chain, &key, OffsetDateTime::now_utc())?;
-                    files.save_files(&chain, &key)?;
-                    Ok(own)
-                }
-                _ => Err(ApiError::BadRequest(
-                    "give either chain_pem and key_pem (PEM text) or chain_path and key_path (files in the data directory)"
-                        .into(),
-                )),
+            let certs = web.certs.clone();
+            let info = blocking(move || {
+                let _one = certs.one_change_at_a_time();
+                let own = install(change, &files)?;
+                let info = own.info.clone();
+                certs.set_own(Some(own));
+                Ok(info)
             })
             .await?;
             tracing::info!(
-                by = %caller.account.name, source = ?own.info.source, subject = %own.info.subject,
-                sha256 = %own.info.sha256, "HTTPS now serves the owner's certificate to browsers"
+                by = %caller.account.name, source = ?info.source, subject = %info.subject,
+                sha256 = %info.sha256, "HTTPS now serves the owner's certificate to browsers"
             );
-            web.certs.set_own(Some(own));
             report(web)
         }
         Method::DELETE => {
-            blocking(move || files.clear().map_err(ApiError::from)).await?;
-            web.certs.set_own(None);
+            let certs = web.certs.clone();
+            blocking(move || {
+                let _one = certs.one_change_at_a_time();
+                files.clear()?;
+                certs.set_own(None);
+                Ok(())
+            })
+            .await?;
             tracing::info!(by = %caller.account.name, "HTTPS serves the box's own certificate again");
             report(web)
         }
         _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Checks the certificate a change names and stores the choice.
+fn install(change: CertificateChange, files: &OwnCertFiles) -> Result<OwnCertificate, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    match change {
+        CertificateChange { chain_pem: Some(chain), key_pem: Some(key), chain_path: None, key_path: None } => {
+            let own = own_cert::validate(chain.as_bytes(), key.as_bytes(), Source::Uploaded, now)?;
+            files.save_uploaded(&chain, &key)?;
+            Ok(own)
+        }
+        CertificateChange { chain_pem: None, key_pem: None, chain_path: Some(chain), key_path: Some(key) } => {
+            let own = files.from_files(&chain, &key, now)?;
+            files.save_files(&chain, &key)?;
+            Ok(own)
+        }
+        _ => Err(ApiError::BadRequest(
+            "give either chain_pem and key_pem (PEM text) or chain_path and key_path (files in the data directory)"
+                .into(),
+        )),
     }
 }
 
