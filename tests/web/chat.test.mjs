@@ -273,6 +273,50 @@ describe('the web chat app', () => {
     assert.deepEqual(lines.map((l) => [l.from, l.text]), [['dave', 'hello from the terminal'], ['alice', 'hello from the browser']]);
   });
 
+  it('scrolls back through history page by page, keeping the place, and jumps to the latest', async () => {
+    const alice = pages.alice;
+    const carol = pages.carol;
+    // 120 messages, sent straight through the app's own session (faster than typing them).
+    await alice.evaluate(async () => {
+      const { connection } = globalThis.imboxChat;
+      await Promise.all(Array.from({ length: 120 }, (_, i) => connection.request({
+        type: 'send', to: { user: 'carol' }, id: `history-${i + 1}`, text: `line ${i + 1}`,
+      })));
+    });
+    await toList(carol);
+    const row = carol.locator('#conversations button[data-chat="alice"]');
+    await row.waitFor();
+    await eventually('120 unread', async () => (await row.locator('.unread').textContent().catch(() => '')) === '120');
+    assert.equal(await carol.title(), '(120) Chat');
+    // A fresh page knows only what history gives it, a page at a time.
+    await carol.reload();
+    await carol.waitForFunction(() => globalThis.imboxChat && globalThis.imboxChat.connection.ready);
+    await eventually('120 unread after a reload', async () => (await row.locator('.unread').textContent().catch(() => '')) === '120');
+    await row.click();
+    await eventually('the newest page', async () => (await texts(carol)).length === 50);
+    const shown = await texts(carol);
+    assert.equal(shown[0], 'line 71');
+    assert.equal(shown[49], 'line 120');
+    await eventually('read', async () => (await carol.title()) === 'Chat');
+
+    // Scrolled to the top: the page before loads, and 'line 71' stays where it was.
+    const top = await carol.$eval('#scroller', (el) => el.getBoundingClientRect().top);
+    await carol.$eval('#scroller', (el) => { el.scrollTop = 0; });
+    await eventually('the older page', async () => (await texts(carol)).length === 100);
+    await carol.waitForSelector('#jump-latest', { state: 'visible' });
+    const kept = await carol.$eval('#messages li[data-seq="71"]', (el) => el.getBoundingClientRect().top);
+    assert.ok(kept >= top && kept < top + 150, `line 71 left the top of the view (${top}): now at ${kept}`);
+    await carol.$eval('#scroller', (el) => { el.scrollTop = 0; });
+    await eventually('the first page', async () => (await texts(carol)).length === 120);
+    await carol.waitForFunction(() => document.getElementById('older').textContent === 'This is the start of the conversation.');
+    assert.deepEqual(await texts(carol), Array.from({ length: 120 }, (_, i) => `line ${i + 1}`));
+    await fitsAndShoot(carol, 'chat-history-360');
+
+    await carol.click('#jump-latest');
+    await carol.waitForSelector('#jump-latest', { state: 'hidden' });
+    assert.ok(await carol.$eval('#scroller', (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 5), 'at the bottom');
+  });
+
   it('notifies about a message in a conversation not on screen, once allowed', async () => {
     const ctx = await context({ permissions: ['notifications'] });
     await ctx.grantPermissions(['notifications'], { origin: box.https });

@@ -65,7 +65,7 @@ export class ConversationList {
       preview = c.kind === 'group' || c.last.from === this.app.me ? t('chat.list.preview', { from: c.last.from === this.app.me ? t('chat.you') : c.last.from, text }) : text;
     }
     const online = c.kind === 'direct' && this.app.chats.online.has(c.chat);
-    const button = h('button.conversation', {
+    const button = h('button.chat-row', {
       type: 'button',
       'data-conversation': c.id,
       'data-chat': c.chat,
