@@ -40,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::disks::{self, Problem, StatusFile};
+use crate::disks::{self, DiskIdentity, PresentDisk, Problem, StatusFile};
 use crate::identity::CertResolver;
-use crate::web::pages::{self, escape};
+use crate::web::pages::{self, escape, text, Text};
 use crate::web::reply::{self, Reply};
 
 /// How often the page reloads itself, in seconds; also the `Retry-After`.
@@ -302,45 +302,181 @@ fn health(status: &StatusFile) -> Reply {
     reply::json(StatusCode::SERVICE_UNAVAILABLE, &body)
 }
 
-/// The page's title and HTML content for `status`.
+/// The page's title and HTML content for `status`. Every sentence carries
+/// its catalog key (`standby.*`), so the page's script shows it in the
+/// reader's language; what the disk reports goes into it as slots (text).
 fn page(box_name: &str, status: &StatusFile) -> String {
-    let (title, text, detail) = match status {
+    let (title, heading, text, detail) = match status {
         StatusFile::Report(report) => match &report.problem {
             Some(problem) => {
-                let (title, text) = problem.describe();
-                (title, text, None)
+                let (title, heading, text) = problem_text(problem);
+                (title, heading, text, None)
             }
             None => (
-                "The box is starting",
-                "The storage service reports no problem with the data disk any more, so the box \
-                 starts in a moment."
-                    .to_owned(),
+                text("title.standby.starting", "The box is starting · {box}"),
+                text("standby.starting.title", "The box is starting"),
+                STARTING.element("span", ""),
                 None,
             ),
         },
-        StatusFile::Absent => ("The box is waiting for its storage", NOT_REPORTED.to_owned(), None),
+        StatusFile::Absent => (WAITING_TITLE, WAITING, NOT_REPORTED.element("span", ""), None),
         StatusFile::Unreadable(reason) => {
-            ("The box is waiting for its storage", NOT_REPORTED.to_owned(), Some(reason.as_str()))
+            (WAITING_TITLE, WAITING, NOT_REPORTED.element("span", ""), Some(reason.as_str()))
         }
     };
+    // The reason a status file is unreadable is for whoever debugs the
+    // image: English, and marked as such.
     let detail = detail
-        .map(|d| format!("<p class=\"hint\" id=\"standby-detail\">{}</p>\n", escape(d)))
+        .map(|d| format!("<p class=\"hint\" id=\"standby-detail\" lang=\"en\">{}</p>\n", escape(d)))
         .unwrap_or_default();
     let content = format!(
-        "<h1>{title}</h1>\n<p class=\"warning\" id=\"standby-problem\" role=\"status\">{text}</p>\n{detail}\
-         <p>Until then the box serves nothing but this page and keeps its data as it was: apps and \
-         browsers reconnect by themselves once it is back.</p>\n\
-         <p class=\"hint\">This page checks again every {REFRESH_SECONDS} seconds.</p>",
-        title = escape(title),
-        text = escape(&text),
+        "{heading}\n<div class=\"warning\" id=\"standby-problem\" role=\"status\">{text}</div>\n{detail}\
+         {until}\n<p class=\"hint\" data-i18n=\"{again}\" data-i18n-params=\"{params}\">{again_en}</p>",
+        heading = heading.element("h1", ""),
+        until = UNTIL.element("p", ""),
+        again = AGAIN.key,
+        params = escape(&format!("{{\"seconds\":{REFRESH_SECONDS}}}")),
+        again_en = escape(&AGAIN.english.replace("{seconds}", &REFRESH_SECONDS.to_string())),
     );
     pages::standby_page(box_name, title, &content, REFRESH_SECONDS)
 }
 
+/// `<span data-i18n-slot="NAME">VALUE</span>`: data inside a sentence.
+fn slot(name: &str, value: &str) -> String {
+    format!("<span data-i18n-slot=\"{name}\">{}</span>", escape(value))
+}
+
+/// A sentence with slots: `english` with `{name}` replaced by each slot's
+/// value is the no-script text.
+fn sentence(tag: &str, t: Text, slots: &[(&str, String)]) -> String {
+    let mut html = escape(t.english);
+    for (name, inner) in slots {
+        html = html.replace(&format!("{{{name}}}"), inner);
+    }
+    format!("<{tag} data-i18n=\"{}\">{html}</{tag}>", t.key)
+}
+
+/// A disk as [`DiskIdentity::describe`] says it ("Samsung T7 (serial S5XX,
+/// 500 GB)"), with its words translatable.
+fn disk(d: &DiskIdentity) -> String {
+    let model = d.model.trim();
+    let mut html = if model.is_empty() {
+        text("standby.disk.usb", "a USB disk").element("span", "")
+    } else {
+        escape(model)
+    };
+    let mut details = Vec::new();
+    if !d.serial.trim().is_empty() {
+        details.push(sentence(
+            "span",
+            text("standby.disk.serial", "serial {serial}"),
+            &[("serial", slot("serial", d.serial.trim()))],
+        ));
+    }
+    if d.size_bytes > 0 {
+        details.push(escape(&disks::decimal_size(d.size_bytes)));
+    }
+    if !details.is_empty() {
+        html = format!("{html} ({})", details.join(", "));
+    }
+    format!("<span data-i18n-slot=\"disk\">{html}</span>")
+}
+
+/// A present disk: "DISK at DEVICE".
+fn present(p: &PresentDisk) -> String {
+    sentence(
+        "li",
+        text("standby.disk.at", "{disk} at {device}"),
+        &[("disk", disk(&p.disk)), ("device", slot("device", &p.device))],
+    )
+}
+
+/// The title, heading and text of a problem.
+fn problem_text(problem: &Problem) -> (Text, Text, String) {
+    match problem {
+        Problem::Missing { disk: d } => (
+            text("title.standby.missing", "The data disk is missing · {box}"),
+            text("standby.missing.title", "The data disk is missing"),
+            sentence(
+                "span",
+                text(
+                    "standby.missing.text",
+                    "The data disk of this box is missing: {disk}. Plug it in; the box starts by itself when it \
+                     appears. The box does not serve anything else meanwhile, so that nobody reads or writes an \
+                     old copy of the data.",
+                ),
+                &[("disk", disk(d))],
+            ),
+        ),
+        Problem::CheckFailed { disk: d, device } => (
+            text("title.standby.check_failed", "The data disk failed its check · {box}"),
+            text("standby.check_failed.title", "The data disk failed its check"),
+            sentence(
+                "span",
+                text(
+                    "standby.check_failed.text",
+                    "The file system on the data disk, {disk} at {device}, failed its check; it was not mounted, \
+                     so nothing on it was changed. Unplug the disk, repair its file system on a Linux computer \
+                     ({command} on the partition labelled {label}) or restore a backup onto it, and plug it in \
+                     again: the box checks it again when it appears.",
+                ),
+                &[
+                    ("disk", disk(d)),
+                    ("device", slot("device", device)),
+                    ("command", "<code data-i18n-slot=\"command\">e2fsck -f</code>".to_owned()),
+                    ("label", "<code data-i18n-slot=\"label\">imbox-data</code>".to_owned()),
+                ],
+            ),
+        ),
+        Problem::TwoDisks { disks } => {
+            let listed = disks.iter().map(present).collect::<Vec<_>>().join("\n");
+            let count = disks.len();
+            let intro = text(
+                "standby.two_disks.text",
+                "{count} disks hold this box's data, so none of them was mounted and none was changed:",
+            );
+            (
+                text("title.standby.two_disks", "Two disks hold this box's data · {box}"),
+                text("standby.two_disks.title", "Two disks hold this box's data"),
+                format!(
+                    "<p data-i18n=\"{}\" data-i18n-params=\"{}\">{}</p>\n<ul>\n{listed}\n</ul>\n{}",
+                    intro.key,
+                    escape(&format!("{{\"count\":{count}}}")),
+                    escape(&intro.english.replace("{count}", &count.to_string())),
+                    text(
+                        "standby.two_disks.then",
+                        "Unplug the ones you do not want to use; the box starts with the remaining one by itself."
+                    )
+                    .element("p", ""),
+                ),
+            )
+        }
+    }
+}
+
+const WAITING_TITLE: Text = text("title.standby.waiting", "The box is waiting for its storage · {box}");
+const WAITING: Text = text("standby.waiting.title", "The box is waiting for its storage");
+
+const STARTING: Text = text(
+    "standby.starting.text",
+    "The storage service reports no problem with the data disk any more, so the box starts in a moment.",
+);
+
 /// What the page says when the storage service has not written its status.
-const NOT_REPORTED: &str = "The box's storage service has not reported yet, so the box does not know \
-    whether its data disk is there. It normally does within a minute of switching on; if this page \
-    stays, switch the box off and on again.";
+const NOT_REPORTED: Text = text(
+    "standby.waiting.text",
+    "The box's storage service has not reported yet, so the box does not know whether its data disk is \
+     there. It normally does within a minute of switching on; if this page stays, switch the box off and on \
+     again.",
+);
+
+const UNTIL: Text = text(
+    "standby.until",
+    "Until then the box serves nothing but this page and keeps its data as it was: apps and browsers \
+     reconnect by themselves once it is back.",
+);
+
+const AGAIN: Text = text("standby.again", "This page checks again every {seconds} seconds.");
 
 #[cfg(test)]
 mod tests {
@@ -358,7 +494,10 @@ mod tests {
             report(r#"{"kind": "missing", "disk": {"model": "<T7>", "serial": "S&1", "size_bytes": 0}}"#);
         let html = page("Kitchen", &missing);
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "{html}");
-        assert!(html.contains("missing: &lt;T7&gt; (serial S&amp;1). Plug it in"), "{html}");
+        assert!(
+            html.contains("missing: <span data-i18n-slot=\"disk\">&lt;T7&gt; (<span data-i18n=\"standby.disk.serial\">serial <span data-i18n-slot=\"serial\">S&amp;1</span></span>)</span>. Plug it in"),
+            "{html}"
+        );
         assert!(html.contains("Kitchen"));
         assert_eq!(problem_kind(&missing), "missing");
         assert_eq!(problem_kind(&report("null")), "none");
@@ -366,6 +505,43 @@ mod tests {
         assert_eq!(problem_kind(&StatusFile::Absent), "unreported");
         let bad = StatusFile::Unreadable("storage.json is not the status".into());
         assert!(page("b", &bad).contains("has not reported yet"));
-        assert!(page("b", &bad).contains("id=\"standby-detail\">storage.json is not the status"));
+        assert!(page("b", &bad).contains("id=\"standby-detail\" lang=\"en\">storage.json is not the status"));
+    }
+
+    #[test]
+    fn every_standby_page_is_translatable() {
+        use crate::web::translations::assert_translatable;
+        let report = |problem: &str| {
+            let text = format!(
+                r#"{{"box": "b", "data": {{"kind": "none", "device": ""}}, "disks": [], "problem": {problem}}}"#
+            );
+            StatusFile::Report(serde_json::from_str(&text).unwrap())
+        };
+        let disk = r#"{"model": "Samsung T7", "serial": "S5", "size_bytes": 500107862016}"#;
+        let cases = [
+            ("missing", report(&format!(r#"{{"kind": "missing", "disk": {disk}}}"#))),
+            (
+                "unnamed",
+                report(r#"{"kind": "missing", "disk": {"model": "", "serial": "", "size_bytes": 0}}"#),
+            ),
+            (
+                "check-failed",
+                report(&format!(r#"{{"kind": "check-failed", "device": "/dev/sda1", "disk": {disk}}}"#)),
+            ),
+            (
+                "two-disks",
+                report(&format!(
+                    r#"{{"kind": "two-disks", "disks": [{{"device": "/dev/sda", "model": "A", "serial": "1", "size_bytes": 1}},
+                        {{"device": "/dev/sdb", "model": "B", "serial": "", "size_bytes": 0}}]}}"#
+                )),
+            ),
+            ("starting", report("null")),
+            ("unreported", StatusFile::Absent),
+            ("unreadable", StatusFile::Unreadable("cut short".into())),
+        ];
+        for (what, status) in cases {
+            let keys = assert_translatable(what, &page("Kitchen", &status));
+            assert!(keys.iter().any(|k| k.starts_with("title.standby.")), "{what}: {keys:?}");
+        }
     }
 }

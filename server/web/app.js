@@ -1,10 +1,15 @@
 // imbox pages: one script for every page, no dependencies, nothing loaded
 // from elsewhere. Each page's <body data-page="…"> picks what runs. Data
 // from the box is put into the page as text (textContent), never as HTML.
+// Every string a person reads comes from the message catalogs through
+// imboxI18n (i18n.js, loaded first); dates, numbers and sizes go through
+// Intl in the page's language.
 'use strict';
 
 (function () {
   const byId = (id) => document.getElementById(id);
+  const i18n = globalThis.imboxI18n;
+  const t = (key, params) => i18n.t(key, params);
   let csrf = null;
 
   class ApiError extends Error {
@@ -30,7 +35,7 @@
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new ApiError('network', 'The box did not answer. Check your connection and try again.');
+      throw new ApiError('network', t('error.network'));
     }
     if (response.status === 204) return null;
     let data = null;
@@ -42,7 +47,7 @@
     if (!response.ok) {
       const error = (data && data.error) || {
         code: 'http_' + response.status,
-        message: 'The box answered with status ' + response.status + '.',
+        message: t('error.http', { status: response.status }),
       };
       if (error.code === 'not_logged_in' && !stay && document.body.dataset.page !== 'login') {
         location.assign('/login?next=' + encodeURIComponent(location.pathname));
@@ -50,6 +55,25 @@
       throw new ApiError(error.code, error.message, error);
     }
     return data;
+  }
+
+  // What went wrong, in the page's language: the catalog's text for the
+  // box's error code when it has one, else the box's own (English) message,
+  // which names what the catalog cannot (a field, a rule's detail).
+  function errorText(e) {
+    if (e.code === 'weak_password') {
+      return t('error.weak_password', { advice: strengthAdvice(e.detail.strength) });
+    }
+    if (e instanceof ApiError && !e.code.startsWith('http_') && e.code !== 'network') {
+      const key = 'error.' + e.code;
+      const params = {
+        name: e.detail.name,
+        seconds: Math.max(1, Math.floor((e.detail.retry_after_ms || 0) / 1000)),
+      };
+      const text = t(key, params);
+      if (text !== key) return text;
+    }
+    return e.message || String(e);
   }
 
   // Puts text (or a number: 0 shows as 0) into an element.
@@ -70,9 +94,7 @@
       try {
         await action(form);
       } catch (e) {
-        let message = e.message || String(e);
-        if (e.code === 'weak_password') message = 'This password is too easy to guess. ' + strengthAdvice(e.detail.strength);
-        say(errorId, message);
+        say(errorId, errorText(e));
       } finally {
         buttons.forEach((b) => { b.disabled = false; });
       }
@@ -91,32 +113,48 @@
     return el;
   }
 
+  // Binary units as the status and storage pages always showed them (KiB,
+  // MiB…), the number written the page language's way.
+  const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const WHOLE = new Intl.NumberFormat(i18n.lang, { maximumFractionDigits: 0, useGrouping: false });
+  const TENTHS = new Intl.NumberFormat(i18n.lang, { minimumFractionDigits: 1, maximumFractionDigits: 1, useGrouping: false });
+
   function bytes(n) {
-    if (n === null || n === undefined) return 'unknown';
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    if (n === null || n === undefined) return t('common.unknown');
     let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
+    while (n >= 1024 && i < UNITS.length - 1) { n /= 1024; i += 1; }
+    return t('common.bytes', { n: (i === 0 ? WHOLE : TENTHS).format(n), unit: UNITS[i] });
   }
 
   function when(ms) {
-    return ms ? new Date(ms).toLocaleString() : 'never';
+    return ms ? i18n.dateTime(ms) : t('common.never');
   }
 
   function duration(seconds) {
     const d = Math.floor(seconds / 86400);
     const h = Math.floor((seconds % 86400) / 3600);
     const m = Math.floor((seconds % 3600) / 60);
-    if (d) return d + ' d ' + h + ' h';
-    if (h) return h + ' h ' + m + ' min';
-    return m + ' min ' + (seconds % 60) + ' s';
+    if (d) return t('common.duration.days', { d, h });
+    if (h) return t('common.duration.hours', { h, m });
+    return t('common.duration.minutes', { m, s: seconds % 60 });
   }
 
-  const WORDS = ['very weak', 'weak', 'fair', 'strong', 'very strong'];
+  // zxcvbn's feedback, by the codes the box sends beside its English text;
+  // a code the catalog lacks shows the box's text.
+  function advice(strength) {
+    if (!strength) return [];
+    const codes = [strength.warning_code].concat(strength.suggestion_codes || []);
+    const texts = [strength.warning].concat(strength.suggestions || []);
+    return texts.map((text, i) => {
+      if (!text) return null;
+      const key = 'strength.advice.' + codes[i];
+      const translated = codes[i] ? t(key, { min: strength.min_length, max: strength.max_length }) : key;
+      return translated === key ? text : translated;
+    }).filter(Boolean);
+  }
 
   function strengthAdvice(strength) {
-    if (!strength) return '';
-    return [strength.warning].concat(strength.suggestions || []).filter(Boolean).join(' ');
+    return advice(strength).join(' ');
   }
 
   // Live strength feedback from the box (zxcvbn) under a password field.
@@ -135,11 +173,12 @@
         try {
           const s = await api('POST', endpoint, { password, username: usernameOf() });
           if (ticket !== asked) return;
-          const advice = [s.warning].concat(s.suggestions || []).filter(Boolean);
+          const tips = advice(s);
+          const word = t('strength.score.' + s.score);
           output.replaceChildren(...[
             node('meter', { min: '0', max: '4', low: '2', high: '3', optimum: '4', value: String(s.score), 'aria-hidden': 'true' }),
-            node('span', {}, 'Strength: ' + WORDS[s.score] + (s.acceptable ? ' — good enough.' : ' — not enough yet.')),
-            advice.length ? node('ul', {}, advice.map((a) => node('li', {}, a))) : null,
+            node('span', {}, t(s.acceptable ? 'strength.enough' : 'strength.not_enough', { word })),
+            tips.length ? node('ul', {}, tips.map((a) => node('li', {}, a))) : null,
           ].filter(Boolean));
         } catch (e) {
           output.textContent = '';
@@ -209,23 +248,21 @@
     });
   }
 
-  // What a USB disk's state (from the box's storage service) means.
-  const DISK_STATES = {
-    blank: 'empty',
-    ours: 'marked for this box',
-    'other-box': 'belongs to another imbox',
-    'has-data': 'holds data',
-    'in-use': 'holds the data now',
-  };
-  const MOVE_STEPS = {
-    waiting: 'Waiting for the box’s storage service…',
-    preparing: 'Preparing the disk (formatting it if it needs that)…',
-    copying: 'Copying the data:',
-    switching: 'Copied. The box restarts on the new disk now…',
-  };
+  // What a USB disk's state (from the box's storage service) means, and
+  // the steps of a move: catalog keys storage.state.STATE and
+  // storage.step.STATE; a state the catalog lacks shows as the box names it.
+  function diskState(state) {
+    const key = 'storage.state.' + state;
+    const text = t(key);
+    return text === key ? state : text;
+  }
+
+  function moveStep(m) {
+    return t('storage.step.' + m.state, { percent: i18n.number(m.percent) });
+  }
 
   function diskName(d) {
-    return (d.model || 'USB disk') + ' (' + bytes(d.size_bytes) + ', ' + d.device + ')';
+    return t('storage.disk.name', { model: d.model || t('storage.disk.usb'), size: bytes(d.size_bytes), device: d.device });
   }
 
   // Where the data lives, the USB disks the box found, and moving the data
@@ -242,45 +279,44 @@
       byId('move-bar').value = done ? 100 : m.percent;
       byId('move-login').hidden = !done;
       if (failed) {
-        say('move-title', 'The data was not moved');
-        say('move-text', m.message + ' The data stays where it was, and the box takes messages again.');
+        say('move-title', t('storage.move.failed'));
+        say('move-text', t('storage.move.failed.text', { message: m.message }));
       } else if (done) {
-        say('move-title', 'The data is on the new disk');
-        say('move-text', 'Done. The box restarts on ' + m.device + ' now: log in again in a moment.');
+        say('move-title', t('storage.move.done'));
+        say('move-text', t('storage.move.done.text', { device: m.device }));
       } else {
-        say('move-title', 'Moving the data to ' + m.device);
-        say('move-text', MOVE_STEPS[m.state] + (m.state === 'copying' ? ' ' + m.percent + ' %' : ''));
+        say('move-title', t('storage.move.to', { device: m.device }));
+        say('move-text', moveStep(m));
       }
     }
 
     // The box restarted on the new disk: its sessions are gone with it.
     function restarted() {
-      showMove({ state: 'done', device: 'the new disk', percent: 100 });
-      say('move-text', 'Done. The box restarted on the new disk: log in again.');
+      showMove({ state: 'done', device: '', percent: 100 });
+      say('move-text', t('storage.move.restarted'));
     }
 
     function showDisks(a) {
       byId('storage-disks').hidden = false;
       byId('storage-no-disks').hidden = a.disks.length > 0;
       byId('disk-list').replaceChildren(...a.disks.map((d) => node('li', { class: 'disk', 'data-device': d.device },
-        node('span', { class: 'what' }, diskName(d) + ': ' + (DISK_STATES[d.state] || d.state)),
+        node('span', { class: 'what' }, t('storage.disk.line', { disk: diskName(d), state: diskState(d.state) })),
         d.state === 'in-use' ? null : node('button', {
-          type: 'button', class: 'small secondary', 'aria-label': 'Move the data to ' + diskName(d),
+          type: 'button', class: 'small secondary', 'aria-label': t('storage.disk.use.label', { disk: diskName(d) }),
           onclick: () => choose(d),
-        }, 'Use this disk'))));
+        }, t('storage.disk.use')))));
     }
 
     function choose(d) {
       chosen = d;
       const erase = d.state === 'other-box' || d.state === 'has-data';
-      say('adopt-title', 'Move the data to ' + diskName(d));
-      say('adopt-summary', {
-        blank: 'The disk is empty: the box formats it for itself and copies the data to it.',
-        ours: 'The disk is marked for this box already: the box copies the data to it, and keeps what the disk held in a folder .imbox-previous-… on it.',
-      }[d.state] || 'The disk ' + DISK_STATES[d.state] + '. To use it, the box erases it, formats it for itself and copies the data to it.');
+      say('adopt-title', t('storage.adopt.to', { disk: diskName(d) }));
+      say('adopt-summary', d.state === 'blank' || d.state === 'ours'
+        ? t('storage.adopt.summary.' + d.state)
+        : t('storage.adopt.summary.erase', { state: diskState(d.state) }));
       byId('erase-consent').hidden = !erase;
       byId('erase').checked = false;
-      say('erase-label', 'Erase everything on ' + diskName(d) + '. This cannot be undone.');
+      say('erase-label', t('storage.adopt.erase.disk', { disk: diskName(d) }));
       say('adopt-error', '');
       byId('adopt-form').hidden = false;
       byId('adopt-title').focus();
@@ -293,9 +329,9 @@
       say('storage-db', bytes(s.database_bytes));
       say('storage-error', [s.error, s.disks_error].filter(Boolean).join(' '));
       const a = s.appliance;
-      if (!a) say('storage-disk', 'the disk of the data directory (this imboxd does not run on the imbox image)');
-      else if (a.data.kind === 'sd') say('storage-disk', 'the SD card (' + a.data.device + ')');
-      else say('storage-disk', 'a USB disk (' + a.data.device + ')');
+      if (!a) say('storage-disk', t('storage.disk.directory'));
+      else if (a.data.kind === 'sd') say('storage-disk', t('storage.disk.sd', { device: a.data.device }));
+      else say('storage-disk', t('storage.disk.usb.device', { device: a.data.device }));
       byId('storage-sd-warning').hidden = !(a && a.data.sd_wear_warning);
       if (s.move) showMove(s.move);
       const moving = s.move && s.move.state !== 'failed';
@@ -315,7 +351,7 @@
           return;
         }
         // Unreachable while it restarts on the new disk.
-        say('move-text', MOVE_STEPS.switching);
+        say('move-text', t('storage.step.switching'));
       }
       if (more) setTimeout(follow, 1000);
     }
@@ -325,7 +361,7 @@
       if (!chosen) return;
       const erase = !byId('erase-consent').hidden;
       if (erase && !byId('erase').checked) {
-        throw new Error('Tick the box to agree that everything on this disk is erased, or choose another disk.');
+        throw new Error(t('storage.adopt.consent'));
       }
       const started = await api('POST', '/api/admin/storage/adopt', { device: chosen.device, erase });
       byId('adopt-form').hidden = true;
@@ -338,7 +374,7 @@
     try {
       if (render(await api('GET', '/api/admin/storage'))) setTimeout(follow, 1000);
     } catch (e) {
-      say('storage-error', e.message);
+      say('storage-error', errorText(e));
     }
   }
 
@@ -365,6 +401,9 @@
     });
   }
 
+  // The time of the last refresh, to the second: it changes every 5 s.
+  const SECONDS = new Intl.DateTimeFormat(i18n.lang, { timeStyle: 'medium' });
+
   async function status() {
     await loadSession();
     const refresh = async () => {
@@ -373,28 +412,30 @@
         say('st-name', s.box_name);
         say('st-version', s.version);
         say('st-uptime', duration(s.uptime_seconds));
-        say('st-quic', s.connections.quic);
-        say('st-wss', s.connections.wss);
-        say('st-ws', s.connections.ws);
-        say('st-sessions', s.connections.sessions);
-        say('st-rate', s.messages_per_second);
-        say('st-stored', s.messages_stored);
-        say('st-users', s.users);
         say('st-dir', s.storage.data_dir);
-        say('st-used', bytes(s.storage.used_bytes) + ' of ' + bytes(s.storage.total_bytes));
+        say('st-quic', i18n.number(s.connections.quic));
+        say('st-wss', i18n.number(s.connections.wss));
+        say('st-ws', i18n.number(s.connections.ws));
+        say('st-sessions', i18n.number(s.connections.sessions));
+        say('st-rate', i18n.number(s.messages_per_second));
+        say('st-stored', i18n.number(s.messages_stored));
+        say('st-users', i18n.number(s.users));
+        say('st-used', t('status.used.of', { used: bytes(s.storage.used_bytes), total: bytes(s.storage.total_bytes) }));
         say('st-free', bytes(s.storage.available_bytes));
         say('st-db', bytes(s.storage.database_bytes));
         const m = s.media;
-        say('st-media', bytes(m.bytes) + ' in ' + m.contents + (m.contents === 1 ? ' file' : ' files'));
-        say('st-media-retention', m.retention_days === 0 ? 'forever'
-          : m.retention_days + ' days after last sent' + (m.retention_source === 'setting' ? '' : ' (configuration)'));
-        say('st-media-limits', bytes(m.max_file_bytes) + ' per file; '
-          + (m.user_quota_bytes ? bytes(m.user_quota_bytes) + ' per user; ' : 'no quota per user; ')
-          + bytes(m.reserve_bytes) + ' of disk kept for messages');
-        say('st-media-pending', m.uploads_in_progress + (m.uploads_in_progress
-          ? ' (' + bytes(m.pending_bytes) + ' still to come)' : ''));
+        say('st-media', t('status.media.in', { count: m.contents, size: bytes(m.bytes), files: i18n.number(m.contents) }));
+        say('st-media-retention', m.retention_days === 0 ? t('status.media.forever')
+          : t(m.retention_source === 'setting' ? 'status.media.days' : 'status.media.days.config',
+            { count: m.retention_days, days: i18n.number(m.retention_days) }));
+        say('st-media-limits', t(m.user_quota_bytes ? 'status.media.limits.quota' : 'status.media.limits.no_quota', {
+          file: bytes(m.max_file_bytes), quota: bytes(m.user_quota_bytes), reserve: bytes(m.reserve_bytes),
+        }));
+        say('st-media-pending', m.uploads_in_progress
+          ? t('status.media.pending.some', { count: i18n.number(m.uploads_in_progress), size: bytes(m.pending_bytes) })
+          : i18n.number(0));
         byId('st-media-users').tBodies[0].replaceChildren(...m.per_user.map((u) =>
-          node('tr', {}, cell('User', u.user), cell('Uses', bytes(u.bytes)))));
+          node('tr', {}, cell(t('status.media.user'), u.user), cell(t('status.media.uses'), bytes(u.bytes)))));
         const disks = s.storage.appliance;
         byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
         byId('st-disk-problem').hidden = !s.storage.disk_problem;
@@ -403,19 +444,20 @@
         const w = s.writer;
         byId('st-writer').hidden = w.state === 'running';
         say('st-writer', w.state === 'storage_full'
-          ? 'The data disk is full: new messages are refused until you free space on it (reading goes on). ' + (w.message || '')
-          : w.state === 'failed' ? 'Storing messages failed; imboxd restarts. ' + (w.message || '') : '');
+          ? t('status.writer.full', { message: w.message || '' })
+          : w.state === 'failed' ? t('status.writer.failed', { message: w.message || '' }) : '');
         say('st-fingerprint', s.identity.fingerprint);
-        say('st-certificate', s.identity.certificate_sha256 || 'unknown');
+        say('st-certificate', s.identity.certificate_sha256 || t('common.unknown'));
+        // Protocol names and addresses: the same in every language.
         say('st-listeners', [].concat(
           s.listeners.https.map((a) => 'https ' + a),
           s.listeners.quic.map((a) => 'quic ' + a),
           s.listeners.http.map((a) => 'http ' + a),
         ).join(', '));
-        say('updated', 'Last update: ' + new Date().toLocaleTimeString() + '.');
+        say('updated', t('status.updated', { time: SECONDS.format(new Date()) }));
         say('status-error', '');
       } catch (e) {
-        say('status-error', e.message);
+        say('status-error', errorText(e));
       }
     };
     await refresh();
@@ -430,25 +472,25 @@
     const session = await loadSession();
     let resetFor = null;
     const notice = (text) => say('users-notice', text);
-    const fail = (e) => say('users-error', e.message);
+    const fail = (e) => say('users-error', errorText(e));
 
     async function showDevices(name) {
       const data = await api('GET', '/api/admin/users/' + encodeURIComponent(name) + '/devices');
-      say('devices-title', 'Devices of ' + name);
+      say('devices-title', t('users.devices.of', { user: name }));
       const list = byId('device-list');
       list.replaceChildren(...(data.devices.length ? data.devices.map((d) => node('li', { 'data-device': String(d.id) },
-        d.name + ' (since ' + when(d.created_at) + ') ',
+        t('users.device.since', { device: d.name, since: when(d.created_at) }) + ' ',
         node('button', {
-          type: 'button', class: 'small danger', 'aria-label': 'Revoke device ' + d.name + ' of ' + name,
+          type: 'button', class: 'small danger', 'aria-label': t('users.device.revoke.label', { device: d.name, user: name }),
           onclick: async () => {
             try {
               await api('DELETE', '/api/admin/users/' + encodeURIComponent(name) + '/devices/' + d.id);
-              notice('Revoked ' + d.name + ' of ' + name + '. Its sessions have ended.');
+              notice(t('users.device.revoked', { device: d.name, user: name }));
               await showDevices(name);
               await load();
             } catch (e) { fail(e); }
           },
-        }, 'Revoke'))) : [node('li', {}, 'No devices.')]));
+        }, t('users.device.revoke')))) : [node('li', {}, t('users.devices.none'))]));
       byId('devices').hidden = false;
       byId('devices-title').focus();
     }
@@ -466,32 +508,34 @@
       const data = await api('GET', '/api/admin/users');
       const rows = data.users.map((u) => {
         const mine = u.name === session.user;
+        const user = { user: u.name };
         const actions = [
-          node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Devices of ' + u.name, onclick: () => showDevices(u.name).catch(fail) }, 'Devices'),
+          node('button', { type: 'button', class: 'small secondary', 'aria-label': t('users.devices.of', user), onclick: () => showDevices(u.name).catch(fail) }, t('users.devices.button')),
           node('button', {
-            type: 'button', class: 'small secondary', 'aria-label': 'Reset password of ' + u.name,
-            onclick: () => { resetFor = u.name; say('reset-title', 'Reset password of ' + u.name); byId('reset').hidden = false; byId('reset-password').focus(); },
-          }, 'Reset password'),
+            type: 'button', class: 'small secondary', 'aria-label': t('users.reset.of', user),
+            onclick: () => { resetFor = u.name; say('reset-title', t('users.reset.of', user)); byId('reset').hidden = false; byId('reset-password').focus(); },
+          }, t('users.reset.button')),
         ];
         if (!u.owner && !mine) {
           actions.push(u.disabled
-            ? node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Enable ' + u.name, onclick: () => act('POST', u.name, '/enable', 'Enabled ' + u.name + '.') }, 'Enable')
-            : node('button', { type: 'button', class: 'small secondary', 'aria-label': 'Disable ' + u.name, onclick: () => act('POST', u.name, '/disable', 'Disabled ' + u.name + '; their sessions have ended.') }, 'Disable'));
+            ? node('button', { type: 'button', class: 'small secondary', 'aria-label': t('users.enable.label', user), onclick: () => act('POST', u.name, '/enable', t('users.enabled', user)) }, t('users.enable'))
+            : node('button', { type: 'button', class: 'small secondary', 'aria-label': t('users.disable.label', user), onclick: () => act('POST', u.name, '/disable', t('users.disabled', user)) }, t('users.disable')));
           actions.push(node('button', {
-            type: 'button', class: 'small danger', 'aria-label': 'Remove ' + u.name,
+            type: 'button', class: 'small danger', 'aria-label': t('users.remove.label', user),
             onclick: () => {
-              if (window.confirm('Remove ' + u.name + '? Their devices are logged out and the name becomes free.')) {
-                act('DELETE', u.name, '', 'Removed ' + u.name + '.');
+              if (window.confirm(t('users.remove.confirm', user))) {
+                act('DELETE', u.name, '', t('users.removed', user));
               }
             },
-          }, 'Remove'));
+          }, t('users.remove')));
         }
+        // data-label: the column's name, shown before each cell on narrow screens.
         return node('tr', { 'data-user': u.name },
-          cell('Name', u.name),
-          cell('Role', u.owner ? 'owner' : (u.admin ? 'administrator' : 'member')),
-          cell('Devices', String(u.devices)),
-          cell('State', u.disabled ? 'disabled' : 'active'),
-          cell('Actions', actions));
+          cell(t('users.name'), u.name),
+          cell(t('users.role'), t(u.owner ? 'users.role.owner' : (u.admin ? 'users.role.admin' : 'users.role.member'))),
+          cell(t('users.devices'), i18n.number(u.devices)),
+          cell(t('users.state'), t(u.disabled ? 'users.state.disabled' : 'users.state.active')),
+          cell(t('users.actions'), actions));
       });
       document.querySelector('#users tbody').replaceChildren(...rows);
     }
@@ -507,7 +551,7 @@
       byId('reset-form').reset();
       byId('reset-strength').replaceChildren();
       byId('reset').hidden = true;
-      notice('The password of ' + resetFor + ' was changed.');
+      notice(t('users.reset.done', { user: resetFor }));
     });
     strengthMeter('new-password', 'new-strength', '/api/admin/strength', () => byId('new-username').value);
     onSubmit('create-form', 'create-error', async () => {
@@ -520,7 +564,7 @@
       });
       byId('create-form').reset();
       byId('new-strength').replaceChildren();
-      notice('Created ' + name + '.');
+      notice(t('users.created', { user: name }));
       await load();
     });
     await load().catch(fail);
@@ -544,32 +588,32 @@
     byId('invite-copy').addEventListener('click', async () => {
       try {
         await navigator.clipboard.writeText(byId('invite-link').value);
-        say('copy-status', 'Copied.');
+        say('copy-status', t('invite.new.copied'));
       } catch (e) {
         byId('invite-link').select();
-        say('copy-status', 'Select the link and copy it.');
+        say('copy-status', t('invite.new.select'));
       }
     });
   }
 
   async function invites() {
     await loadSession();
-    const fail = (e) => say('invites-error', e.message);
+    const fail = (e) => say('invites-error', errorText(e));
     async function load() {
       const data = await api('GET', '/api/admin/invites');
       byId('no-invites').hidden = data.invites.length > 0;
       byId('invites').hidden = data.invites.length === 0;
       document.querySelector('#invites tbody').replaceChildren(...data.invites.map((i) => node('tr', { 'data-invite': i.id },
-        cell('Created', when(i.created_at)),
-        cell('By', i.created_by || 'shell'),
-        cell('Expires', i.expired ? 'expired' : when(i.expires_at)),
-        cell('Uses left', String(i.uses_left)),
-        cell('Actions', node('button', {
-          type: 'button', class: 'small danger', 'aria-label': 'Revoke invite created ' + when(i.created_at),
+        cell(t('invites.created'), when(i.created_at)),
+        cell(t('invites.by'), i.created_by || t('invites.by.shell')),
+        cell(t('invites.expires'), i.expired ? t('invites.expired') : when(i.expires_at)),
+        cell(t('invites.uses'), i18n.number(i.uses_left)),
+        cell(t('invites.actions'), node('button', {
+          type: 'button', class: 'small danger', 'aria-label': t('invites.revoke.label', { created: when(i.created_at) }),
           onclick: async () => {
             try { await api('DELETE', '/api/admin/invites/' + i.id); await load(); } catch (e) { fail(e); }
           },
-        }, 'Revoke')))));
+        }, t('invites.revoke'))))));
     }
     inviteForm('/api/admin/invites', () => load().catch(fail));
     await load().catch(fail);
@@ -587,7 +631,7 @@
         members_may_invite: byId('settings-invite').checked,
       });
       document.querySelectorAll('.box-name').forEach((el) => { el.textContent = saved.box_name; });
-      say('settings-notice', 'Saved.');
+      say('settings-notice', t('settings.saved'));
     });
   }
 
@@ -602,13 +646,15 @@
 
   const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member };
 
+  // The page runs once its catalog is in and its marked elements are
+  // translated, so that what it writes is not overwritten by them.
   document.addEventListener('DOMContentLoaded', () => {
     wireLogout();
     const run = pages[document.body.dataset.page];
     if (run) {
-      Promise.resolve(run()).catch((e) => {
+      i18n.ready.then(run).catch((e) => {
         const main = byId('main');
-        if (main) main.prepend(node('p', { class: 'error', role: 'alert' }, e.message || String(e)));
+        if (main) main.prepend(node('p', { class: 'error', role: 'alert' }, errorText(e)));
       });
     }
   });

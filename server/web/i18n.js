@@ -14,7 +14,9 @@
 //   lang              the language in use, a BCP 47 tag such as "zh-CN"
 //   time, dateTime, day, number, bytes   formatting through Intl
 //
-// Marks in HTML: data-i18n="key" sets the element's text;
+// Marks in HTML: data-i18n="key" sets the element's text, with {name}
+// parameters from data-i18n-params (JSON) or, for markup inside the text, the
+// child element marked data-i18n-slot="name" (kept, and put where {name} is);
 // data-i18n-attr="placeholder:key aria-label:key2" sets attributes;
 // <select data-language-switch> becomes the language switch.
 'use strict';
@@ -73,10 +75,39 @@
       params && params[name] !== undefined && params[name] !== null ? String(params[name]) : whole);
   }
 
+  // An element's own slots: its [data-i18n-slot] descendants that are not
+  // inside a nested [data-i18n] element.
+  function slotsOf(el) {
+    const slots = new Map();
+    el.querySelectorAll('[data-i18n-slot]').forEach((slot) => {
+      if (slot.parentElement.closest('[data-i18n]') === el) slots.set(slot.dataset.i18nSlot, slot);
+    });
+    return slots;
+  }
+
+  function paramsOf(el) {
+    try {
+      return el.dataset.i18nParams ? JSON.parse(el.dataset.i18nParams) : undefined;
+    } catch (e) {
+      return undefined;
+    }
+  }
+
   function apply(root) {
     const scope = root || document;
     scope.querySelectorAll('[data-i18n]').forEach((el) => {
-      el.textContent = t(el.dataset.i18n);
+      const text = t(el.dataset.i18n, paramsOf(el));
+      const slots = slotsOf(el);
+      if (!slots.size) {
+        el.textContent = text;
+        return;
+      }
+      // {name} in the text is where the slot element goes: markup (code, a
+      // link, data from the box) stays as it is, in the language's order.
+      const parts = text.split(/\{(\w+)\}/);
+      el.replaceChildren(...parts
+        .map((part, i) => (i % 2 === 1 ? slots.get(part) || '{' + part + '}' : part))
+        .filter((part) => part !== ''));
     });
     scope.querySelectorAll('[data-i18n-attr]').forEach((el) => {
       for (const pair of el.dataset.i18nAttr.split(/\s+/).filter(Boolean)) {

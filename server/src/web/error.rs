@@ -52,8 +52,10 @@ pub enum ApiError {
     /// The password is too easy to guess; the feedback says how to improve it.
     #[error("this password is too easy to guess: {}", .0.summary())]
     WeakPassword(Strength),
-    /// A user name that breaks the naming rules.
-    #[error("{0}")]
+    /// A user name that breaks the naming rules (the name is given).
+    #[error(
+        "{0:?} is not a valid user name: use 1 to 32 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+    )]
     InvalidName(String),
     /// The user name is taken.
     #[error("the name {0:?} is already taken: choose another")]
@@ -151,6 +153,8 @@ impl ApiError {
                 error["retry_after_ms"] = json!(wait.as_millis().max(1) as u64);
             }
             ApiError::WeakPassword(strength) => error["strength"] = json!(strength),
+            // The name, so that pages can say the message in their language.
+            ApiError::InvalidName(name) | ApiError::NameTaken(name) => error["name"] = json!(name),
             ApiError::Internal(reason) => tracing::error!(%reason, "web request failed"),
             _ => {}
         }

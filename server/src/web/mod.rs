@@ -13,6 +13,8 @@
 //! - [`status`]: status, storage, the message rate and `/metrics`.
 //! - [`pages`]: the HTML, CSS and JavaScript embedded in the binary;
 //!   [`qr`]: QR codes drawn as SVG; [`strength`]: password strength (zxcvbn).
+//! - `translations` (tests only): every text a page shows has a message
+//!   catalog key, and the catalogs agree.
 //!
 //! docs/API.md describes every endpoint.
 
@@ -29,6 +31,8 @@ pub mod sessions;
 pub mod setup;
 pub mod status;
 pub mod strength;
+#[cfg(test)]
+pub mod translations;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -55,14 +55,46 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     })
 }
 
-/// The admin pages, in the order of the navigation: path, page id, title.
-const ADMIN_PAGES: [(&str, &str, &str); 5] = [
-    ("/admin", "status", "Status"),
-    ("/admin/storage", "storage", "Storage"),
-    ("/admin/users", "users", "Users"),
-    ("/admin/invites", "invites", "Invites"),
-    ("/admin/settings", "settings", "Settings"),
+/// Text a person reads, rendered in English with the key of its message
+/// catalog entry (`server/web/locales/LANG.json`): the page's script puts
+/// the reader's language in, and the English stays for a browser without
+/// scripts. The catalog's English must equal `english` (a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text {
+    /// The catalog key.
+    pub key: &'static str,
+    /// The catalog's English text.
+    pub english: &'static str,
+}
+
+/// A [`Text`].
+pub const fn text(key: &'static str, english: &'static str) -> Text {
+    Text { key, english }
+}
+
+impl Text {
+    /// `<TAG data-i18n="KEY" ATTRS>English</TAG>`; `attrs` is raw HTML
+    /// (starting with a space) or empty.
+    pub fn element(&self, tag: &str, attrs: &str) -> String {
+        format!("<{tag} data-i18n=\"{}\"{attrs}>{}</{tag}>", self.key, escape(self.english))
+    }
+}
+
+/// The admin pages, in the order of the navigation: path, page id, label.
+const ADMIN_PAGES: [(&str, &str, Text); 5] = [
+    ("/admin", "status", text("nav.status", "Status")),
+    ("/admin/storage", "storage", text("nav.storage", "Storage")),
+    ("/admin/users", "users", text("nav.users", "Users")),
+    ("/admin/invites", "invites", text("nav.invites", "Invites")),
+    ("/admin/settings", "settings", text("nav.settings", "Settings")),
 ];
+
+/// A page's `<title>`: its catalog entry says where the box name goes
+/// (`{box}`), e.g. "Status · {box}".
+const TITLE_LANDING: Text = text("title.landing", "Welcome · {box}");
+const TITLE_SETUP: Text = text("title.setup", "Set up this box · {box}");
+const TITLE_LOGIN: Text = text("title.login", "Log in · {box}");
+const TITLE_MEMBER: Text = text("title.member", "Your account · {box}");
 
 /// Which navigation a page shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,19 +104,22 @@ enum Nav {
     Member,
 }
 
-fn layout(box_name: &str, id: &str, title: &str, nav: Nav, content: &str) -> String {
+fn layout(box_name: &str, id: &str, title: Text, nav: Nav, content: &str) -> String {
     layout_with_head(box_name, id, title, nav, content, "")
 }
 
 /// A page of `imboxd standby` ([`crate::standby`]): the same look, no
 /// navigation, and it reloads itself every `refresh_seconds` (a meta refresh:
 /// the page has no script to do it, and the CSP allows none inline).
-pub fn standby_page(box_name: &str, title: &str, content: &str, refresh_seconds: u32) -> String {
+pub fn standby_page(box_name: &str, title: Text, content: &str, refresh_seconds: u32) -> String {
     let head = format!("<meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\n");
     layout_with_head(box_name, "standby", title, Nav::None, content, &head)
 }
 
-fn layout_with_head(box_name: &str, id: &str, title: &str, nav: Nav, content: &str, head: &str) -> String {
+const NAV_LABEL: Text = text("nav.label", "Administration");
+const LOG_OUT: Text = text("nav.logout", "Log out");
+
+fn layout_with_head(box_name: &str, id: &str, title: Text, nav: Nav, content: &str, head: &str) -> String {
     let links = match nav {
         Nav::None => String::new(),
         Nav::Admin | Nav::Member => {
@@ -93,27 +128,34 @@ fn layout_with_head(box_name: &str, id: &str, title: &str, nav: Nav, content: &s
                 .filter(|_| nav == Nav::Admin)
                 .map(|(path, page, label)| {
                     let current = if *page == id { " aria-current=\"page\"" } else { "" };
-                    format!("<li><a href=\"{path}\"{current}>{label}</a></li>")
+                    format!("<li>{}</li>", label.element("a", &format!(" href=\"{path}\"{current}")))
                 })
                 .collect();
             format!(
-                "<nav aria-label=\"Administration\"><ul>{items}\
-                 <li><button type=\"button\" class=\"link\" id=\"logout\">Log out</button></li></ul></nav>"
+                "<nav aria-label=\"{label}\" data-i18n-attr=\"aria-label:{label_key}\"><ul>{items}<li>{logout}</li></ul></nav>",
+                label = escape(NAV_LABEL.english),
+                label_key = NAV_LABEL.key,
+                logout = LOG_OUT.element("button", " type=\"button\" class=\"link\" id=\"logout\""),
             )
         }
     };
+    // The title's parameter: JSON in an attribute (escaped like any value).
+    let params = serde_json::json!({ "box": box_name }).to_string();
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n{head}\
          <meta name=\"imbox-languages\" content=\"{languages}\">\n\
-         <title>{title} · {name}</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
+         <title data-i18n=\"{title_key}\" data-i18n-params=\"{params}\">{title}</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
          <script src=\"/assets/i18n.js\"></script>\n\
          <script src=\"/assets/app.js\" defer></script>\n</head>\n<body data-page=\"{id}\">\n\
          <a class=\"skip\" href=\"#main\" data-i18n=\"layout.skip\">Skip to content</a>\n\
          <header class=\"bar\"><span class=\"brand\">imbox <span class=\"box-name\">{name}</span></span>{links}\
          <select class=\"language\" data-language-switch data-i18n-attr=\"aria-label:language.switch\" aria-label=\"Language\"></select></header>\n\
          <main id=\"main\" tabindex=\"-1\">\n{content}\n</main>\n</body>\n</html>\n",
-        title = escape(title),
+        title_key = title.key,
+        params = escape(&params),
+        title = escape(&title.english.replace("{box}", box_name)),
         name = escape(box_name),
         languages = escape(&languages()),
         content = content
@@ -141,12 +183,16 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
     let https = web.listeners.https.first().map(|a| https_origin(host, a.port()));
     let (link, https_text) = match &https {
         Some(origin) => (format!("{origin}/"), origin.clone()),
-        None => (String::new(), "HTTPS is turned off on this box (https.listen = [])".to_owned()),
+        None => (String::new(), String::new()),
     };
-    let certificate = super::status::certificate_sha256(web).unwrap_or_else(|| "unavailable".to_owned());
+    let certificate = super::status::certificate_sha256(web).unwrap_or_default();
     // Where the claim code is, for a visitor of a new box; a claimed box (or
     // one whose database cannot say) leaves it out.
-    let landing = if web.claimed().unwrap_or(true) { without_unclaimed(LANDING) } else { LANDING.to_owned() };
+    let mut landing = LANDING.to_owned();
+    if web.claimed().unwrap_or(true) {
+        landing = without(&landing, "unclaimed");
+    }
+    landing = without(&landing, if https.is_some() { "no-https" } else { "https" });
     let content = fill(
         &landing,
         &[
@@ -157,28 +203,65 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
             ("fingerprint_hex", &web.fingerprint.to_hex()),
         ],
     );
-    reply::html(StatusCode::OK, layout(&web.box_name(), "landing", "Welcome", Nav::None, &content))
+    reply::html(StatusCode::OK, layout(&web.box_name(), "landing", TITLE_LANDING, Nav::None, &content))
 }
 
-/// A page without its `<!--unclaimed-->…<!--/unclaimed-->` part.
-fn without_unclaimed(page: &str) -> String {
-    match (page.find("<!--unclaimed-->"), page.find("<!--/unclaimed-->")) {
+/// A page without its `<!--PART-->…<!--/PART-->` part.
+fn without(page: &str, part: &str) -> String {
+    let (open, close) = (format!("<!--{part}-->"), format!("<!--/{part}-->"));
+    match (page.find(&open), page.find(&close)) {
         (Some(start), Some(end)) if start < end => {
-            format!("{}{}", &page[..start], &page[end + "<!--/unclaimed-->".len()..])
+            format!("{}{}", &page[..start], &page[end + close.len()..])
         }
         _ => page.to_owned(),
     }
 }
 
-fn message(web: &Web, status: StatusCode, title: &str, text: &str, link: (&str, &str)) -> Reply {
+/// A page that only says something: why there is nothing here, and where
+/// to go instead.
+struct Message {
+    title: Text,
+    heading: Text,
+    text: Text,
+    link: (&'static str, Text),
+}
+
+const CLAIMED: Message = Message {
+    title: text("title.claimed", "This box has an owner · {box}"),
+    heading: text("message.claimed.title", "This box has an owner"),
+    text: text(
+        "message.claimed.text",
+        "Setup is done: the box was claimed and its claim code no longer works.",
+    ),
+    link: ("/login", text("message.claimed.link", "Log in")),
+};
+
+const NOT_FOUND: Message = Message {
+    title: text("title.not_found", "Not found · {box}"),
+    heading: text("message.not_found.title", "Not found"),
+    text: text("message.not_found.text", "There is no page at this address."),
+    link: ("/", text("message.not_found.link", "Go to the start page")),
+};
+
+const FORBIDDEN: Message = Message {
+    title: text("title.forbidden", "For administrators only · {box}"),
+    heading: text("message.forbidden.title", "For administrators only"),
+    text: text("message.forbidden.text", "You are logged in, but this page is for the box's administrators."),
+    link: ("/member", text("message.forbidden.link", "Go to your account")),
+};
+
+fn message(web: &Web, status: StatusCode, m: &Message) -> Reply {
+    reply::html(status, message_page(&web.box_name(), m))
+}
+
+fn message_page(box_name: &str, m: &Message) -> String {
     let content = format!(
-        "<h1>{}</h1>\n<p>{}</p>\n<p><a href=\"{}\">{}</a></p>",
-        escape(title),
-        escape(text),
-        escape(link.0),
-        escape(link.1)
+        "{}\n{}\n<p>{}</p>",
+        m.heading.element("h1", ""),
+        m.text.element("p", ""),
+        m.link.1.element("a", &format!(" href=\"{}\"", escape(m.link.0))),
     );
-    reply::html(status, layout(&web.box_name(), "message", title, Nav::None, &content))
+    layout(box_name, "message", m.title, Nav::None, &content)
 }
 
 /// A page over HTTPS.
@@ -208,56 +291,38 @@ pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
                 ),
             )
         }
-        "/setup" if claimed => message(
-            web,
-            StatusCode::GONE,
-            "This box has an owner",
-            "Setup is done: the box was claimed and its claim code no longer works.",
-            ("/login", "Log in"),
-        ),
-        "/setup" => reply::html(StatusCode::OK, layout(&name, "setup", "Set up this box", Nav::None, SETUP)),
-        "/login" => reply::html(StatusCode::OK, layout(&name, "login", "Log in", Nav::None, LOGIN)),
+        "/setup" if claimed => message(web, StatusCode::GONE, &CLAIMED),
+        "/setup" => reply::html(StatusCode::OK, layout(&name, "setup", TITLE_SETUP, Nav::None, SETUP)),
+        "/login" => reply::html(StatusCode::OK, layout(&name, "login", TITLE_LOGIN, Nav::None, LOGIN)),
         "/member" => match web.caller(parts) {
-            Ok(_) => {
-                reply::html(StatusCode::OK, layout(&name, "member", "Your account", Nav::Member, MEMBER))
-            }
+            Ok(_) => reply::html(StatusCode::OK, layout(&name, "member", TITLE_MEMBER, Nav::Member, MEMBER)),
             Err(_) => to_login(path),
         },
         _ => {
             let Some((id, title, content)) = admin_page(path) else {
-                return message(
-                    web,
-                    StatusCode::NOT_FOUND,
-                    "Not found",
-                    "There is no page at this address.",
-                    ("/", "Go to the start page"),
-                );
+                return message(web, StatusCode::NOT_FOUND, &NOT_FOUND);
             };
             match web.admin(parts) {
                 Ok(_) => reply::html(StatusCode::OK, layout(&name, id, title, Nav::Admin, content)),
-                Err(ApiError::NotAdmin) => message(
-                    web,
-                    StatusCode::FORBIDDEN,
-                    "For administrators only",
-                    "You are logged in, but this page is for the box's administrators.",
-                    ("/member", "Go to your account"),
-                ),
+                Err(ApiError::NotAdmin) => message(web, StatusCode::FORBIDDEN, &FORBIDDEN),
                 Err(_) => to_login(path),
             }
         }
     }
 }
 
-fn admin_page(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    Some(match path {
-        "/admin" => ("status", "Status", STATUS),
-        "/admin/storage" => ("storage", "Storage", STORAGE),
-        "/admin/users" => ("users", "Users", USERS),
-        "/admin/invites" => ("invites", "Invites", INVITES),
-        "/admin/settings" => ("settings", "Settings", SETTINGS),
-        "/admin/welcome" => ("welcome", "Finish setting up", WELCOME),
-        _ => return None,
-    })
+/// The admin pages: path → page id, title, content.
+const ADMIN_CONTENT: [(&str, &str, Text, &str); 6] = [
+    ("/admin", "status", text("title.status", "Status · {box}"), STATUS),
+    ("/admin/storage", "storage", text("title.storage", "Storage · {box}"), STORAGE),
+    ("/admin/users", "users", text("title.users", "Users · {box}"), USERS),
+    ("/admin/invites", "invites", text("title.invites", "Invites · {box}"), INVITES),
+    ("/admin/settings", "settings", text("title.settings", "Settings · {box}"), SETTINGS),
+    ("/admin/welcome", "welcome", text("title.welcome", "Finish setting up · {box}"), WELCOME),
+];
+
+fn admin_page(path: &str) -> Option<(&'static str, Text, &'static str)> {
+    ADMIN_CONTENT.iter().find(|(p, ..)| *p == path).map(|&(_, id, title, content)| (id, title, content))
 }
 
 fn to_login(path: &str) -> Reply {
@@ -273,8 +338,10 @@ mod tests {
     fn values_are_escaped_and_every_page_has_its_id() {
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(fill("<p>{{x}}</p>", &[("x", "<b>")]), "<p>&lt;b&gt;</p>");
-        let page = layout("Kitchen <box>", "users", "Users", Nav::Admin, "<p>hi</p>");
+        let page =
+            layout("Kitchen <box>", "users", text("title.users", "Users · {box}"), Nav::Admin, "<p>hi</p>");
         assert!(page.contains("Kitchen &lt;box&gt;") && page.contains("data-page=\"users\""));
+        assert!(page.contains("<title data-i18n=\"title.users\" data-i18n-params=\"{&quot;box&quot;:&quot;Kitchen &lt;box&gt;&quot;}\">Users · Kitchen &lt;box&gt;</title>"), "{page}");
         assert!(page.contains("href=\"/admin/users\" aria-current=\"page\""));
         assert_eq!(host_name(Some("imbox.local")).as_deref(), Some("imbox.local"));
     }
@@ -282,8 +349,79 @@ mod tests {
     #[test]
     fn a_claimed_box_does_not_say_where_the_claim_code_is() {
         assert!(LANDING.contains("imbox-claim.txt") && LANDING.contains("make flash"));
-        let claimed = without_unclaimed(LANDING);
+        let claimed = without(LANDING, "unclaimed");
         assert!(!claimed.contains("imbox-claim.txt") && !claimed.contains("claim-code-where"));
         assert!(claimed.contains("{{certificate}}"), "the rest of the page stays");
+    }
+
+    #[test]
+    fn every_page_is_translatable_and_the_catalogs_agree() {
+        use crate::web::translations::{assert_translatable, catalog, parameters};
+
+        let name = "Kitchen";
+        let mut used = Vec::new();
+        let mut check = |what: &str, html: String| used.extend(assert_translatable(what, &html));
+        for (_, id, title, content) in ADMIN_CONTENT {
+            check(id, layout(name, id, title, Nav::Admin, content));
+        }
+        check("setup", layout(name, "setup", TITLE_SETUP, Nav::None, SETUP));
+        check("login", layout(name, "login", TITLE_LOGIN, Nav::None, LOGIN));
+        check("member", layout(name, "member", TITLE_MEMBER, Nav::Member, MEMBER));
+        for m in [&CLAIMED, &NOT_FOUND, &FORBIDDEN] {
+            check(m.heading.key, message_page(name, m));
+        }
+        let values = [
+            ("https_link", "https://imbox.local/"),
+            ("https_text", "https://imbox.local"),
+            ("certificate", "AB:CD"),
+            ("fingerprint", "sha256:x"),
+            ("fingerprint_hex", "ab"),
+        ];
+        for (unclaimed, https) in [(true, true), (false, false)] {
+            let mut landing = LANDING.to_owned();
+            if !unclaimed {
+                landing = without(&landing, "unclaimed");
+            }
+            landing = without(&landing, if https { "no-https" } else { "https" });
+            check("landing", layout(name, "landing", TITLE_LANDING, Nav::None, &fill(&landing, &values)));
+        }
+
+        // Chinese has every key English has, with the same parameters.
+        let (en, zh) = (catalog("en"), catalog("zh-CN"));
+        let forms = |v: &serde_json::Value| -> Vec<String> {
+            match v {
+                serde_json::Value::Object(forms) => {
+                    forms.values().filter_map(|f| f.as_str().map(str::to_owned)).collect()
+                }
+                other => vec![other.as_str().unwrap_or_default().to_owned()],
+            }
+        };
+        for (key, value) in &en {
+            let Some(chinese) = zh.get(key) else { panic!("zh-CN.json has no {key:?}") };
+            let wanted = parameters(&forms(value).join(" "));
+            for form in forms(chinese) {
+                assert_eq!(parameters(&form), wanted, "zh-CN.json {key:?} has other parameters than en.json");
+            }
+        }
+        for key in zh.keys() {
+            assert!(en.contains_key(key), "zh-CN.json has {key:?}, en.json does not");
+        }
+        for key in &used {
+            assert!(zh.contains_key(key), "{key:?} is used but zh-CN.json lacks it");
+        }
+
+        // app.js asks for keys by name (t('key') or a prefix + a code).
+        let script =
+            String::from_utf8_lossy(&super::super::assets::text("app.js").unwrap_or_default()).into_owned();
+        for (at, _) in script.match_indices("t('") {
+            // t( itself, not the end of a longer name (onSubmit, get).
+            if script[..at].ends_with(|c: char| c.is_alphanumeric() || c == '.' || c == '_') {
+                continue;
+            }
+            let Some((key, _)) = script[at + 3..].split_once('\'') else { continue };
+            let known =
+                if key.ends_with('.') { en.keys().any(|k| k.starts_with(key)) } else { en.contains_key(key) };
+            assert!(known, "app.js asks for {key:?}, which en.json lacks");
+        }
     }
 }

@@ -124,9 +124,7 @@ pub fn check_username(name: &str) -> Result<(), ApiError> {
     if imbox_protocol::names::valid_username(name) {
         Ok(())
     } else {
-        Err(ApiError::InvalidName(format!(
-            "{name:?} is not a valid user name: use 1 to 32 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
-        )))
+        Err(ApiError::InvalidName(name.to_owned()))
     }
 }
 

@@ -23,6 +23,15 @@ pub struct Strength {
     pub warning: Option<String>,
     /// How to make it stronger.
     pub suggestions: Vec<String>,
+    /// The warning's stable code (zxcvbn's name for it, or `TooShort`,
+    /// `TooLong`), which pages translate; the text above is English.
+    pub warning_code: Option<String>,
+    /// The suggestions' codes, in the same order.
+    pub suggestion_codes: Vec<String>,
+    /// The shortest password accepted, in characters (for `TooShort`).
+    pub min_length: usize,
+    /// The longest password accepted, in bytes (for `TooLong`).
+    pub max_length: usize,
 }
 
 impl Strength {
@@ -42,30 +51,49 @@ impl Strength {
 /// here (the user name, the box name).
 pub fn rate(password: &str, context: &[&str]) -> Strength {
     let min = imbox_protocol::names::MIN_PASSWORD;
+    let max = imbox_protocol::names::MAX_PASSWORD;
     if !imbox_protocol::names::valid_password(password) {
-        let too_long = password.len() > imbox_protocol::names::MAX_PASSWORD;
+        let too_long = password.len() > max;
+        let (code, warning) = if too_long {
+            ("TooLong", format!("A password may have at most {max} bytes."))
+        } else {
+            ("TooShort", format!("A password needs at least {min} characters."))
+        };
         return Strength {
             score: 0,
             acceptable: false,
-            warning: Some(if too_long {
-                format!("A password may have at most {} bytes.", imbox_protocol::names::MAX_PASSWORD)
-            } else {
-                format!("A password needs at least {min} characters.")
-            }),
+            warning: Some(warning),
             suggestions: vec!["Use a few uncommon words together.".to_owned()],
+            warning_code: Some(code.to_owned()),
+            suggestion_codes: vec!["UseAFewUncommonWords".to_owned()],
+            min_length: min,
+            max_length: max,
         };
     }
     let analysed: String = password.chars().take(MAX_ANALYSED).collect();
     let entropy = zxcvbn::zxcvbn(&analysed, context);
     let score = u8::from(entropy.score());
-    let (warning, suggestions) = match entropy.feedback() {
+    // zxcvbn's enums name each piece of feedback; their Debug names are the
+    // codes (e.g. ThisIsACommonPassword), stable across its 3.x releases.
+    let (warning, suggestions, warning_code, suggestion_codes) = match entropy.feedback() {
         Some(feedback) => (
             feedback.warning().map(|w| w.to_string()),
             feedback.suggestions().iter().map(ToString::to_string).collect(),
+            feedback.warning().map(|w| format!("{w:?}")),
+            feedback.suggestions().iter().map(|s| format!("{s:?}")).collect(),
         ),
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), None, Vec::new()),
     };
-    Strength { score, acceptable: score >= MIN_SCORE, warning, suggestions }
+    Strength {
+        score,
+        acceptable: score >= MIN_SCORE,
+        warning,
+        suggestions,
+        warning_code,
+        suggestion_codes,
+        min_length: min,
+        max_length: max,
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +109,11 @@ mod tests {
         assert!(!named.acceptable);
         assert!(rate("violet tractor lantern 93", &[]).acceptable);
         let short = rate("a1!", &[]);
+        assert_eq!(short.warning_code.as_deref(), Some("TooShort"));
         assert!(!short.acceptable && short.warning.is_some_and(|w| w.contains("at least")));
+        // Every piece of feedback has its code, for the pages to translate.
+        assert_eq!(weak.warning.is_some(), weak.warning_code.is_some());
+        assert_eq!(weak.suggestions.len(), weak.suggestion_codes.len());
+        assert!(weak.suggestion_codes.iter().all(|c| c.chars().all(|c| c.is_ascii_alphanumeric())));
     }
 }
