@@ -29,7 +29,7 @@ describe('the web chat app', () => {
 
   async function context(options = {}) {
     const c = await browser.newContext({
-      ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 }, deviceScaleFactor: 1, locale: 'en-US', ...options,
+      ignoreHTTPSErrors: true, acceptDownloads: true, viewport: { width: 360, height: 740 }, deviceScaleFactor: 1, locale: 'en-US', ...options,
     });
     contexts.push(c);
     return c;
@@ -190,6 +190,23 @@ describe('the web chat app', () => {
     await waitForTexts(second, all, 'the message in its own tab');
     await waitForTexts(pages.bob, all, 'the message at bob');
     await second.close();
+  });
+
+  it('sends a file with a caption from the composer; the other side shows it and downloads the same bytes', async () => {
+    const alice = pages.alice;
+    const bob = pages.bob;
+    await openChat(alice, 'bob');
+    const bytes = Buffer.from('minutes of the meeting\n'.repeat(200));
+    await alice.setInputFiles('#composer .media-input', { name: 'minutes.txt', mimeType: 'text/plain', buffer: bytes });
+    await send(alice, 'the minutes');
+    const item = bob.locator('#messages li.theirs', { hasText: 'the minutes' });
+    await item.waitFor();
+    await item.locator('.media-item').waitFor();
+    assert.match(await item.locator('.media-item').textContent(), /minutes\.txt/);
+    const [download] = await Promise.all([bob.waitForEvent('download'), item.locator('.media-item button, .media-item a').first().click()]);
+    assert.equal(download.suggestedFilename(), 'minutes.txt');
+    const saved = await download.path();
+    assert.deepEqual(fs.readFileSync(saved), bytes);
   });
 
   it('gives a member who was offline every group message once, in order', async () => {

@@ -201,7 +201,8 @@ export class ConversationView {
       try {
         attachments = await this.attach.take();
       } catch (e) {
-        this.error.textContent = errorText('chat.send', e);
+        // The attachments module's errors come translated already.
+        this.error.textContent = e.name === 'AttachmentError' ? e.message : errorText('chat.send', e);
         return;
       }
     }

@@ -3,6 +3,7 @@
 // sign-in form makes one. The app then shows the conversation list and one
 // conversation (two screens on a phone, side by side on a desktop).
 
+import * as attachments from './attachments.js';
 import { connectionBanner } from './banner.js';
 import { Chats } from './chats.js';
 import { Connection } from './connection.js';
@@ -10,6 +11,7 @@ import { ConversationView } from './conversation.js';
 import { forgetDevice, loadDevice } from './device.js';
 import { h, t } from './dom.js';
 import { createGroupView, groupInfoView } from './group.js';
+import { registerServiceWorker } from './install.js';
 import { ConversationList } from './list.js';
 import { ask, canAsk, notifyMessage, showUnread } from './notify.js';
 import { Outbox } from './outbox.js';
@@ -165,20 +167,13 @@ class App {
   }
 }
 
-async function loadAttachments() {
-  // Written by the attachments work; until it is there, messages say how many files they carry.
-  try {
-    return await import('./attachments.js');
-  } catch (e) {
-    return null;
-  }
-}
-
 async function start(noticeKey) {
   let device = loadDevice();
   if (!device) device = await signIn(main, noticeKey);
-  const app = new App(device, await loadAttachments());
+  const app = new App(device, attachments);
   globalThis.imboxChat = app; // for the browser tests and the curious
 }
 
 globalThis.imboxI18n.ready.then(() => start(null));
+// An offline shell where the browser trusts the box's certificate; elsewhere nothing happens.
+registerServiceWorker();
