@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   bin, claimCode, eventually, fitsAndShoot, launchBrowser, run, startBox,
 } from './box.mjs';
+import { axeViolations, englishLeft, overflowing } from './i18n-check.mjs';
 
 const OWNER = 'olivia';
 const PASSWORD = 'violet tractor lantern 93';
@@ -60,7 +61,10 @@ describe('the web chat app', () => {
     await page.waitForFunction((n) => document.getElementById('conversation-title')?.textContent === n, name);
   }
 
+  const sentTexts = [];
+
   async function send(page, text) {
+    sentTexts.push(...text.split(/\s+/));
     await page.fill('#composer-text', text);
     await page.press('#composer-text', 'Enter');
   }
@@ -373,6 +377,13 @@ describe('the web chat app', () => {
         const check = async (name) => {
           const { scrollWidth } = await fitsAndShoot(page, `chat-${name}-${tag}`);
           assert.ok(scrollWidth <= width, `${name} scrolls sideways at ${width} px in ${locale}: ${scrollWidth}`);
+          assert.deepEqual(await overflowing(page), [], `${name} overflows at ${width} px in ${locale}`);
+          assert.deepEqual(await axeViolations(page), [], `${name} has serious accessibility problems (${locale}, ${width} px)`);
+          if (locale === 'zh-CN') {
+            // What people wrote stays as they wrote it: names and the tests' messages.
+            const allow = [...USERS, OWNER, 'trio', 'Test', ...sentTexts, 'hello', 'from', 'the', 'terminal', 'line', 'minutes', 'txt'];
+            assert.deepEqual(await englishLeft(page, { allow }), [], `${name} shows English in Chinese`);
+          }
         };
         await page.goto(`${box.https}/chat`);
         await page.waitForSelector('#signin-form');
