@@ -408,4 +408,16 @@ describe('the web chat app', () => {
       }
     }
   });
+
+  it('logs out: the device is revoked on the box and forgotten by the browser', async () => {
+    const alice = pages.alice;
+    const devices = async () => (await (await admin.get(`${box.https}/api/admin/users/alice/devices`)).json()).devices.length;
+    const before = await devices();
+    await alice.click('#logout');
+    await alice.waitForSelector('#signin-form');
+    assert.match(await alice.textContent('#signin-notice'), /logged out/);
+    assert.equal(await alice.evaluate(() => localStorage.getItem('imbox.device')), null);
+    assert.equal(await alice.evaluate(() => localStorage.getItem('imbox.outbox.alice')), null);
+    await eventually('one device fewer', async () => (await devices()) === before - 1);
+  });
 });

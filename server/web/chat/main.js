@@ -49,6 +49,10 @@ class App {
       if (this.screen instanceof ConversationView) this.screen.adopt(Number(sent.conversation));
       if (!item.conversation) this.chats.reloadSoon();
     });
+    // Escape leaves a conversation or a group page for the list (the phone's back button, by keyboard).
+    this.pane.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.view && !e.defaultPrevented) this.show(this.view.group ? { id: this.view.group } : null);
+    });
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && this.screen instanceof ConversationView) this.screen.render();
     });
