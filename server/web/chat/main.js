@@ -9,7 +9,7 @@ import { Chats } from './chats.js';
 import { Connection } from './connection.js';
 import { ConversationView } from './conversation.js';
 import { forgetDevice, loadDevice } from './device.js';
-import { h, t } from './dom.js';
+import { h, languageSwitch, t } from './dom.js';
 import { createGroupView, groupInfoView } from './group.js';
 import { registerServiceWorker } from './install.js';
 import { ConversationList } from './list.js';
@@ -64,7 +64,7 @@ class App {
     });
     const admin = device.admin ? h('a#admin-link', { href: '/admin', text: { key: 'chat.admin' } }) : null;
     const logout = h('button#logout', { type: 'button', text: { key: 'chat.logout' }, onclick: () => this.logout() });
-    const language = h('select#language', { 'data-language-switch': '', 'aria-label': t('language.switch') });
+    const language = languageSwitch();
     this.shell = h('div.app#app', {},
       h('header.top', {},
         h('h1', {}, document.body.dataset.boxName || t('chat.title')),
