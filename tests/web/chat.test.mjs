@@ -409,6 +409,27 @@ describe('the web chat app', () => {
     }
   });
 
+  it('rides out a restart of the box: counts down to the next attempt, retries at once on request, loses nothing', async () => {
+    const alice = pages.alice;
+    const bob = pages.bob;
+    await openChat(alice, 'bob');
+    await openChat(bob, 'alice');
+    const before = await texts(bob);
+    await box.restart(async () => {
+      await alice.waitForSelector('#offline', { state: 'visible' });
+      await alice.waitForFunction(() => /Reconnecting in \d+ s/.test(document.getElementById('offline-text').textContent));
+      await send(alice, 'while the box restarts');
+      await alice.locator('#messages li[data-state="pending"]').waitFor();
+    });
+    await alice.click('#retry-now').catch(() => {}); // it may have reconnected by itself already
+    await alice.waitForSelector('#offline', { state: 'hidden' });
+    await waitForTexts(bob, [...before, 'while the box restarts'], 'the message once at bob after the restart');
+    await waitForTexts(alice, [...before, 'while the box restarts'], 'the message stored at alice');
+    // Web sessions (the admin's cookie) end with a restart, as docs/API.md says; device tokens do not.
+    const login = await admin.post(`${box.https}/api/login`, { data: { username: OWNER, password: PASSWORD }, headers: { Origin: box.https } });
+    assert.equal(login.status(), 200, await login.text());
+  });
+
   it('logs out: the device is revoked on the box and forgotten by the browser', async () => {
     const alice = pages.alice;
     const devices = async () => (await (await admin.get(`${box.https}/api/admin/users/alice/devices`)).json()).devices.length;
