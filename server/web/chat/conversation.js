@@ -4,7 +4,7 @@
 // presence, and the composer. Messages are keyed by seq and unsent ones by
 // their client id, so nothing shows twice.
 
-import { h, t, errorText } from './dom.js';
+import { errorText, h, nameList, t } from './dom.js';
 import { when } from './list.js';
 
 const TYPING_EVERY_MS = 3000;
@@ -93,7 +93,7 @@ export class ConversationView {
     this.subtitle.classList.toggle('online', !isGroup && this.app.chats.online.has(name));
 
     const typing = c ? this.app.chats.typingIn(c.id) : [];
-    this.typing.textContent = typing.length ? t('chat.typing', { names: typing.join(', '), count: typing.length }) : '';
+    this.typing.textContent = typing.length ? t('chat.typing', { names: nameList(typing), count: typing.length }) : '';
 
     const atBottom = this.stickToBottom;
     const wanted = [];

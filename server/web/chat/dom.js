@@ -65,3 +65,12 @@ export function languageSwitch() {
   globalThis.imboxI18n.apply(h('div', {}, select));
   return select;
 }
+
+/** "alice, bob and carol" / "alice、bob和carol": names joined the reader's way. */
+export function nameList(names) {
+  try {
+    return new Intl.ListFormat(globalThis.imboxI18n.lang, { type: 'conjunction' }).format(names);
+  } catch (e) {
+    return names.join(', ');
+  }
+}
