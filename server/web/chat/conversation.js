@@ -48,6 +48,26 @@ export class ConversationView {
       }
     });
     this.input.addEventListener('input', () => this.typed());
+    // A pasted picture or files dropped on the conversation join the message being written.
+    if (this.attach && this.attach.add) {
+      this.input.addEventListener('paste', (e) => {
+        const files = [...((e.clipboardData && e.clipboardData.files) || [])];
+        if (files.length) {
+          e.preventDefault();
+          this.attach.add(files);
+        }
+      });
+      this.element.addEventListener('dragover', (e) => {
+        if (e.dataTransfer && [...e.dataTransfer.types].includes('Files')) e.preventDefault();
+      });
+      this.element.addEventListener('drop', (e) => {
+        const files = [...((e.dataTransfer && e.dataTransfer.files) || [])];
+        if (files.length) {
+          e.preventDefault();
+          this.attach.add(files);
+        }
+      });
+    }
     this.scroller.addEventListener('scroll', () => this.scrolled());
     this.start();
   }
@@ -74,6 +94,8 @@ export class ConversationView {
     }
     this.render();
     this.toBottom();
+    // A first page too short to scroll gives no scroll event to load the next.
+    if (this.scroller.scrollHeight <= this.scroller.clientHeight) this.loadOlder();
   }
 
   /** The direct chat was made by its first message: from now on it is a conversation like any. */
