@@ -644,7 +644,30 @@
     }
   }
 
-  const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member };
+  // imboxd standby: follows the storage service by asking /health every
+  // few seconds, and reloads only when the answer changes (the problem, or
+  // imboxd itself answering): a timed reload would pull the page from under
+  // someone reading it.
+  async function standby() {
+    const meta = document.querySelector('meta[name="imbox-standby-check"]');
+    const seconds = Number(meta && meta.content) || 5;
+    const ask = async () => {
+      try {
+        const response = await fetch('/health', { cache: 'no-store' });
+        const body = await response.json().catch(() => null);
+        return response.status + ' ' + (body && body.problem);
+      } catch (e) {
+        return null; // restarting: ask again
+      }
+    };
+    const shown = await ask();
+    setInterval(async () => {
+      const now = await ask();
+      if (now !== null && now !== shown) location.reload();
+    }, seconds * 1000);
+  }
+
+  const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member, standby };
 
   // The page runs once its catalog is in and its marked elements are
   // translated, so that what it writes is not overwritten by them.
