@@ -59,8 +59,9 @@ fuzz:
 
 # The setup and admin pages in Debian's chromium, driven by Playwright, and
 # attachments uploaded, cut and resumed with tus-js-client in Node
-# (tests/web/; needs Node.js 20 or newer, npm and /usr/bin/chromium, which
-# .ci/run installs; the npm packages are pinned in tests/web's lockfile).
+# (tests/web/; needs Node.js 20 or newer, npm, /usr/bin/chromium and
+# openssl, which .ci/run installs; the npm packages are pinned in tests/web's
+# lockfile).
 # npm ci runs again only when the lockfile changes. Screenshots go to
 # tests/web/out/. `cd tests/web && npm run test:attachments` runs only the
 # tus test.

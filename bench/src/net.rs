@@ -142,7 +142,13 @@ pub fn pinned_tls_with(
         builder.with_safe_default_protocol_versions()?
     };
     let mut config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    // Over HTTPS, imbox's pinned clients offer the marker that gets them the
+    // box key's certificate even where browsers are shown the owner's.
+    config.alpn_protocols = if alpn == b"http/1.1" {
+        vec![imbox_protocol::PINNED_ALPN.to_vec(), alpn.to_vec()]
+    } else {
+        vec![alpn.to_vec()]
+    };
     config.resumption = Resumption::disabled();
     Ok(config)
 }

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use imbox_protocol::{Fingerprint, QUIC_ALPN};
+use imbox_protocol::{Fingerprint, PINNED_ALPN, QUIC_ALPN};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -147,7 +147,8 @@ pub(crate) fn wrong_key_in(err: &std::io::Error) -> Option<&WrongKey> {
 /// the process to it.
 pub(crate) struct PinnedTls {
     pub(crate) verifier: Arc<PinnedKey>,
-    /// TLS 1.2 or 1.3 for WebSocket over TLS (HTTP/1.1).
+    /// TLS 1.2 or 1.3 for WebSocket over TLS and attachment transfers
+    /// (HTTP/1.1), offering the [`PINNED_ALPN`] marker.
     pub(crate) wss: Arc<rustls::ClientConfig>,
     /// TLS 1.3 with ALPN `imbox/1` and early data, for QUIC.
     pub(crate) quic: Arc<QuicClientConfig>,
@@ -193,7 +194,9 @@ fn make_pinned_tls(pin: Fingerprint) -> Result<PinnedTls, ClientError> {
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
-    wss.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The marker first asks a box that serves browsers a certificate of the
+    // owner's for its own key's; the box then picks http/1.1.
+    wss.alpn_protocols = vec![PINNED_ALPN.to_vec(), b"http/1.1".to_vec()];
 
     let mut quic = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -405,6 +408,11 @@ mod tests {
         let first = pinned_tls(pin).expect("config");
         let again = pinned_tls(pin).expect("config");
         assert!(Arc::ptr_eq(&first, &again), "one session cache per box");
+        assert_eq!(
+            first.wss.alpn_protocols,
+            [PINNED_ALPN.to_vec(), b"http/1.1".to_vec()],
+            "the pinned-client marker first, so that a box with the owner's certificate serves the box key's"
+        );
         assert_eq!(first.verifier.pin(), pin);
         let other = pinned_tls(fingerprint_of(&new_key())).expect("config");
         assert!(!Arc::ptr_eq(&first, &other));

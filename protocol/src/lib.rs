@@ -54,3 +54,11 @@ pub const WEBSOCKET_PATH: &str = "/ws";
 
 /// The ALPN protocol id of the QUIC transport.
 pub const QUIC_ALPN: &[u8] = b"imbox/1";
+
+/// The ALPN id a client that pins the box key offers on HTTPS (wss and
+/// attachment transfers), before `http/1.1`. It marks the connection as one
+/// that wants the box key's certificate: a box whose owner installed a
+/// certificate of their own for browsers serves that one to everyone else.
+/// The server never selects it (its ALPN list is `http/1.1` only), so the
+/// connection still speaks HTTP/1.1. See docs/PROTOCOL.md, "TLS".
+pub const PINNED_ALPN: &[u8] = b"imbox/1";

@@ -12,7 +12,8 @@
 //! - [`transport`]: the connection loop, the HTTP(S)/WebSocket listeners and
 //!   the QUIC listener.
 //! - [`identity`] and [`tls`]: the box key, its self-signed certificate and
-//!   the TLS settings (ChaCha20-Poly1305 first).
+//!   the TLS settings (ChaCha20-Poly1305 first); [`own_cert`]: the owner's
+//!   own certificate, which HTTPS shows browsers instead.
 //! - [`pairing`]: what pairing URIs say about this box.
 //! - [`admin`] and [`control`]: shell administration, through the running
 //!   daemon's control socket or directly against a stopped daemon's store.
@@ -32,6 +33,7 @@ pub mod disks;
 pub mod identity;
 pub mod logging;
 pub mod media;
+pub mod own_cert;
 pub mod pairing;
 pub mod router;
 pub mod server;

@@ -191,6 +191,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Identity::load_or_create(&config.identity_key_path(), &config.identity_cert_path(), validity)?;
     let fingerprint = identity.fingerprint();
     let resolver = Arc::new(CertResolver::new(identity.certified_key()?));
+    let https_certs = Arc::new(https_certificates(&config, resolver.clone()));
 
     // Bind everything before serving anything, so that a port in use stops
     // start-up with nothing half-running.
@@ -225,6 +226,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     control::listen(&control_path, admin, shutdown.clone(), &tasks)
         .map_err(|source| ServerError::Control { path: control_path.clone(), source })?;
     tasks.spawn(crate::identity::renew_daily(identity, validity, resolver.clone(), shutdown.clone()));
+    tasks.spawn(crate::own_cert::reload_periodically(
+        crate::own_cert::OwnCertFiles::new(&config.data_dir),
+        https_certs.clone(),
+        shutdown.clone(),
+    ));
 
     let open = Arc::new(OpenConnections::default());
     let web = Arc::new(Web::new(
@@ -232,7 +238,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         WebParts {
             hub: hub.clone(),
             pairing,
-            certs: resolver.clone(),
+            certs: https_certs.clone(),
             fingerprint,
             open: open.clone(),
             listeners: Listeners { http: http_bound, https: https_bound.clone(), quic: quic_bound.clone() },
@@ -286,7 +292,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let mut https_addrs = Vec::new();
     if !https_listeners.is_empty() {
         let acceptor =
-            TlsAcceptor::from(Arc::new(crate::tls::server_config(resolver.clone(), &[b"http/1.1"], false)?));
+            TlsAcceptor::from(Arc::new(crate::tls::server_config(https_certs, &[b"http/1.1"], false)?));
         for (listener, local) in https_listeners {
             tracing::info!("listening on https://{local} (WebSocket wss://{local}{ws})");
             https_addrs.push(local);
@@ -316,6 +322,28 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         store,
         control_path,
     })
+}
+
+/// The HTTPS certificates: the box key's, and the owner's own if one is
+/// chosen and usable. One that is not is logged and reported on the settings
+/// page, and the box key's is served: a broken certificate file must not stop
+/// the box.
+fn https_certificates(config: &Config, box_cert: Arc<CertResolver>) -> crate::tls::HttpsCertificates {
+    let files = crate::own_cert::OwnCertFiles::new(&config.data_dir);
+    match files.load(time::OffsetDateTime::now_utc()) {
+        Ok(own) => {
+            if let Some(own) = &own {
+                tracing::info!(subject = %own.info.subject, sha256 = %own.info.sha256, "HTTPS serves the owner's certificate to browsers");
+            }
+            crate::tls::HttpsCertificates::new(box_cert, own)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the owner's certificate cannot be used; HTTPS serves the box's own");
+            let certs = crate::tls::HttpsCertificates::new(box_cert, None);
+            certs.set_problem(e.to_string());
+            certs
+        }
+    }
 }
 
 /// Pings systemd's watchdog while the runtime schedules tasks, the database

@@ -15,8 +15,9 @@
 //!
 //! The status file is read again for every request (capped at
 //! [`disks::MAX_STATUS_BYTES`]), so the page follows the storage service
-//! without a restart, and the page reloads itself every
-//! [`REFRESH_SECONDS`]. Every page answers 503: nothing here is the box's
+//! without a restart, and the page asks `/health` every
+//! [`REFRESH_SECONDS`] and reloads when the answer changes (a timed reload
+//! would pull the page from under someone reading it). Every page answers 503: nothing here is the box's
 //! real content, and `GET /health` says `{"status":"standby","problem":KIND}`
 //! so that monitoring does not take standby for a healthy box.
 
@@ -45,7 +46,7 @@ use crate::identity::CertResolver;
 use crate::web::pages::{self, escape, text, Text};
 use crate::web::reply::{self, Reply};
 
-/// How often the page reloads itself, in seconds; also the `Retry-After`.
+/// How often the page checks `/health`, in seconds; also the `Retry-After`.
 pub const REFRESH_SECONDS: u32 = 5;
 
 /// Connections served at once: a few browsers and the health check. More
@@ -493,7 +494,8 @@ mod tests {
         let missing =
             report(r#"{"kind": "missing", "disk": {"model": "<T7>", "serial": "S&1", "size_bytes": 0}}"#);
         let html = page("Kitchen", &missing);
-        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "{html}");
+        assert!(html.contains("<meta name=\"imbox-standby-check\" content=\"5\">"), "{html}");
+        assert!(!html.contains("http-equiv=\"refresh\""), "no timed reload: {html}");
         assert!(
             html.contains("missing: <span data-i18n-slot=\"disk\">&lt;T7&gt; (<span data-i18n=\"standby.disk.serial\">serial <span data-i18n-slot=\"serial\">S&amp;1</span></span>)</span>. Plug it in"),
             "{html}"
@@ -530,10 +532,10 @@ mod tests {
             ),
             (
                 "two-disks",
-                report(&format!(
-                    r#"{{"kind": "two-disks", "disks": [{{"device": "/dev/sda", "model": "A", "serial": "1", "size_bytes": 1}},
-                        {{"device": "/dev/sdb", "model": "B", "serial": "", "size_bytes": 0}}]}}"#
-                )),
+                report(
+                    r#"{"kind": "two-disks", "disks": [{"device": "/dev/sda", "model": "A", "serial": "1", "size_bytes": 1},
+                        {"device": "/dev/sdb", "model": "B", "serial": "", "size_bytes": 0}]}"#,
+                ),
             ),
             ("starting", report("null")),
             ("unreported", StatusFile::Absent),

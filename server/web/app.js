@@ -621,6 +621,7 @@
 
   async function settings() {
     await loadSession();
+    certificateSection().catch((e) => say('cert-error', e.message || String(e)));
     const current = await api('GET', '/api/admin/settings');
     byId('settings-name').value = current.box_name;
     byId('settings-invite').checked = current.members_may_invite;
@@ -635,6 +636,102 @@
     });
   }
 
+  // --- The certificate section of the settings page (cert.* keys) ---------
+  // Shows the certificate browsers are shown, and lets an owner give one of
+  // their own (pasted, read from files with FileReader, or as paths on the
+  // data disk) or go back to the box's. Errors are translated by their code.
+  const certT = (key, params) => (globalThis.imboxI18n ? globalThis.imboxI18n.t(key, params) : key);
+  const CERT_ERRORS = ['no_certificate', 'bad_certificate', 'no_key', 'bad_key', 'key_mismatch',
+    'certificate_not_yet_valid', 'certificate_expired', 'outside_data_dir', 'unreadable', 'file_too_large'];
+
+  function certError(e) {
+    const error = new Error(CERT_ERRORS.includes(e.code) ? certT('cert.error.' + e.code) : e.message);
+    error.code = e.code;
+    return error;
+  }
+
+  function certDay(seconds) {
+    const ms = seconds * 1000;
+    return globalThis.imboxI18n ? globalThis.imboxI18n.day(ms) : new Date(ms).toLocaleDateString();
+  }
+
+  function showCertificate(c) {
+    say('cert-source', certT('cert.source.' + c.source));
+    say('cert-subject', c.subject || certT('cert.none'));
+    say('cert-issuer', c.issuer || certT('cert.none'));
+    const names = (c.dns_names || []).concat(c.ip_addresses || []);
+    say('cert-names', names.length ? names.join(', ') : certT('cert.none'));
+    say('cert-valid', certT('cert.valid_range', { from: certDay(c.not_before), until: certDay(c.not_after) }));
+    say('cert-sha256', c.sha256);
+    const files = c.source === 'files' ? [c.chain_path, c.key_path].join(', ') : '';
+    say('cert-files', files);
+    document.querySelectorAll('.cert-files-row').forEach((el) => { el.hidden = !files; });
+    const warning = byId('cert-warning');
+    warning.hidden = !c.warning;
+    say('cert-warning', c.warning ? certT('cert.warning.' + c.warning, { date: certDay(c.not_after) }) : '');
+    const problem = byId('cert-problem');
+    problem.hidden = !c.problem;
+    say('cert-problem', c.problem ? certT('cert.problem', { reason: c.problem }) : '');
+    byId('cert-use-box').hidden = c.source === 'box';
+  }
+
+  // Fills a textarea from a chosen file, so nobody has to paste a key.
+  function certFileInto(inputId, textareaId) {
+    byId(inputId).addEventListener('change', (event) => {
+      const file = event.target.files && event.target.files[0];
+      if (!file) return;
+      const reader = new FileReader();
+      reader.addEventListener('load', () => { byId(textareaId).value = String(reader.result); });
+      reader.addEventListener('error', () => { say('cert-upload-error', certT('cert.error.read_file')); });
+      reader.readAsText(file);
+    });
+  }
+
+  async function certificateSection() {
+    if (!byId('cert')) return;
+    if (globalThis.imboxI18n) await globalThis.imboxI18n.ready;
+    showCertificate(await api('GET', '/api/admin/certificate'));
+    certFileInto('cert-chain-file', 'cert-chain');
+    certFileInto('cert-key-file', 'cert-key');
+    const change = async (body, notice) => {
+      say('cert-notice', '');
+      let report;
+      try {
+        report = await api('PUT', '/api/admin/certificate', body);
+      } catch (e) {
+        throw certError(e);
+      }
+      showCertificate(report);
+      say('cert-notice', certT(notice));
+    };
+    onSubmit('cert-upload-form', 'cert-upload-error', async () => {
+      const chain = byId('cert-chain').value.trim();
+      const key = byId('cert-key').value.trim();
+      if (!chain || !key) throw new Error(certT('cert.error.both_pem'));
+      await change({ chain_pem: chain, key_pem: key }, 'cert.saved');
+      byId('cert-key').value = '';
+      byId('cert-key-file').value = '';
+    });
+    onSubmit('cert-files-form', 'cert-files-error', async () => {
+      const chain = byId('cert-chain-path').value.trim();
+      const key = byId('cert-key-path').value.trim();
+      if (!chain || !key) throw new Error(certT('cert.error.both_paths'));
+      await change({ chain_path: chain, key_path: key }, 'cert.saved');
+    });
+    byId('cert-use-box').addEventListener('click', async () => {
+      if (!window.confirm(certT('cert.use_box_confirm'))) return;
+      say('cert-error', '');
+      say('cert-notice', '');
+      try {
+        showCertificate(await api('DELETE', '/api/admin/certificate'));
+        say('cert-notice', certT('cert.back_to_box'));
+      } catch (e) {
+        say('cert-error', certError(e).message);
+      }
+    });
+  }
+  // --- end of the certificate section --------------------------------------
+
   async function member() {
     const session = await loadSession();
     say('member-name', session.user);
@@ -644,7 +741,30 @@
     }
   }
 
-  const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member };
+  // imboxd standby: follows the storage service by asking /health every
+  // few seconds, and reloads only when the answer changes (the problem, or
+  // imboxd itself answering): a timed reload would pull the page from under
+  // someone reading it.
+  async function standby() {
+    const meta = document.querySelector('meta[name="imbox-standby-check"]');
+    const seconds = Number(meta && meta.content) || 5;
+    const ask = async () => {
+      try {
+        const response = await fetch('/health', { cache: 'no-store' });
+        const body = await response.json().catch(() => null);
+        return response.status + ' ' + (body && body.problem);
+      } catch (e) {
+        return null; // restarting: ask again
+      }
+    };
+    const shown = await ask();
+    setInterval(async () => {
+      const now = await ask();
+      if (now !== null && now !== shown) location.reload();
+    }, seconds * 1000);
+  }
+
+  const pages = { setup, welcome, login, status, storage: storagePage, users, invites, settings, member, standby };
 
   // The page runs once its catalog is in and its marked elements are
   // translated, so that what it writes is not overwritten by them.

@@ -73,7 +73,30 @@ pub fn box_tls_connector(data_dir: &Path) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// [`box_tls_connector`] offering the ALPN marker of clients that pin the
+/// box key ([`imbox_protocol::PINNED_ALPN`], then `http/1.1`): served the
+/// box key's certificate even when the owner installed one for browsers.
+pub fn pinned_marker_connector(data_dir: &Path) -> TlsConnector {
+    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![imbox_protocol::PINNED_ALPN.to_vec(), b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
 impl Http {
+    /// HTTPS to `addr` through `tls`, which must accept the box's
+    /// certificate for the name imbox.local.
+    pub fn with_connector(addr: SocketAddr, tls: TlsConnector) -> Http {
+        Http { addr, tls: Some(tls) }
+    }
+
     /// HTTPS to `addr`, trusting the certificate in `data_dir`.
     pub fn https(data_dir: &Path, addr: SocketAddr) -> Http {
         Http { addr, tls: Some(box_tls_connector(data_dir)) }

@@ -48,7 +48,7 @@ fn assert_page(answer: &Answer, text: &str) {
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert!(answer.header("content-type").unwrap_or("").starts_with("text/html"));
     assert_eq!(answer.header("retry-after"), Some("5"));
-    assert!(answer.body.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "{}", answer.body);
+    assert!(answer.body.contains("<meta name=\"imbox-standby-check\" content=\"5\">"), "{}", answer.body);
     assert!(answer.body.contains("/assets/style.css"), "the page has the look of the others");
     assert!(visible(&answer.body).contains(text), "expected {text:?} in:\n{}", answer.body);
     assert!(answer.body.contains("data-i18n=\"standby.until\""), "{}", answer.body);

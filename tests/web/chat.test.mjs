@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   bin, claimCode, eventually, fitsAndShoot, launchBrowser, run, startBox,
 } from './box.mjs';
+import { axeViolations, englishLeft, overflowing } from './i18n-check.mjs';
 
 const OWNER = 'olivia';
 const PASSWORD = 'violet tractor lantern 93';
@@ -29,7 +30,7 @@ describe('the web chat app', () => {
 
   async function context(options = {}) {
     const c = await browser.newContext({
-      ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 }, deviceScaleFactor: 1, locale: 'en-US', ...options,
+      ignoreHTTPSErrors: true, acceptDownloads: true, viewport: { width: 360, height: 740 }, deviceScaleFactor: 1, locale: 'en-US', ...options,
     });
     contexts.push(c);
     return c;
@@ -60,7 +61,10 @@ describe('the web chat app', () => {
     await page.waitForFunction((n) => document.getElementById('conversation-title')?.textContent === n, name);
   }
 
+  const sentTexts = [];
+
   async function send(page, text) {
+    sentTexts.push(...text.split(/\s+/));
     await page.fill('#composer-text', text);
     await page.press('#composer-text', 'Enter');
   }
@@ -192,6 +196,23 @@ describe('the web chat app', () => {
     await second.close();
   });
 
+  it('sends a file with a caption from the composer; the other side shows it and downloads the same bytes', async () => {
+    const alice = pages.alice;
+    const bob = pages.bob;
+    await openChat(alice, 'bob');
+    const bytes = Buffer.from('minutes of the meeting\n'.repeat(200));
+    await alice.setInputFiles('#composer .media-input', { name: 'minutes.txt', mimeType: 'text/plain', buffer: bytes });
+    await send(alice, 'the minutes');
+    const item = bob.locator('#messages li.theirs', { hasText: 'the minutes' });
+    await item.waitFor();
+    await item.locator('.media-item').waitFor();
+    assert.match(await item.locator('.media-item').textContent(), /minutes\.txt/);
+    const [download] = await Promise.all([bob.waitForEvent('download'), item.locator('.media-item button, .media-item a').first().click()]);
+    assert.equal(download.suggestedFilename(), 'minutes.txt');
+    const saved = await download.path();
+    assert.deepEqual(fs.readFileSync(saved), bytes);
+  });
+
   it('gives a member who was offline every group message once, in order', async () => {
     const alice = pages.alice;
     const bob = pages.bob;
@@ -273,6 +294,50 @@ describe('the web chat app', () => {
     assert.deepEqual(lines.map((l) => [l.from, l.text]), [['dave', 'hello from the terminal'], ['alice', 'hello from the browser']]);
   });
 
+  it('scrolls back through history page by page, keeping the place, and jumps to the latest', async () => {
+    const alice = pages.alice;
+    const carol = pages.carol;
+    // 120 messages, sent straight through the app's own session (faster than typing them).
+    await alice.evaluate(async () => {
+      const { connection } = globalThis.imboxChat;
+      await Promise.all(Array.from({ length: 120 }, (_, i) => connection.request({
+        type: 'send', to: { user: 'carol' }, id: `history-${i + 1}`, text: `line ${i + 1}`,
+      })));
+    });
+    await toList(carol);
+    const row = carol.locator('#conversations button[data-chat="alice"]');
+    await row.waitFor();
+    await eventually('120 unread', async () => (await row.locator('.unread').textContent().catch(() => '')) === '120');
+    assert.equal(await carol.title(), '(120) Chat');
+    // A fresh page knows only what history gives it, a page at a time.
+    await carol.reload();
+    await carol.waitForFunction(() => globalThis.imboxChat && globalThis.imboxChat.connection.ready);
+    await eventually('120 unread after a reload', async () => (await row.locator('.unread').textContent().catch(() => '')) === '120');
+    await row.click();
+    await eventually('the newest page', async () => (await texts(carol)).length === 50);
+    const shown = await texts(carol);
+    assert.equal(shown[0], 'line 71');
+    assert.equal(shown[49], 'line 120');
+    await eventually('read', async () => (await carol.title()) === 'Chat');
+
+    // Scrolled to the top: the page before loads, and 'line 71' stays where it was.
+    const top = await carol.$eval('#scroller', (el) => el.getBoundingClientRect().top);
+    await carol.$eval('#scroller', (el) => { el.scrollTop = 0; });
+    await eventually('the older page', async () => (await texts(carol)).length === 100);
+    await carol.waitForSelector('#jump-latest', { state: 'visible' });
+    const kept = await carol.$eval('#messages li[data-seq="71"]', (el) => el.getBoundingClientRect().top);
+    assert.ok(kept >= top && kept < top + 150, `line 71 left the top of the view (${top}): now at ${kept}`);
+    await carol.$eval('#scroller', (el) => { el.scrollTop = 0; });
+    await eventually('the first page', async () => (await texts(carol)).length === 120);
+    await carol.waitForFunction(() => document.getElementById('older').textContent === 'This is the start of the conversation.');
+    assert.deepEqual(await texts(carol), Array.from({ length: 120 }, (_, i) => `line ${i + 1}`));
+    await fitsAndShoot(carol, 'chat-history-360');
+
+    await carol.click('#jump-latest');
+    await carol.waitForSelector('#jump-latest', { state: 'hidden' });
+    assert.ok(await carol.$eval('#scroller', (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 5), 'at the bottom');
+  });
+
   it('notifies about a message in a conversation not on screen, once allowed', async () => {
     const ctx = await context({ permissions: ['notifications'] });
     await ctx.grantPermissions(['notifications'], { origin: box.https });
@@ -312,6 +377,13 @@ describe('the web chat app', () => {
         const check = async (name) => {
           const { scrollWidth } = await fitsAndShoot(page, `chat-${name}-${tag}`);
           assert.ok(scrollWidth <= width, `${name} scrolls sideways at ${width} px in ${locale}: ${scrollWidth}`);
+          assert.deepEqual(await overflowing(page), [], `${name} overflows at ${width} px in ${locale}`);
+          assert.deepEqual(await axeViolations(page), [], `${name} has serious accessibility problems (${locale}, ${width} px)`);
+          if (locale === 'zh-CN') {
+            // What people wrote stays as they wrote it: names and the tests' messages.
+            const allow = [...USERS, OWNER, 'trio', 'Test', ...sentTexts, 'hello', 'from', 'the', 'terminal', 'line', 'minutes', 'txt'];
+            assert.deepEqual(await englishLeft(page, { allow }), [], `${name} shows English in Chinese`);
+          }
         };
         await page.goto(`${box.https}/chat`);
         await page.waitForSelector('#signin-form');
@@ -335,5 +407,38 @@ describe('the web chat app', () => {
         await ctx.close();
       }
     }
+  });
+
+  it('rides out a restart of the box: counts down to the next attempt, retries at once on request, loses nothing', async () => {
+    const alice = pages.alice;
+    const bob = pages.bob;
+    await openChat(alice, 'bob');
+    await openChat(bob, 'alice');
+    const before = await texts(bob);
+    await box.restart(async () => {
+      await alice.waitForSelector('#offline', { state: 'visible' });
+      await alice.waitForFunction(() => /Reconnecting in \d+ s/.test(document.getElementById('offline-text').textContent));
+      await send(alice, 'while the box restarts');
+      await alice.locator('#messages li[data-state="pending"]').waitFor();
+    });
+    await alice.click('#retry-now').catch(() => {}); // it may have reconnected by itself already
+    await alice.waitForSelector('#offline', { state: 'hidden' });
+    await waitForTexts(bob, [...before, 'while the box restarts'], 'the message once at bob after the restart');
+    await waitForTexts(alice, [...before, 'while the box restarts'], 'the message stored at alice');
+    // Web sessions (the admin's cookie) end with a restart, as docs/API.md says; device tokens do not.
+    const login = await admin.post(`${box.https}/api/login`, { data: { username: OWNER, password: PASSWORD }, headers: { Origin: box.https } });
+    assert.equal(login.status(), 200, await login.text());
+  });
+
+  it('logs out: the device is revoked on the box and forgotten by the browser', async () => {
+    const alice = pages.alice;
+    const devices = async () => (await (await admin.get(`${box.https}/api/admin/users/alice/devices`)).json()).devices.length;
+    const before = await devices();
+    await alice.click('#logout');
+    await alice.waitForSelector('#signin-form');
+    assert.match(await alice.textContent('#signin-notice'), /logged out/);
+    assert.equal(await alice.evaluate(() => localStorage.getItem('imbox.device')), null);
+    assert.equal(await alice.evaluate(() => localStorage.getItem('imbox.outbox.alice')), null);
+    await eventually('one device fewer', async () => (await devices()) === before - 1);
   });
 });

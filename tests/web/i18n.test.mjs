@@ -5,9 +5,14 @@
 // switch: it changes the language and the choice outlives a reload.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { claimCode, launchBrowser, startBox } from './box.mjs';
+import { bin, claimCode, cleanEnv, eventually, launchBrowser, startBox } from './box.mjs';
 import { axeViolations, englishLeft, overflowing, shoot } from './i18n-check.mjs';
 
 const OWNER = 'olivia';
@@ -242,5 +247,111 @@ describe('every page in Chinese and English, at 360 px and on a desktop', () => 
     assert.equal(await other.textContent('h1'), 'Log in');
     assert.equal(await other.title(), `Log in · ${BOX_NAME}`);
     await chinese.close();
+  });
+});
+
+// `imboxd standby`: the page the box shows when its data disk is missing or
+// doubled, in both languages (what the disk reports stays as it is).
+describe('the standby page in Chinese and English', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imbox-standby-'));
+  const statusFile = path.join(dir, 'storage.json');
+  const disk = (device, model, serial) => ({ device, model, serial, size_bytes: 500107862016 });
+  const report = (problem) => JSON.stringify({
+    box: '0b7e3c52-3f7d-4c1e-9a51-2f1d8f0c6a10', data: { kind: 'none', device: '' }, disks: [], problem,
+  });
+  const PROBLEMS = {
+    missing: { kind: 'missing', disk: { model: 'Samsung T7', serial: 'S5XXNJ0R', size_bytes: 500107862016 } },
+    'two-disks': { kind: 'two-disks', disks: [disk('/dev/sda', 'Samsung T7', 'S5XXNJ0R'), disk('/dev/sdb', 'SanDisk Extreme', 'SD77')] },
+  };
+  const MODELS = ['Samsung T7', 'SanDisk Extreme', 'S5XXNJ0R', 'SD77'];
+  let child = null;
+  let browser;
+  let origin;
+  let log = '';
+
+  function freePort() {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address();
+        server.close(() => resolve(port));
+      });
+    });
+  }
+
+  before(async () => {
+    fs.writeFileSync(path.join(dir, 'empty.toml'), '');
+    fs.writeFileSync(statusFile, report(PROBLEMS.missing));
+    const port = await freePort();
+    origin = `http://127.0.0.1:${port}`;
+    child = spawn(bin('imboxd'), ['--config', path.join(dir, 'empty.toml'), '--data-dir', path.join(dir, 'data'),
+      'standby', '--status', statusFile], {
+      env: cleanEnv({ IMBOX_HTTP__LISTEN: `127.0.0.1:${port}`, IMBOX_HTTPS__LISTEN: '[]', IMBOX_QUIC__LISTEN: '[]' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (chunk) => { log += chunk; });
+    child.stderr.on('data', (chunk) => { log += chunk; });
+    await eventually('imboxd standby to answer', async () => {
+      if (child.exitCode !== null) throw new Error(`imboxd standby exited:\n${log}`);
+      try {
+        return (await fetch(`${origin}/health`)).status === 503;
+      } catch (e) {
+        return false;
+      }
+    });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (child && child.exitCode === null) child.kill('SIGTERM');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const look of [LOOKS[0], LOOKS[3]]) {
+    it(`says what is wrong in ${look.lang} at ${look.width} px`, async () => {
+      const context = await browser.newContext({ locale: look.lang, viewport: { width: look.width, height: look.height } });
+      const page = await context.newPage();
+      for (const [kind, problem] of Object.entries(PROBLEMS)) {
+        fs.writeFileSync(statusFile, report(problem));
+        const answer = await page.goto(`${origin}/`);
+        assert.equal(answer.status(), 503);
+        await page.evaluate(() => globalThis.imboxI18n.ready);
+        const name = `standby-${kind}-${look.lang}-${look.width}`;
+        await shoot(page, name);
+        const text = await page.textContent('#standby-problem');
+        for (const model of MODELS.filter((m) => JSON.stringify(problem).includes(m))) {
+          assert.ok(text.includes(model), `${name}: the disk ${model} is named: ${text}`);
+        }
+        if (look.lang === 'zh-CN') {
+          assert.match(text, kind === 'missing' ? /找不到|不见了/ : /都存有/);
+          assert.deepEqual(await englishLeft(page, { allow: MODELS }), [], `${name}: English left`);
+        } else {
+          assert.match(text, kind === 'missing' ? /Plug it in/ : /disks hold this box's data/);
+        }
+        if (look.width <= 360) assert.deepEqual(await overflowing(page), [], `${name}: overflows`);
+        assert.deepEqual(await axeViolations(page), [], `${name}: accessibility`);
+      }
+      await context.close();
+    });
+  }
+
+  it('follows the storage service: the page changes when the problem does', async () => {
+    const context = await browser.newContext({ locale: 'en-US' });
+    const page = await context.newPage();
+    fs.writeFileSync(statusFile, report(PROBLEMS.missing));
+    await page.goto(`${origin}/`);
+    await page.evaluate(() => globalThis.imboxI18n.ready);
+    assert.equal(await page.textContent('h1'), 'The data disk is missing');
+    fs.writeFileSync(statusFile, report(PROBLEMS['two-disks']));
+    await eventually('the page to show the new problem', async () => {
+      try {
+        return (await page.textContent('h1')) === "Two disks hold this box's data";
+      } catch (e) {
+        return false; // reloading
+      }
+    });
+    await context.close();
   });
 });

@@ -251,6 +251,7 @@ pub async fn route(
             tracing::info!(by = %caller.account.name, "settings changed");
             settings(web)
         }
+        (_, ["certificate"]) => super::certificate::route(web, caller, parts, body).await,
         (
             _,
             ["status"]

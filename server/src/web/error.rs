@@ -89,6 +89,10 @@ pub enum ApiError {
     /// The box failed and changed nothing.
     #[error("the box failed and changed nothing: {0}; retry later")]
     Internal(String),
+    /// A certificate chain and key refused, or not stored; the code says
+    /// which check failed ([`crate::own_cert::OwnCertError::code`]).
+    #[error(transparent)]
+    Certificate(#[from] crate::own_cert::OwnCertError),
 }
 
 impl ApiError {
@@ -117,6 +121,7 @@ impl ApiError {
             ApiError::Moving => "moving",
             ApiError::StorageFull => "storage_full",
             ApiError::Internal(_) => "internal",
+            ApiError::Certificate(e) => e.code(),
         }
     }
 
@@ -142,6 +147,10 @@ impl ApiError {
             ApiError::Unavailable | ApiError::Moving => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Certificate(crate::own_cert::OwnCertError::Write(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Certificate(_) => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -9,7 +9,8 @@
 //! - [`sessions`]: web sessions in memory and their cookie.
 //! - [`claim`]: the one-time claim code, its file and its rate limit;
 //!   [`setup`]: the setup API, which exists only while the box is unclaimed.
-//! - [`login`]: logging in and out; [`admin_api`]: the admin API.
+//! - [`login`]: logging in and out; [`admin_api`]: the admin API;
+//!   [`certificate`]: the certificate HTTPS shows browsers.
 //! - [`status`]: status, storage, the message rate and `/metrics`.
 //! - [`pages`]: the HTML, CSS and JavaScript embedded in the binary;
 //!   [`qr`]: QR codes drawn as SVG; [`strength`]: password strength (zxcvbn).
@@ -20,6 +21,7 @@
 
 pub mod admin_api;
 pub mod assets;
+pub mod certificate;
 pub mod claim;
 pub mod error;
 pub mod login;
@@ -46,7 +48,6 @@ use imbox_protocol::Fingerprint;
 
 use crate::config::Config;
 use crate::disks::Disks;
-use crate::identity::CertResolver;
 use crate::pairing::PairingTemplate;
 use crate::session::Hub;
 use crate::store::AccountState;
@@ -67,7 +68,7 @@ pub struct Listeners {
 pub struct WebParts {
     pub hub: Arc<Hub>,
     pub pairing: PairingTemplate,
-    pub certs: Arc<CertResolver>,
+    pub certs: Arc<crate::tls::HttpsCertificates>,
     pub fingerprint: Fingerprint,
     pub open: Arc<OpenConnections>,
     pub listeners: Listeners,
@@ -78,7 +79,7 @@ pub struct WebParts {
 pub struct Web {
     pub(crate) hub: Arc<Hub>,
     pairing: PairingTemplate,
-    certs: Arc<CertResolver>,
+    certs: Arc<crate::tls::HttpsCertificates>,
     fingerprint: Fingerprint,
     open: Arc<OpenConnections>,
     listeners: Listeners,

@@ -109,6 +109,16 @@ pub fn header(parts: &Parts, name: impl hyper::header::AsHeaderName) -> Option<&
 /// be JSON: an HTML form cannot send that without JavaScript, which is a
 /// second line against cross-site posts behind the CSRF token.
 pub async fn read_json<T: DeserializeOwned>(parts: &Parts, body: Incoming) -> Result<T, ApiError> {
+    read_json_up_to(parts, body, MAX_BODY).await
+}
+
+/// [`read_json`] with a bound of `limit` bytes, for the few endpoints whose
+/// bodies are larger (a certificate chain and its key).
+pub async fn read_json_up_to<T: DeserializeOwned>(
+    parts: &Parts,
+    body: Incoming,
+    limit: usize,
+) -> Result<T, ApiError> {
     let content_type = header(parts, CONTENT_TYPE).unwrap_or("");
     if !content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) {
         return Err(ApiError::BadRequest(
@@ -119,7 +129,7 @@ pub async fn read_json<T: DeserializeOwned>(parts: &Parts, body: Incoming) -> Re
     // (`http.request_timeout_ms` after the head): one that never finishes
     // would hold its connection and its place under `max_connections`.
     let deadline = parts.extensions.get::<crate::transport::http::BodyDeadline>().map(|d| d.0);
-    let read = Limited::new(body, MAX_BODY).collect();
+    let read = Limited::new(body, limit).collect();
     let collected = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
             ApiError::BadRequest(
@@ -131,7 +141,7 @@ pub async fn read_json<T: DeserializeOwned>(parts: &Parts, body: Incoming) -> Re
     let bytes = collected
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::TooLarge(MAX_BODY)
+                ApiError::TooLarge(limit)
             } else {
                 ApiError::BadRequest(format!("the request body could not be read: {e}"))
             }

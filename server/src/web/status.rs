@@ -274,9 +274,10 @@ pub fn colon_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-/// The SHA-256 of the certificate served now.
+/// The SHA-256 of the certificate HTTPS shows browsers now: the owner's own
+/// when one is installed (browsers trust it), else the box key's.
 pub fn certificate_sha256(web: &Web) -> Option<String> {
-    web.certs.certificate().map(|der| colon_hex(&Sha256::digest(der.as_ref())))
+    web.certs.browser_certificate().map(|der| colon_hex(&Sha256::digest(der.as_ref())))
 }
 
 /// Everything the status page shows.

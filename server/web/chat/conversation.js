@@ -4,7 +4,7 @@
 // presence, and the composer. Messages are keyed by seq and unsent ones by
 // their client id, so nothing shows twice.
 
-import { h, t, errorText } from './dom.js';
+import { errorText, h, nameList, t } from './dom.js';
 import { when } from './list.js';
 
 const TYPING_EVERY_MS = 3000;
@@ -48,6 +48,26 @@ export class ConversationView {
       }
     });
     this.input.addEventListener('input', () => this.typed());
+    // A pasted picture or files dropped on the conversation join the message being written.
+    if (this.attach && this.attach.add) {
+      this.input.addEventListener('paste', (e) => {
+        const files = [...((e.clipboardData && e.clipboardData.files) || [])];
+        if (files.length) {
+          e.preventDefault();
+          this.attach.add(files);
+        }
+      });
+      this.element.addEventListener('dragover', (e) => {
+        if (e.dataTransfer && [...e.dataTransfer.types].includes('Files')) e.preventDefault();
+      });
+      this.element.addEventListener('drop', (e) => {
+        const files = [...((e.dataTransfer && e.dataTransfer.files) || [])];
+        if (files.length) {
+          e.preventDefault();
+          this.attach.add(files);
+        }
+      });
+    }
     this.scroller.addEventListener('scroll', () => this.scrolled());
     this.start();
   }
@@ -74,6 +94,8 @@ export class ConversationView {
     }
     this.render();
     this.toBottom();
+    // A first page too short to scroll gives no scroll event to load the next.
+    if (this.scroller.scrollHeight <= this.scroller.clientHeight) this.loadOlder();
   }
 
   /** The direct chat was made by its first message: from now on it is a conversation like any. */
@@ -93,7 +115,7 @@ export class ConversationView {
     this.subtitle.classList.toggle('online', !isGroup && this.app.chats.online.has(name));
 
     const typing = c ? this.app.chats.typingIn(c.id) : [];
-    this.typing.textContent = typing.length ? t('chat.typing', { names: typing.join(', '), count: typing.length }) : '';
+    this.typing.textContent = typing.length ? t('chat.typing', { names: nameList(typing), count: typing.length }) : '';
 
     const atBottom = this.stickToBottom;
     const wanted = [];
@@ -201,7 +223,8 @@ export class ConversationView {
       try {
         attachments = await this.attach.take();
       } catch (e) {
-        this.error.textContent = errorText('chat.send', e);
+        // The attachments module's errors come translated already.
+        this.error.textContent = e.name === 'AttachmentError' ? e.message : errorText('chat.send', e);
         return;
       }
     }

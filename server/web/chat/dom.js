@@ -58,3 +58,19 @@ export function errorText(prefix, error) {
   if (general !== `chat.error.${code}`) return general;
   return t('chat.error.other', { message: (error && error.message) || String(error) });
 }
+
+/** The language switch (i18n.js fills it in and remembers the choice). */
+export function languageSwitch() {
+  const select = h('select.language', { 'data-language-switch': '', 'aria-label': t('language.switch') });
+  globalThis.imboxI18n.apply(h('div', {}, select));
+  return select;
+}
+
+/** "alice, bob and carol" / "alice、bob和carol": names joined the reader's way. */
+export function nameList(names) {
+  try {
+    return new Intl.ListFormat(globalThis.imboxI18n.lang, { type: 'conjunction' }).format(names);
+  } catch (e) {
+    return names.join(', ');
+  }
+}

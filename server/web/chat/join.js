@@ -6,7 +6,7 @@
 import { Connection } from './connection.js';
 import { deviceName, saveDevice } from './device.js';
 import { certificateNote } from './certificate.js';
-import { errorText, field, h, t } from './dom.js';
+import { errorText, field, h, languageSwitch, t } from './dom.js';
 
 const USER = /^[a-z0-9][a-z0-9_.-]{0,31}$/;
 
@@ -31,7 +31,7 @@ function page(query) {
     field('join-password2', 'join.password2', { type: 'password', autocomplete: 'new-password', required: true }),
     error, button);
   main.replaceChildren(h('div.page', {},
-    h('h1', { text: { key: 'join.heading', params: { box: boxName } } }),
+    h('div.page-head', {}, h('h1', { text: { key: 'join.heading', params: { box: boxName } } }), languageSwitch()),
     intro, form,
     h('section.app-link', { 'aria-labelledby': 'app-link-title' },
       h('h2#app-link-title', { text: { key: 'join.app_title' } }),

@@ -1,7 +1,7 @@
 // The conversation list: most recent first, with unread counts, the last
 // message and presence; a form that opens a direct chat by user name.
 
-import { h, t } from './dom.js';
+import { h, nameList, t } from './dom.js';
 
 export class ConversationList {
   constructor(app) {
@@ -59,13 +59,13 @@ export class ConversationList {
     const current = this.app.view && Number(this.app.view.id) === c.id;
     const typing = this.app.chats.typingIn(c.id);
     let preview = '';
-    if (typing.length) preview = t('chat.typing', { names: typing.join(', '), count: typing.length });
+    if (typing.length) preview = t('chat.typing', { names: nameList(typing), count: typing.length });
     else if (c.last) {
       const text = c.last.text || t('chat.message.attachments', { count: (c.last.attachments || []).length });
       preview = c.kind === 'group' || c.last.from === this.app.me ? t('chat.list.preview', { from: c.last.from === this.app.me ? t('chat.you') : c.last.from, text }) : text;
     }
     const online = c.kind === 'direct' && this.app.chats.online.has(c.chat);
-    const button = h('button.conversation', {
+    const button = h('button.chat-row', {
       type: 'button',
       'data-conversation': c.id,
       'data-chat': c.chat,

@@ -3,16 +3,17 @@
 // sign-in form makes one. The app then shows the conversation list and one
 // conversation (two screens on a phone, side by side on a desktop).
 
+import * as attachments from './attachments.js';
 import { connectionBanner } from './banner.js';
 import { Chats } from './chats.js';
 import { Connection } from './connection.js';
 import { ConversationView } from './conversation.js';
 import { forgetDevice, loadDevice } from './device.js';
-import { h, t } from './dom.js';
+import { h, languageSwitch, t } from './dom.js';
 import { createGroupView, groupInfoView } from './group.js';
+import { registerServiceWorker } from './install.js';
 import { ConversationList } from './list.js';
 import { ask, canAsk, notifyMessage, showUnread } from './notify.js';
-import { registerServiceWorker } from './install.js';
 import { Outbox } from './outbox.js';
 import { signIn } from './signin.js';
 import { StreamReader } from './sync.js';
@@ -48,6 +49,10 @@ class App {
       if (this.screen instanceof ConversationView) this.screen.adopt(Number(sent.conversation));
       if (!item.conversation) this.chats.reloadSoon();
     });
+    // Escape leaves a conversation or a group page for the list (the phone's back button, by keyboard).
+    this.pane.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.view && !e.defaultPrevented) this.show(this.view.group ? { id: this.view.group } : null);
+    });
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && this.screen instanceof ConversationView) this.screen.render();
     });
@@ -59,7 +64,7 @@ class App {
     });
     const admin = device.admin ? h('a#admin-link', { href: '/admin', text: { key: 'chat.admin' } }) : null;
     const logout = h('button#logout', { type: 'button', text: { key: 'chat.logout' }, onclick: () => this.logout() });
-    const language = h('select#language', { 'data-language-switch': '', 'aria-label': t('language.switch') });
+    const language = languageSwitch();
     this.shell = h('div.app#app', {},
       h('header.top', {},
         h('h1', {}, document.body.dataset.boxName || t('chat.title')),
@@ -166,22 +171,13 @@ class App {
   }
 }
 
-async function loadAttachments() {
-  // Written by the attachments work; until it is there, messages say how many files they carry.
-  try {
-    return await import('./attachments.js');
-  } catch (e) {
-    return null;
-  }
-}
-
 async function start(noticeKey) {
   let device = loadDevice();
   if (!device) device = await signIn(main, noticeKey);
-  const app = new App(device, await loadAttachments());
+  const app = new App(device, attachments);
   globalThis.imboxChat = app; // for the browser tests and the curious
 }
 
 globalThis.imboxI18n.ready.then(() => start(null));
-// The offline shell, where the browser trusts the box's certificate (else nothing happens).
+// An offline shell where the browser trusts the box's certificate; elsewhere nothing happens.
 registerServiceWorker();

@@ -4,7 +4,7 @@
 import { Connection } from './connection.js';
 import { deviceName, saveDevice } from './device.js';
 import { certificateNote } from './certificate.js';
-import { errorText, field, h, t } from './dom.js';
+import { errorText, field, h, languageSwitch, t } from './dom.js';
 
 /** Shows the sign-in form in `main`; resolves with the stored device. `notice` explains why (revoked…). */
 export function signIn(main, noticeKey) {
@@ -17,7 +17,7 @@ export function signIn(main, noticeKey) {
       error, button);
     const notice = noticeKey ? h('p.notice#signin-notice', { role: 'status', text: { key: noticeKey } }) : null;
     main.replaceChildren(h('div.page', {},
-      h('h1', { text: { key: 'chat.signin.title' } }),
+      h('div.page-head', {}, h('h1', { text: { key: 'chat.signin.title' } }), languageSwitch()),
       h('p', { text: { key: 'chat.signin.intro', params: { box: document.body.dataset.boxName || '' } } }),
       notice, form,
       h('p', {}, h('a', { href: '/login', text: { key: 'chat.signin.admin' } })),
