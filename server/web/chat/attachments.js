@@ -540,6 +540,7 @@ export function createAttachControls(ctx) {
   // --- voice notes ---
   let recording = null;
   let ticking = null;
+  let finishing = Promise.resolve(); // a stopped recording on its way into the list
 
   function showRecording(on) {
     recordingBar.hidden = !on;
@@ -551,10 +552,18 @@ export function createAttachControls(ctx) {
     }
   }
 
-  async function finishRecording(keep) {
+  function finishRecording(keep) {
     const current = recording;
-    if (!current) return;
+    if (!current) return finishing;
     recording = null;
+    // take() waits for this: a note stopped just before sending is sent.
+    finishing = settleRecording(current, keep).catch(() => {
+      say(status, t('media.voice.failed'), true);
+    });
+    return finishing;
+  }
+
+  async function settleRecording(current, keep) {
     showRecording(false);
     voiceButton.focus();
     if (!keep) {
@@ -613,8 +622,8 @@ export function createAttachControls(ctx) {
     add,
     get count() { return items.length + (recording ? 1 : 0); },
     async take() {
-      // A voice note still being recorded is part of what is sent.
-      if (recording) await finishRecording(true);
+      // A voice note still being recorded, or just stopped, is part of what is sent.
+      await finishRecording(true);
       const taken = items.slice();
       const settled = await Promise.allSettled(taken.map((item) => item.result));
       const attachments = [];
