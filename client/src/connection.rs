@@ -438,7 +438,7 @@ impl Connection {
 
 fn authenticated(request: &'static str, response: Response) -> Result<Authenticated, ClientError> {
     match response {
-        Response::Authenticated { user, device, token, cursor, admin } => {
+        Response::Authenticated { user, device, token, cursor, admin, .. } => {
             Ok(Authenticated { user, device, token, cursor, admin })
         }
         other => Err(unexpected(request, &other)),
@@ -659,6 +659,7 @@ mod tests {
                         token: Some("t".into()),
                         cursor: 0,
                         admin: false,
+                        online: Vec::new(),
                     },
                     _ => Response::Pong,
                 };

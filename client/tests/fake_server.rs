@@ -159,6 +159,7 @@ impl FakeServer {
                     token: Some(TOKEN.into()),
                     cursor: 0,
                     admin: false,
+                    online: Vec::new(),
                 })
             }
             Request::Login { .. } => err(ErrorCode::BadCredentials, "wrong user name or password"),
@@ -170,6 +171,7 @@ impl FakeServer {
                     token: None,
                     cursor,
                     admin: false,
+                    online: Vec::new(),
                 })
             }
             Request::Resume { .. } => err(ErrorCode::BadCredentials, "unknown or revoked token"),

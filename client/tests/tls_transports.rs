@@ -195,8 +195,14 @@ fn answer(bytes: &[u8], early: bool, counters: &Counters) -> Option<ServerFrame>
         counters.refused_early.fetch_add(1, Ordering::SeqCst);
         return err(ErrorCode::NotInEarlyData, "not in early data");
     }
-    let authenticated =
-        |user: String, token| Response::Authenticated { user, device: 7, token, cursor: 0, admin: false };
+    let authenticated = |user: String, token| Response::Authenticated {
+        user,
+        device: 7,
+        token,
+        cursor: 0,
+        admin: false,
+        online: Vec::new(),
+    };
     match req {
         Request::Hello { .. } => ok(Response::Welcome {
             version: 1,

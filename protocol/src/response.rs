@@ -81,6 +81,11 @@ pub enum Response {
         cursor: u64,
         /// Whether the user administers the box.
         admin: bool,
+        /// The user's contacts (people who share a conversation with the
+        /// user) online at this moment, at most 1,000: later changes arrive as
+        /// `presence` events. Absent when none is online.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        online: Vec<String>,
     },
     /// Answer to `send`: the message is durable on disk.
     Sent {

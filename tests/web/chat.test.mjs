@@ -142,6 +142,8 @@ describe('the web chat app', () => {
 
     await eventually('delivered', async () => (await alice.getAttribute('#messages li[data-seq="1"]', 'data-state')) === 'delivered');
     await openChat(bob, 'alice');
+    // Alice was online before Bob's new session began: the session says so.
+    await bob.waitForFunction(() => document.getElementById('conversation-status').textContent === 'online');
     await waitForTexts(bob, ['hello bob'], 'the message at bob');
     await eventually('read', async () => (await alice.getAttribute('#messages li[data-seq="1"]', 'data-state')) === 'read');
     assert.equal(await alice.textContent('#messages li[data-seq="1"] .state'), 'read');

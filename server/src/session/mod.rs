@@ -409,15 +409,28 @@ impl Session {
     /// Registers the authenticated device with the router and answers.
     fn enter(&mut self, id: u32, auth: DeviceAuth, token: Option<String>) -> Handled {
         let registration = self.hub.router.register(auth.user, auth.device);
+        // One read of the contacts serves both sides of presence: telling
+        // them this user came online (first session only), and telling this
+        // session who is online now (later changes come as events).
+        let contacts = self.hub.store.contacts(auth.user, MAX_PRESENCE_FANOUT).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "presence skipped");
+            Vec::new()
+        });
         if registration.first {
-            self.presence(&auth, true);
+            self.presence(&auth, &contacts, true);
         }
+        let online_now: Vec<u64> = contacts.into_iter().filter(|&c| self.hub.router.is_online(c)).collect();
+        let online = self.hub.store.usernames(&online_now).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the online contacts were not read");
+            Vec::new()
+        });
         let body = Response::Authenticated {
             user: auth.username.clone(),
             device: auth.device,
             token,
             cursor: auth.cursor,
             admin: auth.admin,
+            online,
         };
         tracing::debug!(peer = %self.peer, user = %auth.username, device = auth.device, "authenticated");
         self.lag = Some(registration.inbox.signal.clone());
@@ -432,17 +445,18 @@ impl Session {
     }
 
     /// Tells the user's contacts that the user came online or went offline.
-    fn presence(&self, auth: &DeviceAuth, online: bool) {
-        let contacts = match self.hub.store.contacts(auth.user, MAX_PRESENCE_FANOUT) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "presence skipped");
-                return;
-            }
-        };
+    fn presence(&self, auth: &DeviceAuth, contacts: &[u64], online: bool) {
         let event = Arc::new(Event::Presence { user: auth.username.clone(), online });
-        for contact in contacts {
+        for &contact in contacts {
             self.hub.router.push_event(contact, None, &event);
+        }
+    }
+
+    /// [`Self::presence`] with the contacts read now.
+    fn presence_now(&self, auth: &DeviceAuth, online: bool) {
+        match self.hub.store.contacts(auth.user, MAX_PRESENCE_FANOUT) {
+            Ok(contacts) => self.presence(auth, &contacts, online),
+            Err(e) => tracing::warn!(error = %e, "presence skipped"),
         }
     }
 
@@ -749,7 +763,7 @@ impl Session {
     fn end(&mut self) {
         if let Phase::Ready(device) = std::mem::replace(&mut self.phase, Phase::Ended) {
             if self.hub.router.unregister(device.auth.user, device.registration) {
-                self.presence(&device.auth, false);
+                self.presence_now(&device.auth, false);
             }
         }
     }

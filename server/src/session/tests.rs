@@ -390,6 +390,28 @@ async fn presence_and_typing_reach_contacts_only() {
 }
 
 #[tokio::test]
+async fn a_new_session_is_told_which_contacts_are_online() {
+    let w = world().await;
+    let (mut alice, _alice_inbox) = logged_in(&w, "alice").await;
+    ok(&mut alice, send("bob", "m1", "hi")).await;
+    // carol is online but shares no conversation with bob.
+    let (_carol, _carol_inbox) = logged_in(&w, "carol").await;
+    let mut bob = Session::new(w.hub.clone(), PEER);
+    ok(&mut bob, hello()).await;
+    let Response::Authenticated { online, .. } = ok(&mut bob, login("bob", "password")).await else {
+        panic!()
+    };
+    assert_eq!(online, vec!["alice".to_owned()]);
+    drop(alice);
+    let mut again = Session::new(w.hub.clone(), PEER);
+    ok(&mut again, hello()).await;
+    let Response::Authenticated { online, .. } = ok(&mut again, login("bob", "password")).await else {
+        panic!()
+    };
+    assert!(online.is_empty(), "alice went offline: {online:?}");
+}
+
+#[tokio::test]
 async fn revoking_another_device_ends_its_session() {
     let w = world().await;
     let (mut phone, _) = logged_in(&w, "alice").await;

@@ -815,6 +815,11 @@ impl Store {
         read::stream_head(&self.db())
     }
 
+    /// The names of those of `users` that exist, in one read.
+    pub fn usernames(&self, users: &[u64]) -> Result<Vec<String>, StoreError> {
+        read::usernames(&self.db(), users)
+    }
+
     /// The user's name, if the id exists.
     pub fn username(&self, user: u64) -> Result<Option<String>, StoreError> {
         read::username(&self.db(), user)

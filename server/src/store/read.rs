@@ -432,6 +432,19 @@ pub fn username(db: &Database, user: u64) -> Result<Option<String>, StoreError> 
     Ok(get_record::<UserRecord>(&txn.open_table(USERS)?, "users", user)?.map(|u| u.name))
 }
 
+/// The names of the users among `users` that exist, in one read.
+pub fn usernames(db: &Database, users: &[u64]) -> Result<Vec<String>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(USERS)?;
+    let mut names = Vec::with_capacity(users.len());
+    for &user in users {
+        if let Some(record) = get_record::<UserRecord>(&table, "users", user)? {
+            names.push(record.name);
+        }
+    }
+    Ok(names)
+}
+
 /// The last stream position given out (0 before the first).
 pub fn stream_head(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_read()?;

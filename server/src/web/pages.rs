@@ -197,7 +197,8 @@ pub fn landing(web: &Web, host: Option<&str>) -> Reply {
     landing = without(&landing, if https.is_some() { "no-https" } else { "https" });
     // What to say about the certificate: browsers trust the owner's own;
     // the box key's self-signed one is compared before it is accepted.
-    landing = without(&landing, if web.certs.own().is_some() { "box-certificate" } else { "own-certificate" });
+    landing =
+        without(&landing, if web.certs.own().is_some() { "box-certificate" } else { "own-certificate" });
     let content = fill(
         &landing,
         &[

@@ -183,6 +183,11 @@ export class Chats extends EventTarget {
     });
   }
 
+  resetPresence(users) {
+    this.online = new Set(users);
+    this.changed();
+  }
+
   setPresence(user, online) {
     if (online) this.online.add(user);
     else this.online.delete(user);

@@ -108,7 +108,7 @@ export function groupInfoView(app, id) {
       const tags = [];
       if (c.admins.includes(user)) tags.push(h('span.tag', { text: { key: 'chat.group.admin' } }));
       if (user === app.me) tags.push(h('span.tag', { text: { key: 'chat.you' } }));
-      if (app.chats.online.has(user)) tags.push(h('span.presence', { title: t('chat.presence.online'), 'aria-label': t('chat.presence.online') }));
+      if (app.chats.online.has(user)) tags.push(h('span.presence', { role: 'img', title: t('chat.presence.online'), 'aria-label': t('chat.presence.online') }));
       const remove = admin && user !== app.me
         ? h('button.small', {
           type: 'button',

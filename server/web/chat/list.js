@@ -73,7 +73,7 @@ export class ConversationList {
       onclick: () => this.app.show({ id: c.id }),
     },
     h('span.name', {}, c.chat,
-      online ? h('span.presence', { 'aria-label': t('chat.presence.online'), title: t('chat.presence.online') }) : null),
+      online ? h('span.presence', { role: 'img', 'aria-label': t('chat.presence.online'), title: t('chat.presence.online') }) : null),
     c.last ? h('span.when', {}, when(c.last.sent_at)) : null,
     h('span.preview', {}, preview),
     unread > 0 ? h('span.unread', { 'aria-label': t('chat.list.unread', { count: unread }) }, globalThis.imboxI18n.number(unread)) : null);

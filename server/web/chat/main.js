@@ -38,7 +38,11 @@ class App {
     this.list = new ConversationList(this);
     this.pane = h('div.pane#pane', {}, h('p.placeholder#pick', { text: { key: 'chat.pick' } }));
 
-    this.connection.addEventListener('ready', () => this.reload());
+    this.connection.addEventListener('ready', (e) => {
+      // Who is online now comes with the session; changes come as events.
+      this.chats.resetPresence(e.detail.online || []);
+      this.reload();
+    });
     this.connection.addEventListener('event', (e) => this.event(e.detail));
     this.connection.addEventListener('stopped', (e) => this.stopped(e.detail.reason));
     this.chats.addEventListener('change', (e) => this.changed(e.detail));
