@@ -54,6 +54,15 @@ export class ConversationList {
     this.empty.hidden = rows.length > 0;
   }
 
+  /** Marks the row of the conversation on screen (aria-current), and no other. */
+  markCurrent() {
+    const current = this.app.view && this.app.view.id ? String(Number(this.app.view.id)) : null;
+    for (const button of this.items.querySelectorAll('button[data-conversation]')) {
+      if (button.dataset.conversation === current) button.setAttribute('aria-current', 'true');
+      else button.removeAttribute('aria-current');
+    }
+  }
+
   row(c) {
     const unread = this.app.chats.unread(c);
     const current = this.app.view && Number(this.app.view.id) === c.id;
