@@ -6,8 +6,6 @@
 //! [`Fingerprint`]), so the key must never change by accident: a damaged or
 //! unreadable key file stops start-up instead of being replaced.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -58,18 +56,8 @@ pub struct Validity {
 }
 
 fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let fail = |source| IdentityError::Write { path: path.to_owned(), source };
-    // A temporary name of its own per file, so that writing the key and the
-    // certificate can never collide.
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(fail)?;
-    file.write_all(contents).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::files::write_whole(path, contents, mode)
+        .map_err(|source| IdentityError::Write { path: path.to_owned(), source })
 }
 
 impl Identity {

@@ -30,6 +30,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod disks;
+pub mod files;
 pub mod identity;
 pub mod logging;
 pub mod media;

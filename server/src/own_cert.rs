@@ -15,8 +15,6 @@
 //! logged, reported on the settings page, and the box's own is served.
 //! Files on the data disk are read again every hour ([`reload_periodically`]).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -465,35 +463,18 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, OwnCertError> {
     std::fs::read(path).map_err(unreadable)
 }
 
-/// Writes `path` whole or not at all: a temporary file, fsynced, renamed
-/// over it, and the directory fsynced so that the rename survives power loss.
+/// Writes `path` whole or not at all ([`crate::files::write_whole`]).
 fn write_durably(path: &Path, contents: &[u8], mode: u32) -> Result<(), OwnCertError> {
-    let fail = |e: std::io::Error| OwnCertError::Write(format!("{}: {e}", path.display()));
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(fail)?;
-    file.write_all(contents).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(fail)?;
-    sync_parent(path).map_err(fail)
+    crate::files::write_whole(path, contents, mode)
+        .map_err(|e| OwnCertError::Write(format!("{}: {e}", path.display())))
 }
 
 fn remove_durably(path: &Path) -> Result<(), OwnCertError> {
     match std::fs::remove_file(path) {
-        Ok(()) => sync_parent(path).map_err(|e| OwnCertError::Write(format!("{}: {e}", path.display()))),
+        Ok(()) => crate::files::sync_parent(path)
+            .map_err(|e| OwnCertError::Write(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(OwnCertError::Write(format!("{}: {e}", path.display()))),
-    }
-}
-
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
     }
 }
 

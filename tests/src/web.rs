@@ -59,35 +59,37 @@ impl std::fmt::Debug for Http {
     }
 }
 
-/// A TLS client that trusts only the box certificate in `data_dir`.
-pub fn box_tls_connector(data_dir: &Path) -> TlsConnector {
-    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
-/// [`box_tls_connector`] offering the ALPN marker of clients that pin the
-/// box key ([`imbox_protocol::PINNED_ALPN`], then `http/1.1`): served the
-/// box key's certificate even when the owner installed one for browsers.
-pub fn pinned_marker_connector(data_dir: &Path) -> TlsConnector {
-    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
+/// A TLS client configuration that trusts only `roots` and offers `alpn`.
+pub fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![imbox_protocol::PINNED_ALPN.to_vec(), b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// The box certificate in `data_dir`, as the only root.
+fn box_roots(data_dir: &Path) -> rustls::RootCertStore {
+    let pem = std::fs::read(data_dir.join("identity.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
+    roots
+}
+
+/// A TLS client that trusts only the box certificate in `data_dir`.
+pub fn box_tls_connector(data_dir: &Path) -> TlsConnector {
+    TlsConnector::from(Arc::new(client_config(box_roots(data_dir), &[])))
+}
+
+/// [`box_tls_connector`] offering the ALPN marker of clients that pin the
+/// box key ([`imbox_protocol::PINNED_ALPN`], then `http/1.1`): served the
+/// box key's certificate even when the owner installed one for browsers.
+pub fn pinned_marker_connector(data_dir: &Path) -> TlsConnector {
+    let alpn: &[&[u8]] = &[imbox_protocol::PINNED_ALPN, b"http/1.1"];
+    TlsConnector::from(Arc::new(client_config(box_roots(data_dir), alpn)))
 }
 
 impl Http {

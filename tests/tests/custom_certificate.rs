@@ -92,13 +92,7 @@ async fn handshake(
     name: &str,
     alpn: &[&[u8]],
 ) -> Result<(CertificateDer<'static>, Option<Vec<u8>>), String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let config = imbox_tests::web::client_config(roots, alpn);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(name.to_owned()).unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   bin, claimCode, eventually, fitsAndShoot, launchBrowser, run, startBox,
 } from './box.mjs';
+import { openChat, signIn as signInAs, toList } from './chat-page.mjs';
 import { axeViolations, englishLeft, overflowing } from './i18n-check.mjs';
 
 const OWNER = 'olivia';
@@ -36,30 +37,8 @@ describe('the web chat app', () => {
     return c;
   }
 
-  async function signIn(page, user) {
-    await page.goto(`${box.https}/chat`);
-    await page.fill('#signin-username', user);
-    await page.fill('#signin-password', PASSWORD);
-    await page.click('#signin-form button[type="submit"]');
-    await page.waitForSelector('#app');
-    await page.waitForFunction(() => globalThis.imboxChat && globalThis.imboxChat.connection.ready);
-  }
+  const signIn = (page, user) => signInAs(page, box.https, user, PASSWORD);
 
-  /** On a phone the list and a conversation are two screens: back to the list. */
-  async function toList(page) {
-    for (let i = 0; i < 3 && await page.isVisible('#back'); i += 1) await page.click('#back');
-  }
-
-  async function openChat(page, name) {
-    await toList(page);
-    const existing = page.locator(`#conversations button[data-chat="${name}"]`);
-    if (await existing.count()) await existing.click();
-    else {
-      await page.fill('#new-chat-user', name);
-      await page.press('#new-chat-user', 'Enter');
-    }
-    await page.waitForFunction((n) => document.getElementById('conversation-title')?.textContent === n, name);
-  }
 
   const sentTexts = [];
 

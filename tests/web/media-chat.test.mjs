@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { PNG } from 'pngjs';
 
 import { claimCode, eventually, fitsAndShoot, startBox } from './box.mjs';
+import { openChat, signIn as signInAs } from './chat-page.mjs';
 import { launchWithMicrophone } from './media-browser.mjs';
 
 const OWNER = 'olivia';
@@ -37,24 +38,8 @@ describe('attachments in the chat app, between two people', () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 }, locale: 'en-US' });
     contexts.push(context);
     const page = await context.newPage();
-    await page.goto(`${box.https}/chat`);
-    await page.fill('#signin-username', user);
-    await page.fill('#signin-password', PASSWORD);
-    await page.click('#signin-form button[type="submit"]');
-    await page.waitForSelector('#app');
-    await page.waitForFunction(() => globalThis.imboxChat && globalThis.imboxChat.connection.ready);
+    await signInAs(page, box.https, user, PASSWORD);
     return page;
-  }
-
-  async function openChat(page, name) {
-    if (await page.isVisible('#back')) await page.click('#back');
-    const existing = page.locator(`#conversations button[data-chat="${name}"]`);
-    if (await existing.count()) await existing.click();
-    else {
-      await page.fill('#new-chat-user', name);
-      await page.press('#new-chat-user', 'Enter');
-    }
-    await page.waitForFunction((n) => document.getElementById('conversation-title')?.textContent === n, name);
   }
 
   before(async () => {

@@ -27,10 +27,10 @@ const INVITE_RESULT: &str = include_str!("../../web/pages/invite-result.html");
 /// storage step and the storage page.
 const STORAGE_PANEL: &str = include_str!("../../web/pages/storage-panel.html");
 const STORAGE: &str = include_str!("../../web/pages/storage.html");
-/// The chat app and the page that joins from an invite link: whole
-/// documents of their own (the app fills the screen; no admin layout).
-const CHAT: &str = include_str!("../../web/pages/chat.html");
-const JOIN: &str = include_str!("../../web/pages/join.html");
+/// The chat app (`/chat`) and the page that joins from an invite link
+/// (`/join`): one document of their own (the app fills the screen; no admin
+/// layout), which loads `chat/main.js` or `chat/join.js`.
+const APP: &str = include_str!("../../web/pages/app.html");
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -287,13 +287,22 @@ pub fn page(web: &Web, parts: &Parts, path: &str) -> Reply {
     match path {
         "" => reply::redirect(StatusCode::SEE_OTHER, if claimed { "/chat" } else { "/setup" }),
         "/chat" | "/join" => {
-            let page = if path == "/chat" { CHAT } else { JOIN };
+            // The English title is the no-script text; i18n.js sets the catalog's.
+            let (page, title, script) =
+                if path == "/chat" { ("chat", "Chat", "main.js") } else { ("join", "Join", "join.js") };
             let certificate = super::status::certificate_sha256(web).unwrap_or_default();
             reply::html(
                 StatusCode::OK,
                 fill(
-                    page,
-                    &[("box_name", &name), ("languages", &languages()), ("certificate", &certificate)],
+                    APP,
+                    &[
+                        ("page", page),
+                        ("title", title),
+                        ("script", script),
+                        ("box_name", &name),
+                        ("languages", &languages()),
+                        ("certificate", &certificate),
+                    ],
                 ),
             )
         }
