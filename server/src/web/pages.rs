@@ -425,18 +425,28 @@ mod tests {
             assert!(zh.contains_key(key), "{key:?} is used but zh-CN.json lacks it");
         }
 
-        // app.js asks for keys by name (t('key') or a prefix + a code).
-        let script =
-            String::from_utf8_lossy(&super::super::assets::text("app.js").unwrap_or_default()).into_owned();
-        for (at, _) in script.match_indices("t('") {
-            // t( itself, not the end of a longer name (onSubmit, get).
-            if script[..at].ends_with(|c: char| c.is_alphanumeric() || c == '.' || c == '_') {
-                continue;
+        // The scripts ask for keys by name: t('key') (or a prefix + a code)
+        // and, in the chat app's element helper, { key: 'key' }.
+        let scripts = std::iter::once("app.js".to_owned())
+            .chain(super::super::assets::list("chat").into_iter().filter(|p| p.ends_with(".js")));
+        for path in scripts {
+            let script =
+                String::from_utf8_lossy(&super::super::assets::text(&path).unwrap_or_default()).into_owned();
+            for pattern in ["t('", "key: '"] {
+                for (at, _) in script.match_indices(pattern) {
+                    // t( itself, not the end of a longer name (onSubmit, get).
+                    if script[..at].ends_with(|c: char| c.is_alphanumeric() || c == '.' || c == '_') {
+                        continue;
+                    }
+                    let Some((key, _)) = script[at + pattern.len()..].split_once('\'') else { continue };
+                    let known = if key.ends_with('.') {
+                        en.keys().any(|k| k.starts_with(key))
+                    } else {
+                        en.contains_key(key)
+                    };
+                    assert!(known, "{path} asks for {key:?}, which en.json lacks");
+                }
             }
-            let Some((key, _)) = script[at + 3..].split_once('\'') else { continue };
-            let known =
-                if key.ends_with('.') { en.keys().any(|k| k.starts_with(key)) } else { en.contains_key(key) };
-            assert!(known, "app.js asks for {key:?}, which en.json lacks");
         }
     }
 }
