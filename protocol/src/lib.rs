@@ -40,7 +40,7 @@ pub use frame::{ClientFrame, DecodeError, ServerFrame};
 pub use identity::Fingerprint;
 pub use pairing::PairingUri;
 pub use request::{Request, Target};
-pub use response::{ConversationInfo, ConversationKind, DeviceInfo, Limits, Response};
+pub use response::{ConversationInfo, ConversationKind, DeviceInfo, Limits, MemberMarks, Response};
 
 /// The protocol version this crate speaks. A client offers the versions it
 /// speaks in `hello`; the server picks the highest one both know.

@@ -48,6 +48,20 @@ pub struct ConversationInfo {
     pub last_seq: u64,
     /// The caller's read mark.
     pub read_seq: u64,
+    /// The other members' markers, for those who have any (a device that
+    /// starts reading the stream now learns the marks set before; later
+    /// moves arrive as `receipt` entries). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<MemberMarks>,
+}
+
+/// A member's delivered and read markers in a conversation: every message up
+/// to `delivered` (`read`) was delivered to (read by) `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberMarks {
+    pub user: String,
+    pub delivered: u64,
+    pub read: u64,
 }
 
 /// One of the caller's devices.

@@ -126,6 +126,13 @@ describe('the web chat app', () => {
     await waitForTexts(bob, ['hello bob'], 'the message at bob');
     await eventually('read', async () => (await alice.getAttribute('#messages li[data-seq="1"]', 'data-state')) === 'read');
     assert.equal(await alice.textContent('#messages li[data-seq="1"] .state'), 'read');
+    // A browser that signs in only now (a new device) knows it was read: the
+    // box tells the markers with the conversations.
+    const fresh = await (await context()).newPage();
+    await signIn(fresh, 'alice');
+    await openChat(fresh, 'bob');
+    await eventually('read on a new device', async () => (await fresh.getAttribute('#messages li[data-seq="1"]', 'data-state')) === 'read');
+    await fresh.context().close();
     await eventually('the title without unread', async () => (await bob.title()) === 'Chat');
 
     await bob.type('#composer-text', 'hi');

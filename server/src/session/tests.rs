@@ -363,6 +363,32 @@ async fn receipts_reach_the_sender() {
     assert!(entries.iter().any(|e| matches!(&e.item, Item::Receipt(r) if r.user == "bob" && r.seq == 1)));
 }
 
+#[tokio::test]
+async fn conversations_tell_the_other_members_markers() {
+    let w = world().await;
+    let (mut alice, _) = logged_in(&w, "alice").await;
+    let (mut bob, _) = logged_in(&w, "bob").await;
+    ok(&mut alice, send("bob", "m1", "one")).await;
+    ok(&mut alice, send("bob", "m2", "two")).await;
+    let Response::Conversations { conversations } = ok(&mut alice, Request::Conversations).await else {
+        panic!()
+    };
+    assert!(conversations[0].marks.is_empty(), "bob has marked nothing yet");
+    ok(&mut bob, Request::MarkDelivered { conversation: Target::parse("alice"), seq: 2 }).await;
+    ok(&mut bob, Request::MarkRead { conversation: Target::parse("alice"), seq: 1 }).await;
+    // A device of alice's that starts now learns bob's markers from here.
+    let Response::Conversations { conversations } = ok(&mut alice, Request::Conversations).await else {
+        panic!()
+    };
+    let marks = &conversations[0].marks;
+    assert_eq!(marks, &vec![imbox_protocol::MemberMarks { user: "bob".into(), delivered: 2, read: 1 }]);
+    // A member's own marker is read_seq, not in marks.
+    let Response::Conversations { conversations } = ok(&mut bob, Request::Conversations).await else {
+        panic!()
+    };
+    assert!(conversations[0].marks.is_empty() && conversations[0].read_seq == 1);
+}
+
 fn events(inbox: &mut Inbox) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(push) = inbox.queue.try_recv() {

@@ -1,6 +1,8 @@
 //! Queries, each in its own read transaction.
 
-use imbox_protocol::{ConversationInfo, ConversationKind, DeviceInfo, Entry, Item, Message, Target};
+use imbox_protocol::{
+    ConversationInfo, ConversationKind, DeviceInfo, Entry, Item, MemberMarks, Message, Target,
+};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::apply::get_record;
@@ -79,6 +81,7 @@ impl Reader {
         let mut members = Vec::new();
         let mut admins = Vec::new();
         let mut read_seq = 0;
+        let mut marks = Vec::new();
         for row in members_table.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = row?;
             let user = key.value().1;
@@ -89,6 +92,14 @@ impl Reader {
             }
             if user == viewer {
                 read_seq = member.read_seq;
+            } else if member.delivered_seq.max(member.read_seq) > member.visible_after {
+                // Only markers a member moved: a member who joined later
+                // starts at the join, which is not a receipt.
+                marks.push(MemberMarks {
+                    user: name.clone(),
+                    delivered: member.delivered_seq.max(member.read_seq),
+                    read: member.read_seq,
+                });
             }
             members.push(name);
         }
@@ -103,6 +114,7 @@ impl Reader {
             admins,
             last_seq: record.last_seq,
             read_seq,
+            marks,
         })
     }
 }

@@ -56,6 +56,17 @@ export class Chats extends EventTarget {
     c.admins = info.admins || [];
     c.last_seq = Math.max(c.last_seq || 0, Number(info.last_seq || 0));
     c.read_seq = Math.max(c.read_seq || 0, Number(info.read_seq || 0));
+    // The other members' markers as the box holds them: a new browser knows
+    // what was read before it came; later moves arrive as receipt entries.
+    if (info.marks && info.marks.length) {
+      const known = (this.receipts[id] ||= {});
+      for (const m of info.marks) {
+        const marks = (known[m.user] ||= { delivered: 0, read: 0 });
+        marks.read = Math.max(marks.read, Number(m.read || 0));
+        marks.delivered = Math.max(marks.delivered, Number(m.delivered || 0), marks.read);
+      }
+      localStorage.setItem(this.receiptsKey, JSON.stringify(this.receipts));
+    }
     return c;
   }
 
