@@ -48,7 +48,7 @@ const BUDGET = { first_load_bytes: 150 * 1000, latest_page_ms: 100 };
 // How the chat app shows conversations and messages (server/web/chat/).
 const UI = {
   // The conversation list's entries (data-chat: the name from the reader's side).
-  conversation: 'button.conversation[data-conversation]',
+  conversation: 'button.chat-row[data-conversation]',
   // A stored message of the open conversation (its text in p.text).
   message: 'li.message[data-seq]',
 };
