@@ -57,11 +57,14 @@ fuzz:
 	IMBOX_FUZZ_SECONDS=$(FUZZ_SECONDS) IMBOX_MODEL_CASES=$(FUZZ_MODEL_CASES) \
 		$(CARGO) test -p imbox-fuzz -- --test-threads 2
 
-# The setup and admin pages in Debian's chromium, driven by Playwright, and
-# attachments uploaded, cut and resumed with tus-js-client in Node
-# (tests/web/; needs Node.js 20 or newer, npm, /usr/bin/chromium and
-# openssl, which .ci/run installs; the npm packages are pinned in tests/web's
-# lockfile).
+# The browser tests (tests/web/): the web chat client, the join page, the
+# setup and admin pages in English and Chinese (with axe-core), the owner's
+# certificate, in Debian's chromium driven by Playwright, and attachments
+# uploaded, cut and resumed with tus-js-client in Node; first, a check that
+# the vendored npm files in server/web/vendor/ are the locked packages'
+# (tests/web/; needs Node.js 20 or newer, npm, /usr/bin/chromium, a Chinese
+# font and openssl, which .ci/run installs; the npm packages are pinned in
+# tests/web's lockfile).
 # npm ci runs again only when the lockfile changes. Screenshots go to
 # tests/web/out/. `cd tests/web && npm run test:attachments` runs only the
 # tus test.
