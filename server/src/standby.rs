@@ -483,14 +483,16 @@ const AGAIN: Text = text("standby.again", "This page checks again every {seconds
 mod tests {
     use super::*;
 
+    /// A status file of the storage service reporting `problem` (JSON).
+    fn report(problem: &str) -> StatusFile {
+        let text = format!(
+            r#"{{"box": "b", "data": {{"kind": "none", "device": ""}}, "disks": [], "problem": {problem}}}"#
+        );
+        StatusFile::Report(serde_json::from_str(&text).unwrap())
+    }
+
     #[test]
     fn the_page_says_what_is_wrong_and_escapes_what_the_disk_reports() {
-        let report = |problem: &str| {
-            let text = format!(
-                r#"{{"box": "b", "data": {{"kind": "none", "device": ""}}, "disks": [], "problem": {problem}}}"#
-            );
-            StatusFile::Report(serde_json::from_str(&text).unwrap())
-        };
         let missing =
             report(r#"{"kind": "missing", "disk": {"model": "<T7>", "serial": "S&1", "size_bytes": 0}}"#);
         let html = page("Kitchen", &missing);
@@ -513,12 +515,6 @@ mod tests {
     #[test]
     fn every_standby_page_is_translatable() {
         use crate::web::translations::assert_translatable;
-        let report = |problem: &str| {
-            let text = format!(
-                r#"{{"box": "b", "data": {{"kind": "none", "device": ""}}, "disks": [], "problem": {problem}}}"#
-            );
-            StatusFile::Report(serde_json::from_str(&text).unwrap())
-        };
         let disk = r#"{"model": "Samsung T7", "serial": "S5", "size_bytes": 500107862016}"#;
         let cases = [
             ("missing", report(&format!(r#"{{"kind": "missing", "disk": {disk}}}"#))),

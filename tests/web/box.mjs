@@ -29,7 +29,8 @@ export function bin(name) {
   return file;
 }
 
-function freeTcpPort() {
+/** A TCP port on 127.0.0.1 free at the moment of asking. */
+export function freeTcpPort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

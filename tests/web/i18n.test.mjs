@@ -7,12 +7,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { bin, claimCode, cleanEnv, eventually, launchBrowser, startBox } from './box.mjs';
+import {
+  bin, claimCode, cleanEnv, eventually, freeTcpPort, launchBrowser, startBox,
+} from './box.mjs';
 import { axeViolations, englishLeft, overflowing, shoot } from './i18n-check.mjs';
 
 const OWNER = 'olivia';
@@ -269,21 +270,11 @@ describe('the standby page in Chinese and English', () => {
   let origin;
   let log = '';
 
-  function freePort() {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address();
-        server.close(() => resolve(port));
-      });
-    });
-  }
 
   before(async () => {
     fs.writeFileSync(path.join(dir, 'empty.toml'), '');
     fs.writeFileSync(statusFile, report(PROBLEMS.missing));
-    const port = await freePort();
+    const port = await freeTcpPort();
     origin = `http://127.0.0.1:${port}`;
     child = spawn(bin('imboxd'), ['--config', path.join(dir, 'empty.toml'), '--data-dir', path.join(dir, 'data'),
       'standby', '--status', statusFile], {
