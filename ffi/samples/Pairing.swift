@@ -34,7 +34,7 @@ func openPaired(profileDir: URL) throws -> ImboxClient {
 
 /// Hands every event to `onMessage` until the task is cancelled. Each
 /// event comes once, in order, across restarts.
-func listen(to client: ImboxClient, onMessage: @escaping (Message) -> Void) async throws {
+func listen(to client: ImboxClient, onMessage: @escaping @Sendable (Message) -> Void) async throws {
     while !Task.isCancelled {
         switch try await client.nextEvent() {
         case .message(let message):
