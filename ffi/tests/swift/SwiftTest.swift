@@ -58,7 +58,15 @@ func texts(_ lines: String) throws -> [String] {
 
 @main
 struct SwiftTest {
-    static func main() async throws {
+    static func main() async {
+        do {
+            try await checks()
+        } catch {
+            fail("unexpected error: \(error)")
+        }
+    }
+
+    static func checks() async throws {
         // A link that is not a pairing link is a typed error, not a crash.
         do {
             _ = try parsePairingUri(uri: "imbox:pair?v=9&fp=nonsense")
