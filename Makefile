@@ -103,6 +103,13 @@ test-sdk: bindings
 	cd ffi/tests/python && CARGO_TARGET_DIR=$(TARGET_DIR) PYTHONPATH=$(BINDINGS)/python \
 		python3 test_sdk.py $(SDK_TESTS)
 
+# cargo check of the SDK for aarch64-linux-android and aarch64-apple-ios
+# (ffi/check-mobile/check.sh: no NDK or Apple SDK here, so ring's C is
+# compiled without libc headers; needs rustup, clang and llvm, and adds the
+# two rustup targets when missing). About 3 minutes cold.
+check-mobile:
+	CARGO="$(CARGO)" ffi/check-mobile/check.sh
+
 # The Swift bindings on Linux (ffi/tests/swift/run): the generated
 # bindings, the samples (ffi/samples/*.swift) and a test program compiled
 # with Debian trixie's swiftc 6.0, then run against a real imboxd and the
@@ -110,8 +117,8 @@ test-sdk: bindings
 # events awaited and through a listener, a file, a network change, suspend
 # and resume, typed errors, logout. Needs root (chroot, mount namespaces):
 # the first run makes the trixie root with mmdebstrap (ffi/tests/swift/
-# root.sh: about 2.5 minutes, 1.2 GB in /var/cache/imbox-swift, made again
-# when its package list changes); later runs take about a minute.
+# root.sh: 1.5 to 2.5 minutes, 1.2 GB in /var/cache/imbox-swift, made again
+# when its package list changes); later runs take under a minute.
 test-swift: bindings
 	$(CARGO) build -p imboxd --bin imboxd -p imbox-client --bin imbox
 	CARGO_TARGET_DIR=$(TARGET_DIR) ffi/tests/swift/run
