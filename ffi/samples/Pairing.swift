@@ -10,7 +10,8 @@ import Foundation
 
 /// Pairs this phone with a box from the text of an invite's QR code (an
 /// `imbox:pair?…` link or the join link `https://HOST/join#…`) and keeps
-/// the device's profile in the app's Application Support directory.
+/// the device's profile (its token and sync cursor) in `profileDir`: a
+/// directory of the app's own, such as one in Application Support.
 func pairFromQRCode(_ scanned: String, username: String, password: String,
                     profileDir: URL) async throws -> ImboxClient {
     // Reading the link sends nothing: show the box's name and ask first.
@@ -99,9 +100,18 @@ final class UploadProgress: ProgressListener {
 
 // MARK: Lifecycle
 
-/// What the app's lifecycle callbacks call: scenePhase changes in SwiftUI
-/// (or UIApplication's notifications) and NWPathMonitor's path updates.
-final class BoxConnection {
+/// What the app's lifecycle callbacks call. In SwiftUI:
+///
+///     .onChange(of: scenePhase) { _, phase in
+///         Task {
+///             if phase == .background { try await box.didEnterBackground() }
+///             if phase == .active { _ = try await box.willEnterForeground() }
+///         }
+///     }
+///
+/// and from NWPathMonitor's pathUpdateHandler, when the interface in use
+/// changes: `Task { try await box.networkDidChange() }`.
+final class BoxConnection: Sendable {
     let client: ImboxClient
 
     init(client: ImboxClient) {
