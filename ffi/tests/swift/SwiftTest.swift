@@ -171,6 +171,20 @@ struct SwiftTest {
         check(cyGot?.from == "ben" && cyGot?.text == "hello cy", "cy's listener was called with ben's message")
         try await cy.close()
 
+        // The app quits and starts again: the profile opens without a
+        // password, and what came meanwhile arrives; what the listener had
+        // does not come again.
+        try ben("send", "cy", "while cy was closed")
+        let reopened = try openPaired(profileDir: cyProfile)
+        var firstAfter: Message?
+        while firstAfter == nil {
+            if case .message(let message) = try await reopened.nextEvent() {
+                firstAfter = message
+            }
+        }
+        check(firstAfter?.text == "while cy was closed", "after a restart the next message is the one sent meanwhile, once")
+        try await reopened.close()
+
         // Logout: the profile is gone, and so is the listener.
         try await client.logout()
         _ = await listening.result
