@@ -241,6 +241,8 @@ async def test_logout(box, home):
 
 
 async def test_typed_errors(box, home):
+    imbox.set_log_level(imbox.LogLevel.WARN)
+    imbox.set_log_level(imbox.LogLevel.OFF)
     for bad in ["imbox:nope", "https://box.example/chat#v=1", "imbox:pair?v=1&host=127.0.0.1&quic=1"]:
         try:
             imbox.parse_pairing_uri(bad)
