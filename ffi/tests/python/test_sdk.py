@@ -73,6 +73,14 @@ async def test_pair_send_receive(box, home):
     while not isinstance(event := await asyncio.wait_for(alice.next_event(), WAIT), imbox.ImboxEvent.TYPING):
         pass
     assert event.user == "bob", event
+    # A cancelled wait (an app's coroutine cancelled) lets go of the client:
+    # requests and the next wait go on, and nothing is lost.
+    waiting = asyncio.ensure_future(bob.next_event())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await alice.send_text("@bob", "after a cancelled wait")
+    message, _ = await next_message(bob)
+    assert message.text == "after a cancelled wait", message
     await alice.close()
     await bob.close()
 
