@@ -452,7 +452,9 @@ impl ImboxClient {
 
     /// Hands every event to `listener` from a background task, replacing
     /// any listener set before. The task stops at `close()`, `logout()`,
-    /// `clear_listener()` or a lasting error (reported to the listener).
+    /// `clear_listener()` or a lasting error (reported to the listener);
+    /// until then it keeps this client (and its connection) alive even when
+    /// the app holds no reference to it any more.
     pub fn set_listener(self: Arc<Self>, listener: Arc<dyn EventListener>) -> Result<(), ImboxError> {
         let this = Arc::clone(&self);
         let task = runtime()?.spawn(async move { this.feed(listener).await });
