@@ -452,7 +452,9 @@ impl ImboxClient {
 
     /// Hands every event to `listener` from a background task, replacing
     /// any listener set before. The task stops at `close()`, `logout()`,
-    /// `clear_listener()` or a lasting error (reported to the listener).
+    /// `clear_listener()` or a lasting error (reported to the listener);
+    /// until then it keeps this client (and its connection) alive even when
+    /// the app holds no reference to it any more.
     pub fn set_listener(self: Arc<Self>, listener: Arc<dyn EventListener>) -> Result<(), ImboxError> {
         let this = Arc::clone(&self);
         let task = runtime()?.spawn(async move { this.feed(listener).await });
@@ -530,11 +532,19 @@ impl ImboxClient {
 
     /// The mutex, taken from an event wait if one holds it.
     async fn lock(&self) -> MutexGuard<'_, Option<Client>> {
+        // Counted until the lock is taken or the caller gives up (a
+        // cancelled call), so that an event wait never waits for a request
+        // that went away.
+        struct Wanting<'a>(&'a AtomicUsize);
+        impl Drop for Wanting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.wanting.fetch_add(1, Ordering::SeqCst);
+        let _wanting = Wanting(&self.wanting);
         self.wanted.notify_one();
-        let guard = self.client.lock().await;
-        self.wanting.fetch_sub(1, Ordering::SeqCst);
-        guard
+        self.client.lock().await
     }
 
     fn listener_slot(&self) -> std::sync::MutexGuard<'_, Option<AbortOnDrop<Result<(), ImboxError>>>> {
