@@ -75,6 +75,18 @@ $(WEB_TESTS)/node_modules/.package-lock.json: $(WEB_TESTS)/package-lock.json
 test-web: build $(WEB_TESTS)/node_modules/.package-lock.json
 	cd $(WEB_TESTS) && node vendor.mjs --check && npm test
 
+# The Kotlin bindings on the JVM (ffi/tests/kotlin/): the Kotlin that
+# `make bindings` generates, compiled with the samples (ffi/samples/*.kt)
+# and a test program by the npm registry's kotlin-compiler (pinned, cached
+# in /var/cache/imbox-kotlin/ by ffi/tests/kotlin/toolchain.sh), run on Java
+# 17 with Debian's JNA (libjna-java) against a real imboxd on loopback over
+# QUIC: pair, send, receive from the imbox CLI and a second SDK client,
+# history, suspend/resume, a network change, typed errors, logout.
+# About a minute warm; the first run compiles the bindings (2 minutes).
+.PHONY: test-kotlin
+test-kotlin: build bindings
+	ffi/tests/kotlin/run.sh
+
 check-fmt:
 	$(CARGO) fmt --all --check
 
