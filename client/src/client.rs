@@ -20,7 +20,7 @@ use imbox_protocol::{
 };
 
 use crate::backoff::Backoff;
-use crate::connection::{unexpected, Authenticated, ConnectOptions, Connection};
+use crate::connection::{authenticated, unexpected, Authenticated, ConnectOptions, Connection};
 use crate::cursor::{LogCursor, Placement};
 use crate::error::ClientError;
 use crate::profile::{parse_pin, Profile};
@@ -41,8 +41,11 @@ pub struct ClientOptions {
     /// limit applies too).
     pub sync_page: u32,
     /// After this long without any traffic while waiting for pushes, ping the
-    /// server, so that a silently dead connection is noticed.
-    pub keepalive: Duration,
+    /// server, so that a silently dead connection is noticed. `None` sends
+    /// nothing while idle (a phone's SDK by default: radio time is battery),
+    /// so the box's idle timeout ends a quiet session and the next wait
+    /// reconnects.
+    pub keepalive: Option<Duration>,
     /// Save and acknowledge the cursor at least every this many entries, even
     /// while the caller is still busy with a long backlog.
     pub commit_every: u64,
@@ -55,11 +58,36 @@ impl Default for ClientOptions {
             retry_for: Some(Duration::from_secs(15)),
             backoff: Backoff::default(),
             sync_page: 500,
-            keepalive: Duration::from_secs(30),
+            keepalive: Some(Duration::from_secs(30)),
             commit_every: 256,
         }
     }
 }
+
+/// What [`Client::next_update`] hands out: the delivery log's entries, each
+/// once and in order, and what the box does not store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The next entry of the delivery log.
+    Entry(Entry),
+    /// Another member is typing in a conversation.
+    Typing { conversation: u64, chat: String, user: String },
+    /// A contact came online or went offline.
+    Presence { user: String, online: bool },
+    /// A sync said that this device had been away longer than the box keeps
+    /// its stream: some entries may be missing, so the app reloads
+    /// conversations and their history.
+    Resynced,
+    /// A session opened (the first, or after a lost connection), with the
+    /// contacts online at that moment.
+    Connected { online: Vec<String> },
+    /// The connection was lost; the client reconnects by itself.
+    Disconnected { reason: String },
+}
+
+/// The most updates other than entries that wait to be handed out; beyond
+/// it the oldest are dropped (typing and presence are momentary anyway).
+const MAX_UPDATES: usize = 256;
 
 /// The server's acknowledgement of a message: it is durable on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +132,11 @@ pub struct Client {
     /// A sync answered that this device had been away longer than the box
     /// keeps its stream (see [`Client::take_resync`]).
     resynced: bool,
+    /// What the server said when the current (or last) session opened.
+    session: Option<Authenticated>,
+    /// Updates other than entries not yet handed out; `None` until the
+    /// first [`Client::next_update`], so that entry-only readers keep none.
+    updates: Option<VecDeque<Update>>,
 }
 
 /// What happened while waiting for a push.
@@ -258,10 +291,8 @@ impl Client {
         req: Request,
     ) -> Result<Client, ClientError> {
         let kind = req.kind();
-        let response = conn.request(req).await?;
-        let Response::Authenticated { user, device, token, cursor, .. } = response else {
-            return Err(unexpected(kind, &response));
-        };
+        let auth = authenticated(kind, conn.request(req).await?)?;
+        let Authenticated { user, device, token, cursor, .. } = auth.clone();
         let Some(token) = token else {
             return Err(ClientError::Protocol {
                 reason: format!("the answer to {kind} carried no device token"),
@@ -281,6 +312,7 @@ impl Client {
         let mut client = Client::from_parts(dir, profile, url, Some(conn), pin, client_options);
         client.acked = cursor;
         client.live = false;
+        client.session = Some(auth);
         Ok(client)
     }
 
@@ -306,6 +338,8 @@ impl Client {
             pending: VecDeque::new(),
             live: false,
             resynced: false,
+            session: None,
+            updates: None,
         }
     }
 
@@ -372,6 +406,18 @@ impl Client {
         self.succeeded();
     }
 
+    /// What the server said when the current (or last) session opened:
+    /// who this device is, and the contacts online then.
+    pub fn session(&self) -> Option<&Authenticated> {
+        self.session.as_ref()
+    }
+
+    /// The connection, if one is open now; unlike [`Client::connection`]
+    /// it never connects.
+    pub fn current_connection(&self) -> Option<&Connection> {
+        self.conn.as_ref().filter(|conn| !conn.is_closed())
+    }
+
     /// The position of the last entry handed out.
     pub fn cursor(&self) -> u64 {
         self.cursor.position()
@@ -418,15 +464,18 @@ impl Client {
         self.send_message(to, id, text, Vec::new()).await
     }
 
-    /// Sends a message with text and attachments under `id`, retrying
-    /// across reconnects until the server confirms that it is stored.
-    pub(crate) async fn send_message(
+    /// Sends a message with text and attachments (uploaded before, see
+    /// [`Client::upload`]) under `id`, retrying across reconnects until the
+    /// server confirms that it is stored. Sending the same id again (from
+    /// any run) never stores a second copy.
+    pub async fn send_message(
         &mut self,
         to: &Target,
         id: &str,
         text: &str,
         attachments: Vec<Attachment>,
     ) -> Result<Sent, ClientError> {
+        imbox_protocol::check_attachments(&attachments)?;
         let req = Request::Send { to: to.clone(), id: id.to_owned(), text: text.to_owned(), attachments };
         match self.call(req).await? {
             Response::Sent { conversation, seq, sent_at, duplicate } => {
@@ -499,7 +548,14 @@ impl Client {
     /// After a `None`, the next call reads on from the cursor, so calling
     /// this until `None` again picks up whatever was added meanwhile.
     pub async fn next_backlog_entry(&mut self) -> Result<Option<Entry>, ClientError> {
-        self.next(false).await
+        loop {
+            match self.next(false).await? {
+                None => return Ok(None),
+                Some(Update::Entry(entry)) => return Ok(Some(entry)),
+                // Only after `next_update`, which hands these out.
+                Some(_) => {}
+            }
+        }
     }
 
     /// The next delivery-log entry after the cursor, waiting for the server
@@ -508,22 +564,48 @@ impl Client {
     /// position order, each once.
     pub async fn next_entry(&mut self) -> Result<Entry, ClientError> {
         loop {
-            if let Some(entry) = self.next(true).await? {
+            if let Some(Update::Entry(entry)) = self.next(true).await? {
                 return Ok(entry);
             }
         }
     }
 
-    async fn next(&mut self, wait_live: bool) -> Result<Option<Entry>, ClientError> {
+    /// The next update: a delivery-log entry (as [`Client::next_entry`]
+    /// hands them out: in order, each once, the cursor committed as the
+    /// next one is asked for), or what the box does not store (typing,
+    /// presence), or a change of the connection. Waits for the server to
+    /// push something once the backlog is read; reconnects by itself.
+    ///
+    /// Cancel-safe: dropping the future before it finishes loses nothing,
+    /// so that a caller can race it against other work on the client (the
+    /// SDK does, to let requests through while it waits).
+    pub async fn next_update(&mut self) -> Result<Update, ClientError> {
+        self.updates.get_or_insert_with(VecDeque::new);
+        loop {
+            if let Some(update) = self.next(true).await? {
+                return Ok(update);
+            }
+        }
+    }
+
+    // Cancel safety (for `next_update`): every await below either changes
+    // nothing before it completes (requests, connecting, sleeping) or is
+    // followed by synchronous bookkeeping only, so an entry or event that
+    // was taken off the connection is in `pending` or `updates` before the
+    // next await.
+    async fn next(&mut self, wait_live: bool) -> Result<Option<Update>, ClientError> {
         loop {
             // Everything handed out before this call has been processed.
             if self.cursor.position().saturating_sub(self.profile.cursor) >= self.options.commit_every.max(1)
             {
                 self.commit().await?;
             }
+            if let Some(update) = self.updates.as_mut().and_then(VecDeque::pop_front) {
+                return Ok(Some(update));
+            }
             while let Some(entry) = self.pending.pop_front() {
                 if self.cursor.advance(entry.position) {
-                    return Ok(Some(entry));
+                    return Ok(Some(Update::Entry(entry)));
                 }
             }
             // Before waiting on the network, record progress so far.
@@ -574,6 +656,7 @@ impl Client {
                          may be missing here; read the conversations' history to fill the gap"
                     );
                     self.resynced = true;
+                    self.push_update(Update::Resynced);
                 }
                 // Positions must be ascending for de-duplication to keep
                 // every entry; do not rely on the server for it.
@@ -598,12 +681,18 @@ impl Client {
     async fn wait_for_push(&mut self) -> Result<(), ClientError> {
         let waited = {
             let conn = self.conn()?;
+            let keepalive = async {
+                match self.options.keepalive {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = conn.next_event() => match event {
                     Some(event) => Waited::Event(event),
                     None => Waited::Closed(conn.closed_error()),
                 },
-                () = tokio::time::sleep(self.options.keepalive) => Waited::Idle(conn.request(Request::Ping).await),
+                () = keepalive => Waited::Idle(conn.request(Request::Ping).await),
             }
         };
         match waited {
@@ -631,8 +720,11 @@ impl Client {
                 self.drop_connection();
                 return Err(self.revoked());
             }
-            // Not stored, and not what this API hands out.
-            Event::Typing { .. } | Event::Presence { .. } => {}
+            // Not stored: handed out by `next_update` only.
+            Event::Typing { conversation, chat, user } => {
+                self.push_update(Update::Typing { conversation, chat, user })
+            }
+            Event::Presence { user, online } => self.push_update(Update::Presence { user, online }),
         }
         Ok(())
     }
@@ -665,6 +757,19 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Saves and acknowledges the cursor, then closes the connection
+    /// politely, as an app going to the background does: nothing stays open
+    /// or is sent. The client stays usable; its next request or wait for
+    /// entries reconnects (with 0-RTT over QUIC).
+    pub async fn disconnect(&mut self) -> Result<(), ClientError> {
+        let committed = self.commit().await;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        self.drop_connection();
+        committed
     }
 
     /// Closes the connection politely. Call [`Client::commit`] first to keep
@@ -712,6 +817,8 @@ impl Client {
         self.acked = auth.cursor;
         self.live = false;
         self.pending.clear();
+        self.push_update(Update::Connected { online: auth.online.clone() });
+        self.session = Some(auth);
         Ok(conn)
     }
 
@@ -741,9 +848,22 @@ impl Client {
     /// Drops the connection if `err` broke it; returns `err`.
     fn fail(&mut self, err: ClientError) -> ClientError {
         if err.breaks_connection() {
+            if self.conn.is_some() {
+                self.push_update(Update::Disconnected { reason: err.to_string() });
+            }
             self.drop_connection();
         }
         err
+    }
+
+    /// Keeps an update for `next_update`, if anyone reads them.
+    fn push_update(&mut self, update: Update) {
+        if let Some(updates) = &mut self.updates {
+            if updates.len() >= MAX_UPDATES {
+                updates.pop_front();
+            }
+            updates.push_back(update);
+        }
     }
 
     fn drop_connection(&mut self) {

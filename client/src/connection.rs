@@ -97,6 +97,9 @@ pub struct Authenticated {
     pub cursor: u64,
     /// Whether the user administers the box.
     pub admin: bool,
+    /// The user's contacts online when the session opened (at most 1,000);
+    /// later changes arrive as presence events.
+    pub online: Vec<String>,
 }
 
 /// Whether a connection's first requests went out as QUIC 0-RTT early data,
@@ -436,10 +439,10 @@ impl Connection {
     }
 }
 
-fn authenticated(request: &'static str, response: Response) -> Result<Authenticated, ClientError> {
+pub(crate) fn authenticated(request: &'static str, response: Response) -> Result<Authenticated, ClientError> {
     match response {
-        Response::Authenticated { user, device, token, cursor, admin, .. } => {
-            Ok(Authenticated { user, device, token, cursor, admin })
+        Response::Authenticated { user, device, token, cursor, admin, online } => {
+            Ok(Authenticated { user, device, token, cursor, admin, online })
         }
         other => Err(unexpected(request, &other)),
     }

@@ -56,7 +56,7 @@ pub mod url;
 
 pub use attachments::{Downloaded, Progress, Uploaded};
 pub use backoff::Backoff;
-pub use client::{Client, ClientOptions, Sent};
+pub use client::{Client, ClientOptions, Sent, Update};
 pub use connection::{Authenticated, ConnectOptions, Connection, Welcome, ZeroRtt};
 pub use cursor::{LogCursor, Placement};
 pub use error::ClientError;

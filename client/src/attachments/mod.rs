@@ -472,7 +472,6 @@ impl Client {
         caption: &str,
         attachments: Vec<Attachment>,
     ) -> Result<Sent, ClientError> {
-        imbox_protocol::check_attachments(&attachments)?;
         self.send_message(to, &uuid::Uuid::new_v4().to_string(), caption, attachments).await
     }
 
