@@ -45,6 +45,9 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
      * The user scanned an invite and chose a name and a password. The box's
      * key is pinned from the QR code: no certificate to install.
      */
+    // Failures are ImboxException subclasses (InviteUsed, NameTaken,
+    // WeakPassword, Unreachable, ...); `e.reason` says what to do, in words
+    // to show the user.
     suspend fun pair(scanned: String, username: String, password: String, deviceName: String) {
         client = ImboxClient.pair(profileDir, scanned, username, password, deviceName)
     }
@@ -113,6 +116,17 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
      * the new local address, or null when no connection was open.
      */
     suspend fun onNetworkChanged(): String? = paired().networkChanged()
+
+    /**
+     * The app is finishing (the last screen's onDestroy, or before the
+     * process is let go): the cursor is saved and the connection closed;
+     * `open()` picks up from there next time.
+     */
+    suspend fun close() {
+        stopEvents()
+        paired().shutdown()
+        client = null
+    }
 
     /** "Log out" in the app's settings: the box forgets this device, the profile is deleted. */
     suspend fun logOut() {

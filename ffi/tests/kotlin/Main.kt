@@ -202,6 +202,18 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         check(now.device == before.device && now.localAddress == moved) { "before $before, now $now" }
     }
 
+    checks.step("after the app closes and opens again, events go on where they stopped, each once") {
+        session.close()
+        bob.run("send", "alice", "while the app was closed")
+        session.open()
+        session.collectEvents { events.send(it) }
+        val missed = nextMessage(events, "alice")
+        check(missed.text == "while the app was closed") { "got $missed" }
+        bob.run("send", "alice", "after the restart")
+        val after = nextMessage(events, "alice")
+        check(after.text == "after the restart") { "got $after" }
+    }
+
     session.stopEvents()
 
     checks.step("a second SDK client (Carol) gets Alice's message through a listener") {
