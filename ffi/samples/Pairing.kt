@@ -4,16 +4,21 @@
 // compiles it and runs it against a real imboxd (ffi/tests/kotlin/), so it
 // stays true to the generated bindings.
 //
-// Nothing here is Android-specific: the comments name the Android callback
-// each method belongs in (lifecycleScope, ProcessLifecycleOwner,
-// ConnectivityManager.NetworkCallback), so the file compiles on a plain JVM.
+// AppLifecycle and NetworkChanges use Android's own types (androidx.lifecycle,
+// android.net); the test compiles them against small stand-ins of those
+// types (ffi/tests/kotlin/android/), since there is no Android SDK here.
 
 package org.imbox.samples
 
+import android.net.ConnectivityManager
+import android.net.Network
+import androidx.lifecycle.DefaultLifecycleObserver
+import androidx.lifecycle.LifecycleOwner
 import java.util.UUID
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.isActive
 import kotlinx.coroutines.launch
 import org.imbox.sdk.HistoryPage
@@ -32,7 +37,7 @@ import org.imbox.sdk.parsePairingUri
  * Application, or `ProcessLifecycleOwner.get().lifecycleScope`).
  */
 class ChatSession(private val scope: CoroutineScope, private val profileDir: String) {
-    private var client: ImboxClient? = null
+    @Volatile private var client: ImboxClient? = null
     private var events: Job? = null
 
     private fun paired(): ImboxClient =
@@ -43,11 +48,10 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
 
     /**
      * The user scanned an invite and chose a name and a password. The box's
-     * key is pinned from the QR code: no certificate to install.
+     * key is pinned from the QR code: no certificate to install. Failures
+     * are ImboxException subclasses (InviteUsed, NameTaken, WeakPassword,
+     * Unreachable, ...) whose `reason` says what to do, in words to show.
      */
-    // Failures are ImboxException subclasses (InviteUsed, NameTaken,
-    // WeakPassword, Unreachable, ...); `e.reason` says what to do, in words
-    // to show the user.
     suspend fun pair(scanned: String, username: String, password: String, deviceName: String) {
         client = ImboxClient.pair(profileDir, scanned, username, password, deviceName)
     }
@@ -133,5 +137,54 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
         stopEvents()
         paired().logout()
         client = null
+    }
+}
+
+/**
+ * Follows the app between foreground and background, in the Application's
+ * onCreate: `ProcessLifecycleOwner.get().lifecycle.addObserver(AppLifecycle(session, scope))`.
+ * One coroutine applies the changes in order; only the latest state counts.
+ */
+class AppLifecycle(private val session: ChatSession, scope: CoroutineScope) : DefaultLifecycleObserver {
+    private val foreground = MutableStateFlow(true)
+
+    init {
+        scope.launch {
+            var applied = true
+            foreground.collect { visible ->
+                if (visible == applied) return@collect
+                applied = visible
+                try {
+                    if (visible) session.onStart() else session.onStop()
+                } catch (e: ImboxException.Unreachable) {
+                    // Back in the foreground without a network: the event loop reconnects later.
+                }
+            }
+        }
+    }
+
+    override fun onStart(owner: LifecycleOwner) {
+        foreground.value = true
+    }
+
+    override fun onStop(owner: LifecycleOwner) {
+        foreground.value = false
+    }
+}
+
+/**
+ * Keeps the session across network changes:
+ * `connectivityManager.registerDefaultNetworkCallback(NetworkChanges(session, scope))`.
+ */
+class NetworkChanges(private val session: ChatSession, private val scope: CoroutineScope) :
+    ConnectivityManager.NetworkCallback() {
+    override fun onAvailable(network: Network) {
+        scope.launch {
+            try {
+                session.onNetworkChanged()
+            } catch (e: ImboxException.Suspended) {
+                // In the background: resume() connects on the new network anyway.
+            }
+        }
     }
 }

@@ -17,7 +17,12 @@ import kotlinx.coroutines.cancel
 import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
+import android.net.Network
+import androidx.lifecycle.LifecycleOwner
+import kotlinx.coroutines.delay
+import org.imbox.samples.AppLifecycle
 import org.imbox.samples.ChatSession
+import org.imbox.samples.NetworkChanges
 import org.imbox.sdk.EventListener
 import org.imbox.sdk.ImboxClient
 import org.imbox.sdk.ImboxEvent
@@ -200,6 +205,33 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         check(message.text == "after the move") { "got $message" }
         val now = session.connect()
         check(now.device == before.device && now.localAddress == moved) { "before $before, now $now" }
+    }
+
+    checks.step("the sample's AppLifecycle and NetworkChanges (on Android stand-ins) drive the session") {
+        val owner = object : LifecycleOwner {}
+        val lifecycle = AppLifecycle(session, scope)
+        lifecycle.onStop(owner)
+        // The observer and the callback act in their own coroutines: poll
+        // until what they did shows.
+        withTimeout(HANG_MS) {
+            while (runCatching { session.connect() }.exceptionOrNull() !is ImboxException.Suspended) delay(20)
+        }
+        lifecycle.onStart(owner)
+        val before = withTimeout(HANG_MS) {
+            var info = runCatching { session.connect() }.getOrNull()
+            while (info == null) {
+                delay(20)
+                info = runCatching { session.connect() }.getOrNull()
+            }
+            info
+        }
+        NetworkChanges(session, scope).onAvailable(Network())
+        withTimeout(HANG_MS) {
+            while (session.connect().localAddress == before.localAddress) delay(20)
+        }
+        bob.run("send", "alice", "after the callbacks")
+        val message = nextMessage(events, "alice")
+        check(message.text == "after the callbacks") { "got $message" }
     }
 
     checks.step("after the app closes and opens again, events go on where they stopped, each once") {
