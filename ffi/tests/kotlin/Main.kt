@@ -154,6 +154,15 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         }
     }
 
+    checks.step("a box whose key is not the pinned one is ImboxException.PinMismatch") {
+        val info = parsePairingUri(aliceInvite)
+        val digest = info.fingerprint.removePrefix("sha256:")
+        val other = "sha256:" + (if (digest[0] == 'A') 'B' else 'A') + digest.substring(1)
+        expectThrows<ImboxException.PinMismatch> {
+            ImboxClient.login(File(work, "alice-3").path, info.serverUrls.first(), other, "alice", ALICE_PASSWORD, "kotlin-test")
+        }
+    }
+
     checks.step("Alice's message reaches Bob's CLI") {
         val sent = session.send("@bob", "hello from kotlin")
         check(!sent.duplicate) { "first send reported as a duplicate: $sent" }
@@ -268,7 +277,9 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         File(work, "alice").copyRecursively(copy)
         session.logOut()
         expectThrows<ImboxException.NotPaired> { ImboxClient.open(File(work, "alice").path) }
-        expectThrows<ImboxException.Revoked> { ImboxClient.open(copy.path).connect() }
+        val revoked = expectThrows<ImboxException.Revoked> { ImboxClient.open(copy.path).connect() }
+        // What the app shows the person: what happened and what to do.
+        check("pair or log in again" in revoked.reason) { "reason: ${revoked.reason}" }
     }
 
     scope.cancel()
