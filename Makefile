@@ -116,9 +116,10 @@ check-mobile:
 # in /var/cache/imbox-kotlin/ by ffi/tests/kotlin/toolchain.sh), run on Java
 # 17 with Debian's JNA (libjna-java) against a real imboxd on loopback over
 # QUIC: pair, send, receive from the imbox CLI and a second SDK client,
-# history, suspend/resume, a restart, a network change, typed errors,
-# logout. A few seconds once compiled; compiling the bindings takes about
-# 1.5 minutes, and is redone only when they change.
+# history, suspend/resume, a restart, a network change, typed errors (a
+# wrong pin among them), logout. A few seconds once compiled; compiling
+# the bindings and the test takes about 1.5 minutes, redone only when they
+# change.
 .PHONY: test-kotlin
 test-kotlin: bindings
 	$(CARGO) build -p imboxd -p imbox-client --bins
