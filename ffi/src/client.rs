@@ -530,11 +530,19 @@ impl ImboxClient {
 
     /// The mutex, taken from an event wait if one holds it.
     async fn lock(&self) -> MutexGuard<'_, Option<Client>> {
+        // Counted until the lock is taken or the caller gives up (a
+        // cancelled call), so that an event wait never waits for a request
+        // that went away.
+        struct Wanting<'a>(&'a AtomicUsize);
+        impl Drop for Wanting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.wanting.fetch_add(1, Ordering::SeqCst);
+        let _wanting = Wanting(&self.wanting);
         self.wanted.notify_one();
-        let guard = self.client.lock().await;
-        self.wanting.fetch_sub(1, Ordering::SeqCst);
-        guard
+        self.client.lock().await
     }
 
     fn listener_slot(&self) -> std::sync::MutexGuard<'_, Option<AbortOnDrop<Result<(), ImboxError>>>> {

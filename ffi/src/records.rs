@@ -381,3 +381,71 @@ impl From<Update> for ImboxEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imbox_client::protocol::{Entry, Fingerprint};
+
+    #[test]
+    fn log_entries_become_events_with_their_fields() {
+        let receipt = protocol::Receipt {
+            conversation: 4,
+            chat: "#crew".into(),
+            user: "bob".into(),
+            kind: protocol::ReceiptKind::Read,
+            seq: 9,
+        };
+        let event = ImboxEvent::from(Update::Entry(Entry { position: 12, item: Item::Receipt(receipt) }));
+        assert_eq!(
+            event,
+            ImboxEvent::Receipt {
+                conversation: 4,
+                chat: "#crew".into(),
+                user: "bob".into(),
+                kind: ReceiptKind::Read,
+                seq: 9
+            }
+        );
+        let left = protocol::Membership {
+            conversation: 4,
+            chat: "#crew".into(),
+            user: "bob".into(),
+            change: protocol::MembershipChange::Left,
+            by: "bob".into(),
+        };
+        let event = ImboxEvent::from(Update::Entry(Entry { position: 13, item: Item::Membership(left) }));
+        assert!(matches!(event, ImboxEvent::Membership { change: MembershipChange::Left, .. }), "{event:?}");
+    }
+
+    #[test]
+    fn a_pairing_link_is_described_without_its_invite() {
+        let uri = PairingUri {
+            hosts: vec!["192.0.2.10".into()],
+            quic_port: Some(443),
+            wss_port: Some(8443),
+            fingerprint: Fingerprint::of_spki(b"key"),
+            invite: Some("secret-token".into()),
+            name: Some("Kitchen".into()),
+        };
+        let info = PairingInfo::from(&uri);
+        assert!(info.has_invite);
+        assert_eq!(info.server_urls, ["quic://192.0.2.10:443", "wss://192.0.2.10:8443"]);
+        assert!(!format!("{info:?}").contains("secret-token"), "the invite is a credential");
+    }
+
+    #[test]
+    fn unread_counts_messages_after_the_read_mark() {
+        let info = protocol::ConversationInfo {
+            id: 1,
+            kind: protocol::ConversationKind::Direct,
+            chat: "bob".into(),
+            members: vec!["alice".into(), "bob".into()],
+            admins: vec![],
+            last_seq: 10,
+            read_seq: 7,
+            marks: vec![],
+        };
+        assert_eq!(Conversation::from(info).unread, 3);
+    }
+}

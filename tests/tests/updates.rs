@@ -136,3 +136,44 @@ async fn without_keepalives_an_idle_session_ends_and_comes_back() {
     alice.send(&Target::parse("bob"), "still there?").await.unwrap();
     assert_eq!(next_text(&mut bob).await, "still there?");
 }
+
+/// What an idle session costs: with no keep-alive the client sends nothing
+/// at all while idle; with one, each keep-alive costs one small packet.
+/// Prints the bytes per idle hour that the SDK's documentation states.
+#[tokio::test]
+async fn an_idle_session_without_keepalives_sends_nothing() {
+    let (server, dir) = quic_server(|_| {}).await;
+    let url = server.client_url();
+    let mut sent_while_idle = Vec::new();
+    for keepalive in [None, Some(Duration::from_millis(500))] {
+        let connect = ConnectOptions { quic_keep_alive: keepalive, ..server.options() };
+        let profile = dir.path().join(format!("{keepalive:?}"));
+        let client = Client::login_with(&profile, &url, &connect, "bob", imbox_tests::PASSWORD, "phone")
+            .await
+            .unwrap();
+        let mut client = client.with_options(ClientOptions {
+            connect: connect.clone(),
+            keepalive,
+            ..ClientOptions::default()
+        });
+        let conn = client.connection().await.unwrap();
+        // Settled: the handshake's last packets and acknowledgements are out.
+        conn.request(Request::Ping).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let quic = conn.quic_connection().unwrap();
+        let before = quic.stats().udp_tx;
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let after = quic.stats().udp_tx;
+        sent_while_idle.push((after.bytes - before.bytes, after.datagrams - before.datagrams));
+    }
+    let (idle_bytes, _) = sent_while_idle[0];
+    assert_eq!(idle_bytes, 0, "sent while idle without keep-alives");
+    let (bytes, datagrams) = sent_while_idle[1];
+    assert!(datagrams > 0, "no keep-alive went out in 2.6 s with one due every 500 ms");
+    println!(
+        "idle QUIC session: no keep-alive: 0 bytes/hour from the client; one every 25 s: about {} bytes/hour \
+         ({} bytes per keep-alive datagram)",
+        bytes / datagrams * 3600 / 25,
+        bytes / datagrams
+    );
+}

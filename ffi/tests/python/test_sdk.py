@@ -73,6 +73,14 @@ async def test_pair_send_receive(box, home):
     while not isinstance(event := await asyncio.wait_for(alice.next_event(), WAIT), imbox.ImboxEvent.TYPING):
         pass
     assert event.user == "bob", event
+    # A cancelled wait (an app's coroutine cancelled) lets go of the client:
+    # requests and the next wait go on, and nothing is lost.
+    waiting = asyncio.ensure_future(bob.next_event())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await alice.send_text("@bob", "after a cancelled wait")
+    message, _ = await next_message(bob)
+    assert message.text == "after a cancelled wait", message
     await alice.close()
     await bob.close()
 
@@ -241,6 +249,8 @@ async def test_logout(box, home):
 
 
 async def test_typed_errors(box, home):
+    imbox.set_log_level(imbox.LogLevel.WARN)
+    imbox.set_log_level(imbox.LogLevel.OFF)
     for bad in ["imbox:nope", "https://box.example/chat#v=1", "imbox:pair?v=1&host=127.0.0.1&quic=1"]:
         try:
             imbox.parse_pairing_uri(bad)
