@@ -20,7 +20,7 @@ import java.util.concurrent.TimeUnit
 class Ran(val code: Int, val stdout: String, val stderr: String)
 
 /** Runs a program to its end with `input` on its standard input. */
-fun run(command: List<String>, env: Map<String, String> = emptyMap(), input: String = ""): Ran {
+fun runProgram(command: List<String>, env: Map<String, String> = emptyMap(), input: String = ""): Ran {
     val builder = ProcessBuilder(command)
     builder.environment().clear()
     builder.environment()["PATH"] = System.getenv("PATH") ?: "/usr/bin:/bin"
@@ -111,7 +111,7 @@ class Box private constructor(
     }
 
     private fun admin(vararg args: String, input: String = ""): String {
-        val ran = run(listOf(imboxd, "--config", config.path, "--data-dir", data.path) + args, input = input)
+        val ran = runProgram(listOf(imboxd, "--config", config.path, "--data-dir", data.path) + args, input = input)
         check(ran.code == 0) { "imboxd ${args.joinToString(" ")} failed (${ran.code}): ${ran.stderr}" }
         return ran.stdout.trim()
     }

@@ -41,8 +41,8 @@ private const val HANG_MS = 60_000L
 private class Cli(targetDir: File, private val profile: File) {
     private val imbox = File(targetDir, "debug/imbox").path
 
-    fun run(vararg args: String): String {
-        val ran = run(
+    fun imbox(vararg args: String): String {
+        val ran = runProgram(
             listOf(imbox, "--profile", profile.path) + args,
             env = mapOf("IMBOX_PASSWORD" to BOB_PASSWORD),
         )
@@ -128,7 +128,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
 
     checks.step("Alice pairs from the invite (sample), Bob with the CLI") {
         session.pair(aliceInvite, "alice", ALICE_PASSWORD, "kotlin-test")
-        bob.run("pair", bobInvite, "bob")
+        bob.imbox("pair", bobInvite, "bob")
         val me = session.connect()
         check(me.user == "alice") { "connected as ${me.user}" }
         check(me.server.startsWith("quic://")) { "not over QUIC: ${me.server}" }
@@ -166,7 +166,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
     checks.step("Alice's message reaches Bob's CLI") {
         val sent = session.send("@bob", "hello from kotlin")
         check(!sent.duplicate) { "first send reported as a duplicate: $sent" }
-        val synced = bob.run("sync")
+        val synced = bob.imbox("sync")
         check("hello from kotlin" in synced) { "bob's sync printed: $synced" }
     }
 
@@ -179,7 +179,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
     session.collectEvents { events.send(it) }
 
     checks.step("Bob's message arrives as an event (nextEvent in a coroutine)") {
-        bob.run("send", "alice", "hello from the cli")
+        bob.imbox("send", "alice", "hello from the cli")
         val message = nextMessage(events, "alice")
         check(message.from == "bob" && message.text == "hello from the cli") { "got $message" }
     }
@@ -194,13 +194,13 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
     checks.step("after onStop/onStart, a message sent meanwhile arrives exactly once") {
         session.onStop()
         expectThrows<ImboxException.Suspended> { session.send("@bob", "while suspended") }
-        bob.run("send", "alice", "while you were away")
+        bob.imbox("send", "alice", "while you were away")
         val resumed = session.onStart()
         check(resumed.user == "alice") { "resumed as $resumed" }
         val away = nextMessage(events, "alice")
         check(away.text == "while you were away") { "got $away" }
         // Exactly once: the next message is the next one Bob sends, not the same again.
-        bob.run("send", "alice", "after the resume")
+        bob.imbox("send", "alice", "after the resume")
         val after = nextMessage(events, "alice")
         check(after.text == "after the resume") { "got $after" }
     }
@@ -209,7 +209,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         val before = session.connect()
         val moved = session.onNetworkChanged()
         check(moved != null && moved != before.localAddress) { "local address ${before.localAddress} -> $moved" }
-        bob.run("send", "alice", "after the move")
+        bob.imbox("send", "alice", "after the move")
         val message = nextMessage(events, "alice")
         check(message.text == "after the move") { "got $message" }
         val now = session.connect()
@@ -238,19 +238,19 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         withTimeout(HANG_MS) {
             while (session.connect().localAddress == before.localAddress) delay(20)
         }
-        bob.run("send", "alice", "after the callbacks")
+        bob.imbox("send", "alice", "after the callbacks")
         val message = nextMessage(events, "alice")
         check(message.text == "after the callbacks") { "got $message" }
     }
 
     checks.step("after the app closes and opens again, events go on where they stopped, each once") {
         session.close()
-        bob.run("send", "alice", "while the app was closed")
+        bob.imbox("send", "alice", "while the app was closed")
         session.open()
         session.collectEvents { events.send(it) }
         val missed = nextMessage(events, "alice")
         check(missed.text == "while the app was closed") { "got $missed" }
-        bob.run("send", "alice", "after the restart")
+        bob.imbox("send", "alice", "after the restart")
         val after = nextMessage(events, "alice")
         check(after.text == "after the restart") { "got $after" }
     }
