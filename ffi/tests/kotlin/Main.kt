@@ -123,7 +123,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
 
     checks.step("a malformed pairing link is ImboxException.InvalidPairingUri") {
         val e = expectThrows<ImboxException.InvalidPairingUri> { parsePairingUri("imbox:pair?v=1&fp=nonsense") }
-        check(!e.message.isNullOrBlank()) { "no message in $e" }
+        check(e.reason.isNotBlank()) { "no reason in $e" }
     }
 
     checks.step("Alice pairs from the invite (sample), Bob with the CLI") {
