@@ -115,8 +115,8 @@ check-mobile:
 # and a test program by the npm registry's kotlin-compiler (pinned, cached
 # in /var/cache/imbox-kotlin/ by ffi/tests/kotlin/toolchain.sh), run on Java
 # 17 with Debian's JNA (libjna-java) against a real imboxd on loopback over
-# QUIC: pair, send, receive from the imbox CLI and a second SDK client,
-# history, suspend/resume, a restart, a network change, typed errors (a
+# QUIC: pair, send, a file with progress, receive from the imbox CLI and a
+# second SDK client, history, suspend/resume, a restart, a network change, typed errors (a
 # wrong pin among them), logout. A few seconds once compiled; compiling
 # the bindings and the test takes about 1.5 minutes, redone only when they
 # change.

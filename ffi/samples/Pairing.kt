@@ -26,8 +26,10 @@ import org.imbox.sdk.ImboxClient
 import org.imbox.sdk.ImboxEvent
 import org.imbox.sdk.ImboxException
 import org.imbox.sdk.PairingInfo
+import org.imbox.sdk.ProgressListener
 import org.imbox.sdk.SentMessage
 import org.imbox.sdk.SessionInfo
+import org.imbox.sdk.TransferProgress
 import org.imbox.sdk.parsePairingUri
 
 /**
@@ -104,6 +106,26 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
      */
     suspend fun send(to: String, text: String, clientId: String = UUID.randomUUID().toString()): SentMessage =
         paired().sendText(to, text, clientId)
+
+    /**
+     * Sends a file (a photo, a voice note) with a caption. `onProgress` gets
+     * bytes done and the total after every chunk, on one of the SDK's
+     * threads: post to the main thread to draw it. An interrupted upload of
+     * the same file resumes where it stopped.
+     */
+    suspend fun sendFile(
+        to: String,
+        path: String,
+        caption: String,
+        onProgress: (done: ULong, total: ULong) -> Unit = { _, _ -> },
+    ): SentMessage {
+        val client = paired()
+        val progress = object : ProgressListener {
+            override fun onProgress(progress: TransferProgress) = onProgress(progress.done, progress.total)
+        }
+        val attachment = client.upload(path, progress)
+        return client.sendAttachments(to, caption, listOf(attachment))
+    }
 
     /** A chat screen opens: its latest messages, oldest first (pass `before` to page back). */
     suspend fun latest(chat: String, before: ULong? = null): HistoryPage = paired().history(chat, before, 50u)

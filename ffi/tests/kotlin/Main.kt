@@ -170,6 +170,23 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         check("hello from kotlin" in synced) { "bob's sync printed: $synced" }
     }
 
+    checks.step("a file sent with progress (sample) is what Bob's CLI downloads, byte for byte") {
+        val content = ByteArray(300_000).also { java.util.Random(16).nextBytes(it) }
+        val file = File(work, "photo.bin").apply { writeBytes(content) }
+        val seen = java.util.Collections.synchronizedList(mutableListOf<Pair<ULong, ULong>>())
+        session.sendFile("@bob", file.path, "a file") { done, total -> seen += done to total }
+        val size = content.size.toULong()
+        check(seen.isNotEmpty() && seen.last() == size to size) { "progress ${seen.takeLast(3)}" }
+        check(seen.zipWithNext().all { (a, b) -> a.first <= b.first }) { "progress went back: $seen" }
+        // An attachment's id is the SHA-256 of its content.
+        val id = java.security.MessageDigest.getInstance("SHA-256").digest(content)
+            .joinToString("") { "%02x".format(it) }
+        check(id in bob.imbox("sync")) { "bob's sync has no attachment $id" }
+        val copy = File(work, "photo-copy.bin")
+        bob.imbox("download", id, "--output", copy.path)
+        check(copy.readBytes().contentEquals(content)) { "the download differs from what was sent" }
+    }
+
     checks.step("a retried send with the same client id is not stored twice") {
         val first = session.send("@bob", "sent once", clientId = "kotlin-retry-1")
         val again = session.send("@bob", "sent once", clientId = "kotlin-retry-1")
@@ -187,7 +204,7 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
     checks.step("history holds the conversation, oldest first") {
         val page = session.latest("@bob")
         val texts = page.messages.map { it.text }
-        check(texts == listOf("hello from kotlin", "sent once", "hello from the cli")) { "history $texts" }
+        check(texts == listOf("hello from kotlin", "a file", "sent once", "hello from the cli")) { "history $texts" }
         check(page.messages.zipWithNext().all { (a, b) -> a.seq < b.seq }) { "not in order: $page" }
     }
 
