@@ -258,15 +258,24 @@ impl ImboxClient {
     /// QUIC connection to a new local socket, and the box follows it
     /// (connection migration) without a new handshake; the session and its
     /// events go on. Returns the new local address, or `None` when no
-    /// connection is open (the next call connects anew).
+    /// connection is open (the next call connects anew). A `wss://`
+    /// connection cannot move (TCP is tied to the old address): it is
+    /// closed, with the cursor saved, and the next call or event wait
+    /// reconnects; `None` then too.
     pub async fn network_changed(self: Arc<Self>) -> Result<Option<String>, ImboxError> {
         run(async move {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
             let Some(conn) = client.current_connection() else {
                 return Ok(None);
             };
-            conn.rebind()?;
-            Ok(conn.local_addr().map(|addr| addr.to_string()))
+            match conn.rebind() {
+                Ok(()) => Ok(conn.local_addr().map(|addr| addr.to_string())),
+                Err(ClientError::RebindUnsupported { .. }) => {
+                    client.disconnect().await?;
+                    Ok(None)
+                }
+                Err(err) => Err(err.into()),
+            }
         })
         .await
     }
@@ -452,7 +461,9 @@ impl ImboxClient {
 
     /// Hands every event to `listener` from a background task, replacing
     /// any listener set before. The task stops at `close()`, `logout()`,
-    /// `clear_listener()` or a lasting error (reported to the listener).
+    /// `clear_listener()` or a lasting error (reported to the listener);
+    /// until then it keeps this client (and its connection) alive even when
+    /// the app holds no reference to it any more.
     pub fn set_listener(self: Arc<Self>, listener: Arc<dyn EventListener>) -> Result<(), ImboxError> {
         let this = Arc::clone(&self);
         let task = runtime()?.spawn(async move { this.feed(listener).await });

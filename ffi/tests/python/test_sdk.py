@@ -288,6 +288,38 @@ async def test_typed_errors(box, home):
     await second.close()
 
 
+async def test_over_wss(box, home):
+    """The box's other address, WebSocket over TLS with the same pinned key
+    (what pairing falls back to where UDP is blocked): messages, an
+    attachment over HTTPS (tus), and a network change, which closes the TCP
+    connection and reconnects."""
+    uri = box.invite()
+    info = imbox.parse_pairing_uri(uri)
+    wss = [url for url in info.server_urls if url.startswith("wss://")][0]
+    await imbox.ImboxClient.pair(os.path.join(home, "trent"), uri, "trent", PASSWORD, "phone")
+    alice = await imbox.ImboxClient.login(os.path.join(home, "trent-web"), wss, info.fingerprint, "trent", PASSWORD, "laptop")
+    bob = await paired(box, home, "victor")
+    session = await alice.connect()
+    assert session.server.startswith("wss://"), session
+    source = os.path.join(home, "notes.txt")
+    with open(source, "wb") as f:
+        f.write(os.urandom(700 * 1024))
+    attachment = await alice.upload(source, None)
+    await alice.send_attachments("@victor", "", [attachment])
+    message, _ = await next_message(bob)
+    dest = os.path.join(home, "notes-received.txt")
+    await bob.download(message.attachments[0].id, dest, None)
+    assert filecmp.cmp(source, dest, shallow=False)
+    assert await alice.network_changed() is None
+    await bob.send_text("@trent", "after the reconnect")
+    message, _ = await next_message(alice)
+    if message._from == "trent":  # Alice's own attachment, in her stream too.
+        message, _ = await next_message(alice)
+    assert message.text == "after the reconnect", message
+    await alice.close()
+    await bob.close()
+
+
 TESTS = [
     test_pair_send_receive,
     test_listener_and_groups,
@@ -296,6 +328,7 @@ TESTS = [
     test_suspend_resume,
     test_logout,
     test_typed_errors,
+    test_over_wss,
 ]
 
 
