@@ -74,6 +74,7 @@ for jar in kotlin-stdlib.jar kotlinx-coroutines-core-jvm.jar; do
 done
 
 cat <<EOF
+KOTLIN_CACHE=$CACHE
 KOTLIN_HOME=$HOME_DIR
 KOTLINC=$HOME_DIR/bin/kotlinc-jvm
 KOTLIN_STDLIB=$HOME_DIR/lib/kotlin-stdlib.jar
