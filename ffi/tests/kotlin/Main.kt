@@ -1,25 +1,26 @@
 // The Kotlin bindings against a real imboxd: the generated code (UniFFI,
 // JNA loading libimbox_ffi.so) and the sample ffi/samples/Pairing.kt, driven
-// from coroutines. The other side of the conversation is the `imbox` CLI,
-// a second, independent client.
+// from coroutines. The other side of the conversation is the `imbox` CLI
+// (an independent client) and a second SDK client.
 //
 // Run by ffi/tests/kotlin/run.sh (make test-kotlin) with the cargo target
 // directory as its argument.
 
 package imbox.kotlintest
 
+import android.net.Network
+import androidx.lifecycle.LifecycleOwner
 import java.io.File
 import java.nio.file.Files
+import kotlin.system.exitProcess
 import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.SupervisorJob
 import kotlinx.coroutines.cancel
 import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
-import android.net.Network
-import androidx.lifecycle.LifecycleOwner
-import kotlinx.coroutines.delay
 import org.imbox.samples.AppLifecycle
 import org.imbox.samples.ChatSession
 import org.imbox.samples.NetworkChanges
@@ -29,7 +30,6 @@ import org.imbox.sdk.ImboxEvent
 import org.imbox.sdk.ImboxException
 import org.imbox.sdk.Message
 import org.imbox.sdk.parsePairingUri
-import kotlin.system.exitProcess
 
 private const val ALICE_PASSWORD = "alice's long password"
 private const val BOB_PASSWORD = "bob's long password"
