@@ -137,6 +137,7 @@ test-swift: bindings
 # change.
 test-kotlin: bindings
 	$(CARGO) build -p imboxd -p imbox-client --bins
+	python3 ffi/samples/check-doc-blocks.py docs/MOBILE.md kotlin ffi/samples/*.kt
 	CARGO_TARGET_DIR=$(TARGET_DIR) ffi/tests/kotlin/run.sh
 
 check-fmt:
