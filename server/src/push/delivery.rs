@@ -140,7 +140,12 @@ impl Delivery {
         // The connection ends with this function: the task is aborted when
         // the request is done or times out.
         let driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(conn));
-        let mut builder = Request::builder().method(Method::POST).uri(url.as_str());
+        // Origin-form (path and query) on a connection to the origin.
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut builder = Request::builder().method(Method::POST).uri(target);
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_owned(),
