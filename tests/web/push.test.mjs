@@ -27,7 +27,7 @@ describe('push notifications in the chat app', () => {
     if (box) await box.stop();
   });
 
-  it('shows a content-free notification for a push, in the reader\\'s language', async () => {
+  it('shows a content-free notification for a push, in the language of the reader', async () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN' });
     await context.grantPermissions(['notifications'], { origin: box.https });
     const page = await context.newPage();
