@@ -510,3 +510,22 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[tokio::test]
+async fn a_busy_push_service_is_tried_again_after_its_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start(dir.path()).await;
+    let server = start(&receiver, dir.path(), |_| {}).await;
+    let alice = acquainted(&server).await;
+    registered_then_offline(&server, &receiver, &alice, &receiver.endpoint("busy/bob")).await;
+
+    send(&alice, "bob", "m-1", "hi").await;
+    let first = receiver.next().await;
+    assert_eq!((first["status"].as_u64(), first["error"].clone()), (Some(503), Value::Null), "{first}");
+    let second = receiver.next().await;
+    assert_eq!((second["status"].as_u64(), second["error"].clone()), (Some(201), Value::Null), "{second}");
+    assert_eq!(second["payload"], first["payload"], "the same wake-up, tried again");
+    let report = report_when(&server, |r| r["sent"] == 1).await;
+    assert_eq!((report["retried"].as_u64(), report["tries"].as_u64()), (Some(1), Some(2)), "{report}");
+    assert!(report["hosts"][0]["last_error"].as_str().unwrap().contains("503"), "{report}");
+}
