@@ -38,6 +38,15 @@ fn requests() -> Vec<Request> {
         Request::MarkDelivered { conversation: t("=1"), seq: 9 },
         Request::Typing { conversation: t("#ops") },
         Request::Ping,
+        Request::RegisterPush {
+            kind: imbox_protocol::PushKind::Unifiedpush,
+            endpoint: "https://ntfy.example/upABC".into(),
+            p256dh: "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY"
+                .into(),
+            auth: "_ordMnz7uTCmrpBTeUV4Bw".into(),
+        },
+        Request::UnregisterPush,
+        Request::PushKey,
     ]
 }
 

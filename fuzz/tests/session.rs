@@ -73,6 +73,9 @@ async fn world(password_hash: &str) -> World {
         passwords: Passwords::new(1),
         logins: LoginLimit::new(2),
         server_name: std::sync::RwLock::new("fuzz".into()),
+        // Push off: registrations answer push_disabled; unregister_push
+        // still goes through the store.
+        push: None,
     });
     World { hub, tokens, _dir: dir }
 }
@@ -101,7 +104,7 @@ fn text(c: &mut Choices) -> String {
 /// log and live pushes; every kind stays reachable.
 const KINDS: &[usize] = &[
     0, 1, 2, 3, 4, 4, 4, 4, 5, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 9, 10, 11, 12, 13, 14, 14, 15, 15, 16, 17,
-    18, 18, 19,
+    18, 18, 19, 20, 21, 22,
 ];
 
 fn request(c: &mut Choices, w: &World) -> Request {
@@ -151,7 +154,15 @@ fn request(c: &mut Choices, w: &World) -> Request {
         16 => Request::RemoveMember { group: target(c), user: name(c) },
         17 => Request::Leave { group: target(c) },
         18 => Request::MarkRead { conversation: target(c), seq: c.number() },
-        _ => Request::MarkDelivered { conversation: target(c), seq: c.number() },
+        19 => Request::MarkDelivered { conversation: target(c), seq: c.number() },
+        20 => Request::RegisterPush {
+            kind: imbox_protocol::PushKind::Webpush,
+            endpoint: c.pick(&["https://push.example/x", "http://push.example/x", ""]).to_owned(),
+            p256dh: c.pick(&["", "BAAA", "not base64!"]).to_owned(),
+            auth: c.pick(&["", "AAAAAAAAAAAAAAAAAAAAAA"]).to_owned(),
+        },
+        21 => Request::UnregisterPush,
+        _ => Request::PushKey,
     }
 }
 

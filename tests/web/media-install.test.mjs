@@ -9,20 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 
 import { eventually, launchBrowser, phone, startBox } from './box.mjs';
-
-/** Chromium that takes the box's self-signed certificate as trusted (service workers allowed). */
-function launchTrusting() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'],
-  });
-}
 
 describe('the installable chat app', () => {
   let box;
@@ -31,7 +20,7 @@ describe('the installable chat app', () => {
 
   before(async () => {
     box = await startBox();
-    [trusting, untrusting] = await Promise.all([launchTrusting(), launchBrowser()]);
+    [trusting, untrusting] = await Promise.all([launchBrowser({ trustEveryCertificate: true }), launchBrowser()]);
   });
 
   after(async () => {
