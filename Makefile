@@ -4,7 +4,7 @@ CARGO ?= cargo
 RUN_DATA ?= $(CURDIR)/run-data
 RUN_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-web fuzz lint fmt check-fmt clippy unit e2e clean bindings test-sdk check-mobile
+.PHONY: all build run test test-web fuzz lint fmt check-fmt clippy unit e2e clean bindings test-sdk check-mobile push-venv
 
 all: build
 
@@ -32,8 +32,8 @@ run:
 # appliance image's boot tests (make test-image: root, the Debian packages
 # .ci/run installs, about 20 minutes). SKIP_IMAGE_TESTS=1 leaves those out; CI always runs them.
 SKIP_IMAGE_TESTS ?=
-test: check-fmt clippy build
-	$(CARGO) test --workspace --all-targets
+test: check-fmt clippy build push-venv
+	IMBOX_PUSH_PYTHON=$(PUSH_PYTHON) $(CARGO) test --workspace --all-targets
 	$(MAKE) fuzz
 	$(MAKE) test-sdk
 	$(MAKE) check-mobile
@@ -43,6 +43,19 @@ ifeq ($(SKIP_IMAGE_TESTS),)
 else
 	@echo "make test: SKIP_IMAGE_TESTS is set: the image's boot tests (make test-image) did not run"
 endif
+
+# The push tests' independent side (tests/push/receiver.py): http_ece and
+# py_vapid from PyPI in a virtualenv kept in $(PUSH_VENV) across runs, made
+# again only when tests/push/requirements.txt changes (a few seconds; the
+# tests/tests/push.rs tests fail, saying so, without it).
+PUSH_VENV ?= /var/cache/imbox-push/venv
+PUSH_PYTHON := $(PUSH_VENV)/bin/python3
+push-venv:
+	@if ! cmp -s tests/push/requirements.txt $(PUSH_VENV)/requirements.txt; then \
+		rm -rf $(PUSH_VENV) && python3 -m venv $(PUSH_VENV) && \
+		$(PUSH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/push/requirements.txt && \
+		cp tests/push/requirements.txt $(PUSH_VENV)/requirements.txt; \
+	fi
 
 # The fuzz targets (fuzz/: the frame decoder, QUIC stream framing, bytes
 # after a WebSocket upgrade and on a QUIC session stream against a real

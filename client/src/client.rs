@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use imbox_protocol::{
     Attachment, ConversationInfo, DeviceInfo, Entry, ErrorCode, Event, Fingerprint, Message, PairingUri,
-    Request, Response, Target,
+    PushKind, Request, Response, Target,
 };
 
 use crate::backoff::Backoff;
@@ -514,6 +514,52 @@ impl Client {
         match self.call(Request::Devices).await? {
             Response::Devices { devices } => Ok(devices),
             other => Err(unexpected("devices", &other)),
+        }
+    }
+
+    /// The box's VAPID public key (unpadded base64url of an uncompressed
+    /// P-256 point): the `applicationServerKey` a browser subscribes with,
+    /// the VAPID key a UnifiedPush distributor is given. A box with push
+    /// turned off answers `push_disabled`.
+    pub async fn push_key(&mut self) -> Result<String, ClientError> {
+        match self.call(Request::PushKey).await? {
+            Response::PushKey { key } => Ok(key),
+            other => Err(unexpected("push_key", &other)),
+        }
+    }
+
+    /// Asks the box to wake this device with a content-free push to
+    /// `endpoint` whenever something arrives while it has no session;
+    /// replaces this device's earlier registration. `p256dh` and `auth` are
+    /// the subscription's keys in base64url (RFC 8291). The fields are
+    /// checked here first ([`imbox_protocol::push::check_registration`]),
+    /// so a bad one fails without a round trip.
+    pub async fn register_push(
+        &mut self,
+        kind: PushKind,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+    ) -> Result<(), ClientError> {
+        imbox_protocol::push::check_registration(endpoint, p256dh, auth)?;
+        let req = Request::RegisterPush {
+            kind,
+            endpoint: endpoint.to_owned(),
+            p256dh: p256dh.to_owned(),
+            auth: auth.to_owned(),
+        };
+        match self.call(req).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("register_push", &other)),
+        }
+    }
+
+    /// Removes this device's push registration; the box keeps none after
+    /// this (logging out and revoking remove it too).
+    pub async fn unregister_push(&mut self) -> Result<(), ClientError> {
+        match self.call(Request::UnregisterPush).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("unregister_push", &other)),
         }
     }
 

@@ -142,6 +142,11 @@ pub enum ClientError {
     #[error("the box has no attachment {id} that you may read: check the id (from the message's attachments), or it expired under the box's media retention")]
     AttachmentNotFound { id: String },
 
+    /// A push registration's endpoint or keys break the rules of the
+    /// protocol (docs/PROTOCOL.md, "Push"): nothing was sent to the box.
+    #[error("invalid push registration: {0}; pass the subscription's endpoint and keys as the push service gave them")]
+    InvalidPush(#[from] imbox_protocol::push::PushError),
+
     /// An attachment description breaks the rules of the protocol.
     #[error("invalid attachment: {0}")]
     InvalidAttachment(#[from] imbox_protocol::AttachmentError),

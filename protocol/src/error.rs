@@ -63,6 +63,9 @@ pub enum ErrorCode {
     /// refused until its owner frees space or shortens media retention.
     /// Messages still go through.
     MediaSpaceFull,
+    /// Push is turned off on this box (`[push] enabled = false`): the
+    /// device is not woken while it has no session. Ask the box's owner.
+    PushDisabled,
     /// The server failed; nothing was changed. Retry later.
     Internal,
 }

@@ -11,6 +11,7 @@
 //! - [`names`]: the rules for user names, group names and client message ids.
 //! - [`identity`]: the box's key fingerprint ([`Fingerprint`]), which clients pin.
 //! - [`pairing`]: the `imbox:pair?…` URI of the QR code ([`PairingUri`]).
+//! - [`push`]: push registrations ([`PushKind`]) and their checks.
 //! - [`shape`]: the raw MessagePack shape a client frame must have, checked
 //!   before serde (which is more lenient than the document).
 //! - [`stream`]: length-prefixed frames on a byte stream (QUIC).
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod identity;
 pub mod names;
 pub mod pairing;
+pub mod push;
 pub mod request;
 pub mod response;
 pub mod shape;
@@ -39,6 +41,7 @@ pub use event::{Entry, Event, Item, Membership, MembershipChange, Message, Recei
 pub use frame::{ClientFrame, DecodeError, ServerFrame};
 pub use identity::Fingerprint;
 pub use pairing::PairingUri;
+pub use push::PushKind;
 pub use request::{Request, Target};
 pub use response::{ConversationInfo, ConversationKind, DeviceInfo, Limits, MemberMarks, Response};
 

@@ -97,6 +97,15 @@ pub enum Request {
     MarkDelivered { conversation: Target, seq: u64 },
     /// Tells the other members that the caller is typing. Never stored.
     Typing { conversation: Target },
+    /// Asks the box to wake this device with a push to `endpoint` while it
+    /// has no session (docs/PROTOCOL.md, "Push"). Replaces the device's
+    /// earlier registration. `p256dh` and `auth` are the subscription's
+    /// keys (RFC 8291), unpadded base64url.
+    RegisterPush { kind: crate::push::PushKind, endpoint: String, p256dh: String, auth: String },
+    /// Removes this device's push registration (none is fine).
+    UnregisterPush,
+    /// Asks for the box's VAPID public key (the `applicationServerKey`).
+    PushKey,
     /// Checks that the session is alive.
     Ping,
 }
@@ -124,6 +133,9 @@ impl Request {
             Request::MarkRead { .. } => "mark_read",
             Request::MarkDelivered { .. } => "mark_delivered",
             Request::Typing { .. } => "typing",
+            Request::RegisterPush { .. } => "register_push",
+            Request::UnregisterPush => "unregister_push",
+            Request::PushKey => "push_key",
             Request::Ping => "ping",
         }
     }
@@ -150,6 +162,9 @@ impl Request {
         "mark_read",
         "mark_delivered",
         "typing",
+        "register_push",
+        "unregister_push",
+        "push_key",
         "ping",
     ];
 
@@ -164,6 +179,7 @@ impl Request {
                 | Request::History { .. }
                 | Request::Conversations
                 | Request::Devices
+                | Request::PushKey
                 | Request::Send { .. }
                 | Request::Ping
         )
@@ -187,7 +203,14 @@ mod tests {
 
     #[test]
     fn kinds_cover_every_request() {
-        let reqs = [Request::Logout, Request::Ping, Request::Devices, Request::Conversations];
+        let reqs = [
+            Request::Logout,
+            Request::Ping,
+            Request::Devices,
+            Request::Conversations,
+            Request::UnregisterPush,
+            Request::PushKey,
+        ];
         for r in reqs {
             assert!(Request::KINDS.contains(&r.kind()));
         }

@@ -132,6 +132,10 @@ pub enum Response {
     Group { conversation: ConversationInfo },
     /// Answer to `devices`.
     Devices { devices: Vec<DeviceInfo> },
+    /// Answer to `push_key`: the box's VAPID public key, an uncompressed
+    /// P-256 point in unpadded base64url (a browser's
+    /// `applicationServerKey`, a UnifiedPush app's VAPID key).
+    PushKey { key: String },
     /// Answer to `ping`.
     Pong,
     /// Answer to requests that return nothing else.

@@ -125,6 +125,40 @@ pub struct Config {
     pub setup: SetupConfig,
     /// Attachments: sizes, quotas, the space kept for messages, retention.
     pub media: MediaConfig,
+    /// Push wake-ups (Web Push, UnifiedPush) for devices without a session.
+    pub push: PushConfig,
+}
+
+/// Push wake-ups (`crate::push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Whether devices may register and are woken.
+    pub enabled: bool,
+    /// The VAPID `sub` claim: how a push service reaches the box's
+    /// operator (`mailto:` or `https:`).
+    pub contact: String,
+    /// A PEM file of extra certificate authorities trusted for push
+    /// endpoints, besides the built-in web roots; empty for none.
+    pub extra_ca_file: PathBuf,
+    /// Wake-ups waiting to be sent, at most (one per device).
+    pub queue: u32,
+    /// Wake-ups sent at the same time, at most.
+    pub concurrency: u32,
+    /// Tries per wake-up before it is given up.
+    pub attempts: u32,
+    /// The least time between two wake-ups of one device, in seconds.
+    pub min_interval_s: u32,
+    /// How long a push service may take to accept a connection, in ms.
+    pub connect_timeout_ms: u64,
+    /// How long one request may take in all, in ms.
+    pub request_timeout_ms: u64,
+    /// The longest wait between two tries, in seconds (Retry-After
+    /// included).
+    pub max_backoff_s: u32,
+    /// How long a push service keeps an undelivered wake-up (the `TTL`
+    /// header), in seconds.
+    pub ttl_s: u32,
 }
 
 /// Attachments (`crate::media`).
@@ -787,6 +821,27 @@ impl Config {
             ));
         }
 
+        let contact = &self.push.contact;
+        let contact_ok = (contact.starts_with("mailto:") && contact.len() > 8 && contact.contains('@'))
+            || contact.starts_with("https://") && url::Url::parse(contact).is_ok();
+        if !contact_ok || contact.len() > 256 || contact.chars().any(char::is_control) {
+            let reason = "it must be a mailto: address or an https: URL (at most 256 bytes) where a push \
+                          service can reach the box's operator"
+                .to_owned();
+            return Err(invalid(figment, "push.contact", &format_args!("{contact:?}"), reason));
+        }
+        let ca = &self.push.extra_ca_file;
+        if !ca.as_os_str().is_empty() && (!ca.is_absolute() || ca.file_name().is_none()) {
+            let reason =
+                "it must be empty (the built-in web roots only) or an absolute path to a PEM file".to_owned();
+            return Err(invalid(
+                figment,
+                "push.extra_ca_file",
+                &format_args!("{:?}", ca.display().to_string()),
+                reason,
+            ));
+        }
+
         for (key, path) in [
             ("setup.storage_status", &self.setup.storage_status),
             ("setup.storage_progress", &self.setup.storage_progress),
@@ -850,7 +905,23 @@ impl Config {
             ("identity.certificate_days", id.certificate_days.into(), 2, 3650),
             ("identity.renew_before_days", id.renew_before_days.into(), 1, 3649),
         ];
-        let all = ranges.into_iter().chain(storage_ranges).chain(transport_ranges).chain(media_ranges);
+        let p = &self.push;
+        let push_ranges: [(&'static str, u64, u64, u64); 8] = [
+            ("push.queue", p.queue.into(), 1, 1_000_000),
+            ("push.concurrency", p.concurrency.into(), 1, 256),
+            ("push.attempts", p.attempts.into(), 1, 20),
+            ("push.min_interval_s", p.min_interval_s.into(), 0, 3600),
+            ("push.connect_timeout_ms", p.connect_timeout_ms, 100, 120_000),
+            ("push.request_timeout_ms", p.request_timeout_ms, 100, 300_000),
+            ("push.max_backoff_s", p.max_backoff_s.into(), 1, 86_400),
+            ("push.ttl_s", p.ttl_s.into(), 0, 2_419_200),
+        ];
+        let all = ranges
+            .into_iter()
+            .chain(storage_ranges)
+            .chain(transport_ranges)
+            .chain(media_ranges)
+            .chain(push_ranges);
         for (key, value, min, max) in all {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError::OutOfRange {

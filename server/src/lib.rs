@@ -7,6 +7,8 @@
 //! - [`logging`]: journald when there is a journal, readable stderr otherwise.
 //! - [`store`]: the redb database, the group-commit writer and every query.
 //! - [`router`]: which devices are online, and live delivery to them.
+//! - [`push`]: Web Push and UnifiedPush wake-ups for devices without a
+//!   session (RFC 8291 encryption, VAPID), bounded and never in delivery's way.
 //! - [`session`]: one client's session — protocol states, sync cursors, live
 //!   switch, limits — with no sockets in it.
 //! - [`transport`]: the connection loop, the HTTP(S)/WebSocket listeners and
@@ -36,6 +38,7 @@ pub mod logging;
 pub mod media;
 pub mod own_cert;
 pub mod pairing;
+pub mod push;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use imbox_protocol::{Entry, Event};
+use imbox_protocol::{Entry, Event, Item};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
@@ -133,6 +133,8 @@ pub struct Router {
     next_session: AtomicU64,
     queue_len: usize,
     online: AtomicU64,
+    /// Wakes devices without a session (set once at start, when push is on).
+    push: OnceLock<Arc<crate::push::Pusher>>,
 }
 
 /// What [`Router::register`] returns: the session's inbox and whether it is
@@ -152,7 +154,18 @@ impl Router {
             next_session: AtomicU64::new(1),
             queue_len: queue_len.max(1),
             online: AtomicU64::new(0),
+            push: OnceLock::new(),
         }
+    }
+
+    /// Hands new messages to the push sender from now on.
+    pub fn attach_push(&self, pusher: Arc<crate::push::Pusher>) {
+        let _ = self.push.set(pusher);
+    }
+
+    /// The devices of `user` with a session now.
+    fn online_devices(&self, user: u64) -> Vec<u64> {
+        self.shard(user).get(&user).map_or_else(Vec::new, |links| links.iter().map(|l| l.device).collect())
     }
 
     fn shard(&self, user: u64) -> MutexGuard<'_, HashMap<u64, Vec<Link>>> {
@@ -227,17 +240,43 @@ impl CommitListener for Router {
         for notice in notices {
             match notice {
                 Notice::Entry { users, entry } => {
-                    let entry = Arc::new(SharedEntry::new(entry));
+                    let shared = Arc::new(SharedEntry::new(entry.clone()));
                     for &user in users.iter() {
                         if let Some(links) = self.shard(user).get(&user) {
                             for link in links {
-                                link.offer(Push::Entry(entry.clone()));
+                                link.offer(Push::Entry(shared.clone()));
                             }
                         }
                     }
+                    // Messages only (not receipts or membership changes),
+                    // and not to the sender: its sending device is online.
+                    if let (Some(pusher), Item::Message(message)) = (self.push.get(), &entry.item) {
+                        pusher.wake(message.conversation, &users, |user| {
+                            let online = self.online_devices(user);
+                            // The sender's own user (its sending device is
+                            // online): its other devices need no wake-up for
+                            // what it wrote.
+                            (!online.contains(&message.from_device)).then_some(online)
+                        });
+                    }
                 }
-                Notice::DeviceRevoked { user, device } => self.revoke(user, Some(device)),
-                Notice::UserRemoved { user } => self.revoke(user, None),
+                Notice::DeviceRevoked { user, device } => {
+                    if let Some(pusher) = self.push.get() {
+                        pusher.committed(&Notice::DeviceRevoked { user, device });
+                    }
+                    self.revoke(user, Some(device))
+                }
+                Notice::UserRemoved { user } => {
+                    if let Some(pusher) = self.push.get() {
+                        pusher.committed(&Notice::UserRemoved { user });
+                    }
+                    self.revoke(user, None)
+                }
+                notice @ Notice::Push { .. } => {
+                    if let Some(pusher) = self.push.get() {
+                        pusher.committed(&notice);
+                    }
+                }
             }
         }
     }

@@ -41,6 +41,9 @@ pub enum ServerError {
     /// The media directory could not be opened.
     #[error("cannot open the attachments in the data directory: {0}")]
     Media(#[from] crate::media::MediaError),
+    /// Push could not start (its key, its extra CA file).
+    #[error("cannot start push: {0}")]
+    Push(#[from] crate::push::PushError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}; is another program using that port?")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -171,6 +174,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         store.clone(),
         crate::media::MediaLimits::from_config(&config),
     )?);
+    let push = if config.push.enabled {
+        let pusher = Arc::new(crate::push::Pusher::open(&config.push, &config.data_dir, store.clone())?);
+        router.attach_push(pusher.clone());
+        Some(pusher)
+    } else {
+        None
+    };
     let hub = Arc::new(Hub {
         store: store.clone(),
         router,
@@ -181,6 +191,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         max_attachment_bytes: u64::from(config.media.max_file_mib) << 20,
         media: media.clone(),
         server_name: std::sync::RwLock::new(box_name.clone()),
+        push: push.clone(),
     });
 
     let validity = Validity {
@@ -258,6 +269,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         );
     }
     tasks.spawn(crate::web::status::sample(web.clone(), shutdown.clone()));
+    if let Some(pusher) = push {
+        tasks.spawn(pusher.run(shutdown.clone()));
+    }
     tasks.spawn(crate::media::collect::periodically(media, shutdown.clone()));
     tasks.spawn(prune_periodically(store.clone(), PruneSchedule::from_config(&config), shutdown.clone()));
 

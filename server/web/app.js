@@ -436,6 +436,7 @@
           : i18n.number(0));
         byId('st-media-users').tBodies[0].replaceChildren(...m.per_user.map((u) =>
           node('tr', {}, cell(t('status.media.user'), u.user), cell(t('status.media.uses'), bytes(u.bytes)))));
+        pushStatus(s.push);
         const disks = s.storage.appliance;
         byId('st-sd-warning').hidden = !(disks && disks.data.sd_wear_warning);
         byId('st-disk-problem').hidden = !s.storage.disk_problem;
@@ -463,6 +464,32 @@
     await refresh();
     setInterval(refresh, 5000);
   }
+
+  // The status page's Push section (the same report as /api/admin/push).
+  function pushStatus(p) {
+    byId('st-push-off').hidden = p.enabled;
+    const kinds = p.registrations;
+    say('st-push-registrations', t('status.push.kinds', {
+      webpush: i18n.number(kinds.webpush || 0), unifiedpush: i18n.number(kinds.unifiedpush || 0),
+    }));
+    say('st-push-sent', i18n.number(p.sent));
+    say('st-push-failed', t('status.push.failed.counts', {
+      failed: i18n.number(p.failed), dropped: i18n.number(p.dropped), removed: i18n.number(p.removed),
+    }));
+    say('st-push-queue', t('status.push.queue.of', {
+      queue: i18n.number(p.queue), capacity: i18n.number(p.queue_capacity),
+    }));
+    say('st-push-last', p.last_success_at ? WHEN.format(new Date(p.last_success_at)) : t('status.push.never'));
+    const label = t('status.push.last_error');
+    byId('st-push-hosts').tBodies[0].replaceChildren(...p.hosts.map((h) => node('tr', {},
+      cell(t('status.push.host'), h.host),
+      cell(t('status.push.devices'), i18n.number(h.registrations)),
+      // The error is the box's own words (English), with when it happened.
+      cell(label, h.last_error ? WHEN.format(new Date(h.last_error_at)) + ' — ' + h.last_error : t('status.push.no_error')))));
+  }
+
+  // Dates of push successes and errors.
+  const WHEN = new Intl.DateTimeFormat(i18n.lang, { dateStyle: 'short', timeStyle: 'medium' });
 
   function cell(label, ...content) {
     return node('td', { 'data-label': label }, ...content);

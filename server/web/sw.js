@@ -8,7 +8,8 @@
 // refreshed), so a new imboxd's files are never hidden behind old ones; the
 // copy is only for when the box cannot be reached. Messages, attachments
 // and everything under /api/ or /ws never pass through here: they go to the
-// box or fail, and are never kept by the worker.
+// box or fail, and are never kept by the worker. It also shows the
+// content-free notifications of Web Push (below).
 'use strict';
 
 // Bumped when what is kept changes shape; older copies are deleted.
@@ -55,9 +56,66 @@ self.addEventListener('activate', (event) => {
     .then(() => self.clients.claim()));
 });
 
-// The page's list of what it loaded before this worker controlled it.
+// Push (docs/PROTOCOL.md, "Push"; the page opts in with chat/push.js): the
+// box sends only a conversation id, so the notification says "New message"
+// in the reader's language, which the page handed over ('push-text') and is
+// kept beside the shell, since a worker cannot read the page's storage.
+const PUSH_TEXT = '/push-text.json';
+const PUSH_TEXT_ENGLISH = { title: 'New message', body: 'Open imbox to read it.' };
+
+async function pushText() {
+  try {
+    const kept = await (await caches.open(CACHE)).match(PUSH_TEXT);
+    const text = kept ? await kept.json() : null;
+    if (text && typeof text.title === 'string' && typeof text.body === 'string') return text;
+  } catch (e) {
+    // the English below
+  }
+  return PUSH_TEXT_ENGLISH;
+}
+
+self.addEventListener('push', (event) => {
+  let conversation = null;
+  try {
+    const data = event.data ? event.data.json() : null;
+    if (data && Number.isSafeInteger(data.conversation) && data.conversation > 0) conversation = data.conversation;
+  } catch (e) {
+    // Not the box's JSON: a notification without a conversation.
+  }
+  event.waitUntil(pushText().then((text) => self.registration.showNotification(text.title, {
+    body: text.body,
+    // One notification per conversation, replaced by the next wake-up.
+    tag: conversation ? `imbox-${conversation}` : 'imbox',
+    icon: '/assets/icons/icon-192.png',
+    data: { conversation },
+  })));
+});
+
+// A click opens /chat at that conversation: in a window already showing
+// /chat when there is one, else a new one.
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const conversation = event.notification.data && event.notification.data.conversation;
+  event.waitUntil(self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then((windows) => {
+    const chat = windows.find((w) => new URL(w.url).pathname === '/chat');
+    if (chat) {
+      if (conversation) chat.postMessage({ type: 'open', conversation });
+      return chat.focus();
+    }
+    return self.clients.openWindow(conversation ? `/chat#c=${conversation}` : '/chat');
+  }));
+});
+
+// The page's list of what it loaded before this worker controlled it, and
+// the words of push notifications.
 self.addEventListener('message', (event) => {
   const data = event.data || {};
+  if (data.type === 'push-text' && typeof data.title === 'string' && typeof data.body === 'string') {
+    const text = JSON.stringify({ title: data.title.slice(0, 200), body: data.body.slice(0, 500) });
+    event.waitUntil(caches.open(CACHE).then((cache) => cache.put(PUSH_TEXT,
+      new Response(text, { headers: { 'Content-Type': 'application/json' } }))));
+    return;
+  }
   if (data.type !== 'keep' || !Array.isArray(data.urls)) return;
   const urls = data.urls.map((u) => {
     try {

@@ -13,7 +13,7 @@ use imbox_client::protocol::{
     names, Attachment, ConversationInfo, DeviceInfo, Entry, Item, MembershipChange, Message, ReceiptKind,
     Request, Target,
 };
-use imbox_client::protocol::{Fingerprint, PairingUri};
+use imbox_client::protocol::{Fingerprint, PairingUri, PushKind};
 use imbox_client::{parse_pin, Client, ClientError, ClientOptions, ConnectOptions, Progress, ServerUrl};
 use serde::Serialize;
 
@@ -136,6 +136,37 @@ enum Command {
     RevokeDevice { device: u64 },
     /// Revoke this device's token and delete the profile.
     Logout,
+    /// Push wake-ups for this device while it has no session.
+    #[command(subcommand)]
+    Push(PushCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PushCommand {
+    /// Print the box's VAPID public key (base64url), for a push subscription.
+    Key,
+    /// Register a push endpoint (Web Push or UnifiedPush) for this device.
+    Register {
+        /// webpush or unifiedpush.
+        #[arg(long, default_value = "unifiedpush", value_parser = parse_push_kind)]
+        kind: PushKind,
+        /// The endpoint URL the push service gave (https://...).
+        endpoint: String,
+        /// The subscription's public key (base64url).
+        p256dh: String,
+        /// The subscription's authentication secret (base64url).
+        auth: String,
+    },
+    /// Remove this device's push registration.
+    Unregister,
+}
+
+fn parse_push_kind(text: &str) -> Result<PushKind, String> {
+    match text {
+        "webpush" => Ok(PushKind::Webpush),
+        "unifiedpush" => Ok(PushKind::Unifiedpush),
+        other => Err(format!("{other:?} is not a push kind: use webpush or unifiedpush")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -486,6 +517,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout => {
             let client = open_profile(ClientOptions::default())?;
             client.logout().await?;
+        }
+        Command::Push(command) => {
+            let mut client = open_profile(ClientOptions::default())?;
+            match command {
+                PushCommand::Key => println!("{}", client.push_key().await?),
+                PushCommand::Register { kind, endpoint, p256dh, auth } => {
+                    client.register_push(kind, &endpoint, &p256dh, &auth).await?;
+                }
+                PushCommand::Unregister => client.unregister_push().await?,
+            }
+            client.close().await;
         }
     }
     Ok(())

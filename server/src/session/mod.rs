@@ -25,6 +25,7 @@ use imbox_protocol::{
 
 use crate::config::LimitsConfig;
 use crate::router::{Inbox, Push, Router, SharedEntry, Signal};
+use crate::store::push::PushOp;
 use crate::store::{DeviceAuth, NewDevice, Page, Store, StoreError, WriteOp};
 use limits::{LoginLimit, SendLimit};
 use password::Passwords;
@@ -50,6 +51,8 @@ pub struct Hub {
     pub media: Arc<crate::media::Media>,
     /// The box name told in `welcome`; the owner may change it while running.
     pub server_name: std::sync::RwLock<String>,
+    /// Push wake-ups; `None` when `push.enabled` is false.
+    pub push: Option<Arc<crate::push::Pusher>>,
 }
 
 /// Contacts told about a presence change, at most: presence is a courtesy,
@@ -185,6 +188,14 @@ fn rate_limited(id: u32, wait: std::time::Duration, what: &str) -> Handled {
             retry_after_ms: Some(wait.as_millis().max(1) as u64),
         },
     })
+}
+
+fn push_disabled(id: u32) -> Handled {
+    err(
+        id,
+        ErrorCode::PushDisabled,
+        "push is turned off on this box ([push] enabled = false); ask its owner to turn it on",
+    )
 }
 
 /// The answer when a password could not be checked or hashed.
@@ -616,6 +627,32 @@ impl Session {
                     }
                     Err(e) => store_err(id, &e),
                 }
+            }
+            Request::PushKey => match &hub.push {
+                Some(pusher) => ok(id, Response::PushKey { key: pusher.public_key().to_owned() }),
+                None => push_disabled(id),
+            },
+            Request::RegisterPush { kind, endpoint, p256dh, auth } => {
+                if hub.push.is_none() {
+                    return push_disabled(id);
+                }
+                let fields = match crate::push::Pusher::check(&endpoint, &p256dh, &auth) {
+                    Ok(fields) => fields,
+                    Err(e) => return err(id, ErrorCode::InvalidArgument, e.to_string()),
+                };
+                let op = WriteOp::Push(PushOp::Register {
+                    user,
+                    device: device.auth.device,
+                    kind: kind.as_str().to_owned(),
+                    endpoint: fields.endpoint,
+                    p256dh: fields.p256dh,
+                    auth: fields.auth,
+                });
+                later(id, hub.store.submit(op), |_| Ok(Response::Done))
+            }
+            Request::UnregisterPush => {
+                let op = WriteOp::Push(PushOp::Unregister { user, device: device.auth.device });
+                later(id, hub.store.submit(op), |_| Ok(Response::Done))
             }
             Request::Devices => match hub.store.devices(user, device.auth.device) {
                 Ok(devices) => ok(id, Response::Devices { devices }),

@@ -75,6 +75,7 @@ async fn world_where(limits: LimitsConfig, per_second: u32, burst: u32) -> World
         sends: SendLimit::new(per_second, burst),
         max_attachment_bytes: 100 << 20,
         server_name: std::sync::RwLock::new("test".into()),
+        push: None,
     });
     World { hub, _dir: dir }
 }

@@ -96,6 +96,8 @@ pub enum WriteOp {
     Prune(super::prune::Prune),
     /// Attachments: a stored content, or a round of collection (`media.rs`).
     Media(super::media::MediaOp),
+    /// Push registrations (`push.rs`).
+    Push(super::push::PushOp),
 }
 
 /// What a write produced.
@@ -223,6 +225,8 @@ pub struct Tables<'txn> {
     pub invites: Table<'txn, &'static [u8], &'static [u8]>,
     pub settings: Table<'txn, &'static str, &'static [u8]>,
     pub media: super::media::MediaTables<'txn>,
+    /// device → its push registration.
+    pub push: Table<'txn, u64, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -251,6 +255,7 @@ impl<'txn> Tables<'txn> {
             invites: txn.open_table(INVITES)?,
             settings: txn.open_table(SETTINGS)?,
             media: super::media::MediaTables::open(txn)?,
+            push: super::push::open(txn)?,
         })
     }
 
@@ -527,6 +532,7 @@ pub fn apply(
         WriteOp::Admin(op) => super::admin_ops::apply(t, op, notices),
         WriteOp::Prune(op) => super::prune::apply(t, op),
         WriteOp::Media(op) => super::media::apply(t, op),
+        WriteOp::Push(op) => super::push::apply(t, op, notices),
         WriteOp::CreateInvite { token_hash, created_by, uses, expires_at } => {
             let record = InviteRecord {
                 created_by: *created_by,
@@ -895,11 +901,13 @@ fn drop_member(
     t.close_span(user, id, position)
 }
 
-/// Revokes a device by deleting it: its token, its record (name, cursor) and
-/// its place in the user's list. Nothing else refers to it but the sender
-/// device of messages, which is only a number.
+/// Revokes a device by deleting it: its token, its record (name, cursor),
+/// its place in the user's list and its push registration. Nothing else
+/// refers to it but the sender device of messages, which is only a number.
+/// (Every caller tells the router, which tells the push sender.)
 fn revoke(t: &mut Tables<'_>, device: u64, record: &mut DeviceRecord) -> Result<(), StoreError> {
     record.revoked = true;
+    t.push.remove(device)?;
     t.tokens.remove(record.token_hash.as_slice())?;
     t.devices.remove(device)?;
     t.user_devices.remove(record.user, device)?;

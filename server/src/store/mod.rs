@@ -15,6 +15,7 @@ pub mod health;
 pub mod media;
 mod migrate;
 mod prune;
+pub mod push;
 mod read;
 pub mod records;
 mod render;
@@ -245,6 +246,10 @@ pub enum Notice {
     DeviceRevoked { user: u64, device: u64 },
     /// A user was removed: end all their sessions.
     UserRemoved { user: u64 },
+    /// A device's push registration was set (`Some`) or removed (`None`)
+    /// by a push write; removals by revocation come as
+    /// [`Notice::DeviceRevoked`] and [`Notice::UserRemoved`].
+    Push { user: u64, device: u64, registration: Option<Arc<push::PushRecord>> },
 }
 
 /// Receives what each commit made happen, after it is durable. Called on the
@@ -787,6 +792,12 @@ impl Store {
     /// The user's devices.
     pub fn devices(&self, user: u64, current: u64) -> Result<Vec<DeviceInfo>, StoreError> {
         read::devices(&self.db(), user, current)
+    }
+
+    /// Every push registration, by device (`crate::push` loads them at
+    /// start).
+    pub fn push_registrations(&self) -> Result<Vec<(u64, push::PushRecord)>, StoreError> {
+        push::registrations(&self.db())
     }
 
     /// Every user, for administrators.

@@ -89,6 +89,10 @@ pub const BLOB_LAST_SENT: TableDefinition<(u64, &[u8]), ()> = TableDefinition::n
 /// user → bytes of the contents the user uploaded (each counted once).
 pub const MEDIA_USAGE: TableDefinition<u64, u64> = TableDefinition::new("media_usage");
 
+/// device id → [`super::push::PushRecord`]: the device's push registration
+/// (at most one), deleted with the device.
+pub const PUSH: TableDefinition<u64, &[u8]> = TableDefinition::new("push");
+
 /// The meta key of the bytes of all stored contents.
 pub const MEDIA_BYTES: &str = "media_bytes";
 

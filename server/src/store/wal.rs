@@ -32,7 +32,7 @@
 //!   ...]`, at least 4 elements, the format first. A later format may add
 //!   elements after these, but must never be a 3-element array.
 //! - format 3 (imboxd 0.3.0): the shape of 2, with the operations of
-//!   attachments among the ops.
+//!   attachments and of push registrations among the ops.
 //!
 //! `ops` is a list of [`WriteOp`] in every format so far. A format this
 //! imboxd does not know is refused before anything of the log is applied:

@@ -226,6 +226,7 @@ pub async fn route(
             Ok(json(StatusCode::OK, &json!({ "conversation": id, "days": change.days })))
         }
         (&Method::GET, ["media"]) => Ok(json(StatusCode::OK, &super::status::media(web)?)),
+        (&Method::GET, ["push"]) => Ok(json(StatusCode::OK, &super::status::push(web))),
         (&Method::PUT, ["media"]) => {
             let change: MediaChange = read_json(parts, body).await?;
             if change.retention_days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
@@ -266,6 +267,7 @@ pub async fn route(
             | ["invites", _]
             | ["conversations", _, "retention"]
             | ["media"]
+            | ["push"]
             | ["settings"],
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("no such admin endpoint: see docs/API.md".into())),

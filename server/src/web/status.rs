@@ -194,6 +194,11 @@ pub fn health(store: &crate::store::Store) -> (StatusCode, String) {
     }
 }
 
+/// Push health, for the status page and `GET /api/admin/push`.
+pub fn push(web: &Web) -> crate::push::health::Report {
+    web.hub.push.as_ref().map_or_else(crate::push::health::Report::disabled, |p| p.report())
+}
+
 /// Attachments on the box, for the status page and `GET /api/admin/media`.
 #[derive(Debug, Serialize)]
 pub struct MediaReport {
@@ -265,6 +270,8 @@ pub struct Status {
     pub media: MediaReport,
     /// Whether messages can be stored now.
     pub writer: WriterReport,
+    /// Push wake-ups: registrations, counters, health per push service.
+    pub push: crate::push::health::Report,
     pub identity: IdentityInfo,
     pub listeners: Addresses,
 }
@@ -302,6 +309,7 @@ pub fn status(web: &Web) -> Result<Status, ApiError> {
         storage: storage(web),
         media: media(web)?,
         writer: writer(&web.hub.store),
+        push: push(web),
         identity: IdentityInfo {
             fingerprint: web.fingerprint.to_string(),
             fingerprint_hex: web.fingerprint.to_hex(),

@@ -14,6 +14,7 @@ import { createGroupView, groupInfoView } from './group.js';
 import { registerServiceWorker } from './install.js';
 import { ConversationList } from './list.js';
 import { ask, canAsk, notifyMessage, showUnread } from './notify.js';
+import { forgetPush, pushAvailable, pushIsOn, turnPushOff, turnPushOn } from './push.js';
 import { Outbox } from './outbox.js';
 import { signIn } from './signin.js';
 import { StreamReader } from './sync.js';
@@ -69,6 +70,40 @@ class App {
       await ask();
       notifyButton.hidden = !canAsk();
     });
+    // Offered only where the browser can (a trusted certificate, a push service): see push.js.
+    const pushButton = h('button#push-toggle', { type: 'button', hidden: true, text: { key: 'chat.push.enable' } });
+    const showPush = async () => {
+      const on = await pushIsOn();
+      pushButton.dataset.on = on ? '1' : '';
+      pushButton.textContent = t(on ? 'chat.push.disable' : 'chat.push.enable');
+      pushButton.hidden = !(on || await pushAvailable());
+    };
+    pushButton.addEventListener('click', async () => {
+      pushButton.disabled = true;
+      try {
+        if (pushButton.dataset.on) await turnPushOff(this.connection);
+        else await turnPushOn(this.connection);
+      } catch (e) {
+        // The person reads why (permission refused, no push service, the box said no).
+        window.alert(t('chat.push.failed', { error: e.message || String(e) }));
+      }
+      pushButton.disabled = false;
+      notifyButton.hidden = !canAsk();
+      await showPush();
+    });
+    showPush();
+    // A click on a push notification opens its conversation (sw.js).
+    if ('serviceWorker' in navigator) {
+      navigator.serviceWorker.addEventListener('message', (e) => {
+        const id = e.data && e.data.type === 'open' ? Number(e.data.conversation) : NaN;
+        if (Number.isSafeInteger(id) && id > 0) this.openWhenKnown(id);
+      });
+    }
+    const opened = /^#c=(\d+)$/.exec(location.hash);
+    if (opened) {
+      history.replaceState(null, '', location.pathname);
+      this.openWhenKnown(Number(opened[1]));
+    }
     const admin = device.admin ? h('a#admin-link', { href: '/admin', text: { key: 'chat.admin' } }) : null;
     const logout = h('button#logout', { type: 'button', text: { key: 'chat.logout' }, onclick: () => this.logout() });
     const language = languageSwitch();
@@ -76,7 +111,7 @@ class App {
       h('header.top', {},
         h('h1', {}, document.body.dataset.boxName || t('chat.title')),
         h('p.me#me', {}, t('chat.signed_in_as', { name: this.me })),
-        h('div.actions', {}, notifyButton, admin, language, logout)),
+        h('div.actions', {}, notifyButton, pushButton, admin, language, logout)),
       connectionBanner(this.connection),
       h('div.columns', {}, this.list.element, this.pane));
     globalThis.imboxI18n.apply(this.shell);
@@ -86,9 +121,19 @@ class App {
     this.connection.start();
   }
 
+  /** Shows conversation `id` now, or once the conversations are loaded. */
+  openWhenKnown(id) {
+    if (this.chats.conversation(id)) this.show({ id });
+    else this.pendingOpen = id;
+  }
+
   async reload() {
     try {
       await this.chats.loadConversations();
+      if (this.pendingOpen && this.chats.conversation(this.pendingOpen)) {
+        this.show({ id: this.pendingOpen });
+        this.pendingOpen = null;
+      }
       // The open conversation may have missed messages while away (resync).
       if (this.view && this.view.id && this.chats.conversation(this.view.id)) {
         await this.chats.loadHistory(this.view.id, null);
@@ -175,6 +220,9 @@ class App {
   }
 
   async logout() {
+    // The box drops this device's push registration with the logout; the
+    // browser's subscription goes too.
+    await forgetPush();
     try {
       await this.connection.request({ type: 'logout' });
     } catch (e) {
