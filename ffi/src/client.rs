@@ -24,8 +24,8 @@ use tokio::sync::{watch, MappedMutexGuard, Mutex, MutexGuard, Notify};
 
 use crate::error::ImboxError;
 use crate::records::{
-    Attachment, Conversation, Device, DownloadedFile, HistoryPage, ImboxEvent, PairingInfo, SentMessage,
-    SessionInfo, TransferProgress,
+    Attachment, Conversation, Device, DownloadedFile, HistoryPage, ImboxEvent, PairingInfo, PushKind,
+    SentMessage, SessionInfo, TransferProgress,
 };
 use crate::runtime::{run, runtime, AbortOnDrop};
 
@@ -435,6 +435,36 @@ impl ImboxClient {
     /// Tells the other members of `conversation` that the user is typing.
     pub async fn typing(self: Arc<Self>, conversation: String) -> Result<(), ImboxError> {
         self.request_done(Request::Typing { conversation: target(&conversation) }).await
+    }
+
+    /// The box's VAPID public key (unpadded base64url): what a UnifiedPush
+    /// distributor or a Web Push subscription is given. Fails with
+    /// `PushDisabled` when the box's owner turned push off.
+    pub async fn push_key(self: Arc<Self>) -> Result<String, ImboxError> {
+        run(async move { Ok(self.client().await?.push_key().await?) }).await
+    }
+
+    /// Asks the box to wake this device with a content-free push to
+    /// `endpoint` whenever something arrives while it has no session
+    /// (suspended); replaces an earlier registration. `p256dh` and `auth`
+    /// are the subscription's keys in base64url (RFC 8291).
+    pub async fn register_push(
+        self: Arc<Self>,
+        kind: PushKind,
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    ) -> Result<(), ImboxError> {
+        run(async move {
+            let mut client = self.client().await?;
+            Ok(client.register_push(kind.into(), &endpoint, &p256dh, &auth).await?)
+        })
+        .await
+    }
+
+    /// Removes this device's push registration (logging out removes it too).
+    pub async fn unregister_push(self: Arc<Self>) -> Result<(), ImboxError> {
+        run(async move { Ok(self.client().await?.unregister_push().await?) }).await
     }
 
     /// The user's devices.

@@ -73,6 +73,10 @@ pub enum ImboxError {
     /// could not be read or written.
     #[error("{message}")]
     Io { message: String },
+    /// The box's owner turned push off: the device is not woken while it
+    /// has no session; ask the owner, or keep the app in the foreground.
+    #[error("{message}")]
+    PushDisabled { message: String },
     /// The client is suspended (`suspend()`): call `resume()` first.
     #[error("{message}")]
     Suspended { message: String },
@@ -110,6 +114,7 @@ impl From<ClientError> for ImboxError {
             | ClientError::InvalidPin { .. }
             | ClientError::NoPin { .. }
             | ClientError::InvalidAttachment(_)
+            | ClientError::InvalidPush(_)
             | ClientError::RebindUnsupported { .. } => ImboxError::InvalidArgument { message },
             ClientError::KeyMismatch { .. } => ImboxError::PinMismatch { message },
             ClientError::Connect { .. }
@@ -171,6 +176,7 @@ fn from_code(code: ErrorCode, message: String, retry_after_ms: Option<u64>) -> I
         ErrorCode::TooLarge | ErrorCode::FrameTooLarge => ImboxError::TooLarge { message },
         ErrorCode::QuotaExceeded | ErrorCode::MediaSpaceFull => ImboxError::QuotaExceeded { message },
         ErrorCode::StorageFull => ImboxError::StorageFull { message },
+        ErrorCode::PushDisabled => ImboxError::PushDisabled { message },
         ErrorCode::Unavailable | ErrorCode::Internal => ImboxError::Unreachable { message },
         _ => ImboxError::Protocol { message },
     }

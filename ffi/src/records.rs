@@ -303,6 +303,26 @@ pub struct DownloadedFile {
     pub media_type: String,
 }
 
+/// Where a push endpoint comes from; both are woken the same way (RFC 8291
+/// encryption, VAPID), with no message text in the notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PushKind {
+    /// A UnifiedPush distributor (ntfy, NextPush…) on an Android phone
+    /// without Google's services.
+    UnifiedPush,
+    /// A Web Push subscription.
+    WebPush,
+}
+
+impl From<PushKind> for protocol::PushKind {
+    fn from(kind: PushKind) -> protocol::PushKind {
+        match kind {
+            PushKind::UnifiedPush => protocol::PushKind::Unifiedpush,
+            PushKind::WebPush => protocol::PushKind::Webpush,
+        }
+    }
+}
+
 /// Delivered or read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum ReceiptKind {

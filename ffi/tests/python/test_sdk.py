@@ -320,6 +320,33 @@ async def test_over_wss(box, home):
     await bob.close()
 
 
+async def test_push_registration(box, home):
+    """Registering a push endpoint (the push tests in tests/tests/push.rs
+    check what the box sends there): the box's VAPID key, a refused
+    endpoint, a registration that does not hold up delivery to an
+    unreachable endpoint, and its removal."""
+    alice = await paired(box, home, "walter")
+    bob = await paired(box, home, "xavier")
+    key = await alice.push_key()
+    assert len(key) == 87, key  # 65 bytes of an uncompressed P-256 point, base64url
+    p256dh = "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY"
+    auth = "_ordMnz7uTCmrpBTeUV4Bw"
+    try:
+        await alice.register_push(imbox.PushKind.UNIFIED_PUSH, "http://127.0.0.1:9/up", p256dh, auth)
+        raise AssertionError("registered a push endpoint that is not https")
+    except imbox.ImboxError.InvalidArgument as err:
+        assert "https" in str(err), err
+    # Nothing listens there: the box's wake-ups fail, and delivery goes on.
+    await alice.register_push(imbox.PushKind.UNIFIED_PUSH, "https://127.0.0.1:9/up/alice", p256dh, auth)
+    await alice.suspend()
+    await bob.send_text("@walter", "wake up")
+    await alice.resume()
+    assert (await next_message(alice))[0].text == "wake up"
+    await alice.unregister_push()
+    await alice.close()
+    await bob.close()
+
+
 TESTS = [
     test_pair_send_receive,
     test_listener_and_groups,
@@ -329,6 +356,7 @@ TESTS = [
     test_logout,
     test_typed_errors,
     test_over_wss,
+    test_push_registration,
 ]
 
 
