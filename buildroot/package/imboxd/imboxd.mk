@@ -6,7 +6,7 @@
 
 # Must match the workspace's version in Cargo.toml (checked by
 # image/check-buildroot.sh).
-IMBOXD_VERSION = 0.3.0
+IMBOXD_VERSION = 0.4.0
 # `make buildroot-image` packs the workspace into imboxd-$(IMBOXD_VERSION).tar.gz
 # (the default source name) here, so that Buildroot's cargo download
 # post-processing vendors its dependencies (a local site method would skip

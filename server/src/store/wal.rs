@@ -32,7 +32,9 @@
 //!   ...]`, at least 4 elements, the format first. A later format may add
 //!   elements after these, but must never be a 3-element array.
 //! - format 3 (imboxd 0.3.0): the shape of 2, with the operations of
-//!   attachments and of push registrations among the ops.
+//!   attachments among the ops.
+//! - format 4 (imboxd 0.4.0): the shape of 2, with push registrations
+//!   (`WriteOp::Push`) among the ops.
 //!
 //! `ops` is a list of [`WriteOp`] in every format so far. A format this
 //! imboxd does not know is refused before anything of the log is applied:
@@ -55,12 +57,12 @@ const MAX_RECORD: usize = 256 << 20;
 /// the newer release, instead of failing to decode it or misreading it.
 /// (Once per release: changes between two releases share one format, since
 /// no released imboxd wrote the intermediate one.)
-pub const WAL_FORMAT: u32 = 3;
+pub const WAL_FORMAT: u32 = 4;
 
 /// Every record format this imboxd reads, and the release that introduced
 /// it: what an error about a format names, so that the reader knows which
 /// imboxd can read the log. A new format adds a row here.
-const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0"), (3, "0.3.0")];
+const FORMATS: &[(u32, &str)] = &[(1, "0.1.0"), (2, "0.2.0"), (3, "0.3.0"), (4, "0.4.0")];
 
 /// This imboxd's release, as error messages name it.
 const RELEASE: &str = env!("CARGO_PKG_VERSION");
@@ -299,8 +301,9 @@ fn decode(path: &Path, payload: &[u8]) -> Result<Record, WalError> {
             Ok(Record { format, seq, now, ops })
         }
         // Format 3 (0.3.0) has the shape of 2; its ops may be attachments'
-        // (`WriteOp::Media`, `Send::attachments`), which 0.2.0 cannot read.
-        2 | 3 => {
+        // (`WriteOp::Media`, `Send::attachments`), which 0.2.0 cannot read;
+        // format 4 (0.4.0) adds push registrations (`WriteOp::Push`).
+        2..=4 => {
             let (_, seq, now, ops) =
                 rmp_serde::from_slice::<(u32, u64, u64, Vec<WriteOp>)>(payload).map_err(ops)?;
             Ok(Record { format, seq, now, ops })
@@ -570,7 +573,8 @@ mod tests {
         assert_eq!(FORMATS.last().map(|(f, _)| *f), Some(WAL_FORMAT));
         assert_eq!(introduced_by(1), Some("0.1.0"));
         assert_eq!(introduced_by(3), Some("0.3.0"));
-        assert_eq!(readable_formats(), "1, 2 and 3");
+        assert_eq!(introduced_by(4), Some("0.4.0"));
+        assert_eq!(readable_formats(), "1, 2, 3 and 4");
     }
 
     #[test]
