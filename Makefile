@@ -33,7 +33,7 @@ run:
 # .ci/run installs, about 20 minutes). SKIP_IMAGE_TESTS=1 leaves those out; CI always runs them.
 SKIP_IMAGE_TESTS ?=
 test: check-fmt clippy build push-venv
-	IMBOX_PUSH_PYTHON=$(PUSH_PYTHON) $(CARGO) test --workspace --all-targets
+	PUSH_TEST_PYTHON=$(PUSH_PYTHON) $(CARGO) test --workspace --all-targets
 	$(MAKE) fuzz
 	$(MAKE) test-sdk
 	$(MAKE) check-mobile

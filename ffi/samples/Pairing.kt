@@ -27,6 +27,7 @@ import org.imbox.sdk.ImboxEvent
 import org.imbox.sdk.ImboxException
 import org.imbox.sdk.PairingInfo
 import org.imbox.sdk.ProgressListener
+import org.imbox.sdk.PushKind
 import org.imbox.sdk.SentMessage
 import org.imbox.sdk.SessionInfo
 import org.imbox.sdk.TransferProgress
@@ -129,6 +130,26 @@ class ChatSession(private val scope: CoroutineScope, private val profileDir: Str
 
     /** A chat screen opens: its latest messages, oldest first (pass `before` to page back). */
     suspend fun latest(chat: String, before: ULong? = null): HistoryPage = paired().history(chat, before, 50u)
+
+    /**
+     * UnifiedPush: the box's VAPID key, for the distributor (the connector
+     * library's `register(…, vapid = key)`), so that it accepts the box's
+     * wake-ups. Throws ImboxException.PushDisabled when the box's owner
+     * turned push off: the app then syncs only when it is opened.
+     */
+    suspend fun pushKey(): String = paired().pushKey()
+
+    /**
+     * UnifiedPush's onNewEndpoint: while this device has no connection, the
+     * box wakes it at `endpoint` with a wake-up naming a conversation, never
+     * the text (onMessage: call onStart() and read events). `p256dh` and
+     * `auth` are the connector's public keys for this endpoint.
+     */
+    suspend fun onNewEndpoint(endpoint: String, p256dh: String, auth: String) =
+        paired().registerPush(PushKind.UNIFIED_PUSH, endpoint, p256dh, auth)
+
+    /** UnifiedPush's onUnregistered: no more wake-ups (logging out removes them too). */
+    suspend fun onUnregistered() = paired().unregisterPush()
 
     /** Lifecycle ON_STOP (the app went to the background): no connection, no keep-alive. */
     suspend fun onStop() = paired().suspend()

@@ -4,7 +4,8 @@
 //! verifies each request's VAPID signature with py_vapid and decrypts its
 //! RFC 8291 payload with http_ece: libraries that share no code with
 //! imboxd. `make test` installs them into a cached virtualenv and names its
-//! interpreter in IMBOX_PUSH_PYTHON.
+//! interpreter in PUSH_TEST_PYTHON (not an `IMBOX_` name: imboxd, which the
+//! tests start, would take that for a configuration key and refuse it).
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,12 +28,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The interpreter of the virtualenv with http_ece and py_vapid.
 fn python() -> PathBuf {
-    match std::env::var_os("IMBOX_PUSH_PYTHON") {
+    match std::env::var_os("PUSH_TEST_PYTHON") {
         Some(path) if Path::new(&path).exists() => PathBuf::from(path),
         other => panic!(
-            "IMBOX_PUSH_PYTHON is {other:?}: the push tests need Python with http_ece and py_vapid. \
+            "PUSH_TEST_PYTHON is {other:?}: the push tests need Python with http_ece and py_vapid. \
              Run them through `make test` (or `make push-venv` and \
-             IMBOX_PUSH_PYTHON=/var/cache/imbox-push/venv/bin/python3 cargo test -p imbox-tests --test push)"
+             PUSH_TEST_PYTHON=/var/cache/imbox-push/venv/bin/python3 cargo test -p imbox-tests --test push)"
         ),
     }
 }

@@ -208,6 +208,21 @@ private suspend fun scenario(box: Box, targetDir: File, checks: Checks) {
         check(page.messages.zipWithNext().all { (a, b) -> a.seq < b.seq }) { "not in order: $page" }
     }
 
+    checks.step("the sample's UnifiedPush calls: the box's key, a registration refused, one kept, then removed") {
+        val key = session.pushKey()
+        // 65 bytes of an uncompressed P-256 point, unpadded base64url.
+        check(key.length == 87) { "push key $key" }
+        // The keys of a real subscription (any valid P-256 point and 16 bytes will do for the box).
+        val p256dh = "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY"
+        val auth = "_ordMnz7uTCmrpBTeUV4Bw"
+        val refused = expectThrows<ImboxException.InvalidArgument> {
+            session.onNewEndpoint("http://127.0.0.1:9/up", p256dh, auth)
+        }
+        check("https" in refused.reason) { "refusal says ${refused.reason}" }
+        session.onNewEndpoint("https://127.0.0.1:9/up/alice", p256dh, auth)
+        session.onUnregistered()
+    }
+
     checks.step("after onStop/onStart, a message sent meanwhile arrives exactly once") {
         session.onStop()
         expectThrows<ImboxException.Suspended> { session.send("@bob", "while suspended") }
