@@ -8,7 +8,8 @@
 #
 # standard: idle 10,000 sessions; chat with 1,000 users (direct, then groups
 #   of 10, 100 and 1,000); a reconnect storm of 2,000 devices; imboxd start-up with
-#   1,000,000 stored messages. Budgeted to finish in under 15 minutes on
+#   1,000,000 stored messages; a phone's QUIC session (resume latency, bytes
+#   while idle) through a counting UDP relay. Budgeted to finish in under 15 minutes on
 #   2 cores once built and installed (the first run also builds imboxd and
 #   imbox-bench in release mode, installs the peers and seeds the start-up
 #   data set; those are timed separately).

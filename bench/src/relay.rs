@@ -183,3 +183,40 @@ async fn answers(
 fn front_ip(front: &UdpSocket) -> std::net::IpAddr {
     front.local_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP echo server on loopback; its address.
+    async fn echo() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind the echo server");
+        let address = socket.local_addr().expect("echo address");
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn every_datagram_is_relayed_and_counted_both_ways() {
+        let server = echo().await;
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, Duration::ZERO).await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = [0u8; 64];
+        for message in [&b"hello"[..], &b"phone"[..], &b"!"[..]] {
+            client.send_to(message, relay.address()).await.unwrap();
+            let (n, from) = client.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], message, "the server's answer comes back unchanged");
+            assert_eq!(from, relay.address(), "answers come from the relay, not the server");
+        }
+        let (up, down) = relay.traffic();
+        assert_eq!(up, Traffic { datagrams: 3, bytes: 11 });
+        assert_eq!(down, Traffic { datagrams: 3, bytes: 11 });
+        assert_eq!(up.wire_bytes(), 11 + 3 * IPV4_UDP_HEADERS);
+        assert_eq!(up.since(Traffic { datagrams: 1, bytes: 5 }), Traffic { datagrams: 2, bytes: 6 });
+    }
+}

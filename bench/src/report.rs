@@ -397,7 +397,7 @@ fn startup_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()>
 
 /// The `phone` scenario: resume latency and idle traffic of a QUIC session.
 fn phone_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
-    use crate::scenarios::phone::PhoneFigures;
+    use crate::results::PhoneFigures;
     let rows = ordered(results, "phone");
     if rows.is_empty() {
         return Ok(());

@@ -22,60 +22,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use imbox_client::{ConnectOptions, Connection, ServerUrl, ZeroRtt};
 use imbox_protocol::{Request, Response};
-use serde::{Deserialize, Serialize};
 
 use crate::cli::PhoneArgs;
 use crate::latency::median;
 use crate::relay::{Relay, Traffic};
+use crate::results::{IdleTraffic, PhoneFigures, ResumeFigures};
 use crate::systems::imbox::TokensFile;
 
 use super::{Envelope, Subject};
 
 /// The first relay address; run `i` of a full handshake uses the next ones.
 const RELAY_BASE: [u8; 4] = [127, 0, 1, 1];
-
-/// The figures of a `phone` run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PhoneFigures {
-    /// Resume latency at each simulated round-trip time.
-    pub resume: Vec<ResumeFigures>,
-    /// Idle sessions, without and with keep-alives.
-    pub idle: Vec<IdleTraffic>,
-}
-
-/// Reconnect-to-first-sync times at one round-trip time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResumeFigures {
-    /// The round-trip time the relay added.
-    pub rtt_ms: f64,
-    /// The protocol's own round trip on an open connection (`ping`).
-    pub ping_ms_median: Option<f64>,
-    pub zero_rtt_ms_median: Option<f64>,
-    pub full_handshake_ms_median: Option<f64>,
-    pub zero_rtt_ms: Vec<f64>,
-    pub full_handshake_ms: Vec<f64>,
-    /// Resumptions whose early data the box refused (they count as full).
-    pub zero_rtt_refused: usize,
-}
-
-/// One idle session's traffic.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IdleTraffic {
-    /// Keep-alive interval of the client; `None`: no keep-alives.
-    pub keep_alive_seconds: Option<u64>,
-    pub window_seconds: f64,
-    pub datagrams_up: u64,
-    pub datagrams_down: u64,
-    /// UDP payload bytes.
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-    /// Payload plus IPv4 and UDP headers, both ways.
-    pub wire_bytes: u64,
-    /// Whether the session was still open at the end of the window.
-    pub open_at_end: bool,
-    /// Wire bytes per idle hour (see the module's comment).
-    pub wire_bytes_per_hour: f64,
-}
 
 pub async fn run(args: PhoneArgs) -> anyhow::Result<()> {
     let envelope = Envelope::start(None);
