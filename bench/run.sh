@@ -8,7 +8,8 @@
 #
 # standard: idle 10,000 sessions; chat with 1,000 users (direct, then groups
 #   of 10, 100 and 1,000); a reconnect storm of 2,000 devices; imboxd start-up with
-#   1,000,000 stored messages. Budgeted to finish in under 15 minutes on
+#   1,000,000 stored messages; a phone's QUIC session (resume latency, bytes
+#   while idle) through a counting UDP relay. Budgeted to finish in under 15 minutes on
 #   2 cores once built and installed (the first run also builds imboxd and
 #   imbox-bench in release mode, installs the peers and seeds the start-up
 #   data set; those are timed separately).
@@ -28,13 +29,16 @@
 #
 # Environment knobs (mostly for trying the script on a part of the run):
 #   BENCH_SYSTEMS      systems to run, default "imbox-wss imbox-quic mosquitto rumqttd ejabberd"
-#   BENCH_SCENARIOS    scenarios to run, default "idle chat group10 group group1000 storm startup"
+#   BENCH_SCENARIOS    scenarios to run, default "idle chat group10 group group1000 storm startup phone"
 #                      (group: groups of BENCH_GROUP_SIZE, 100 by default; group10 and
-#                      group1000: groups of 10 and of 1,000)
+#                      group1000: groups of 10 and of 1,000; phone: imbox over QUIC only,
+#                      a phone's resume latency and idle bytes through a UDP relay,
+#                      about BENCH_PHONE_IDLE_SECONDS + 20 s)
 #   BENCH_STEP_SECONDS seconds per load step (standard 5, full 10)
 #   BENCH_IDLE_SESSIONS, BENCH_CHAT_USERS, BENCH_CHAT_RATES, BENCH_GROUP_USERS,
 #   BENCH_GROUP_SIZE, BENCH_GROUP_RATES, BENCH_GROUP10_RATES, BENCH_GROUP1000_RATES,
-#   BENCH_STORM_DEVICES,
+#   BENCH_STORM_DEVICES, BENCH_PHONE_RUNS (10), BENCH_PHONE_RTTS_MS ("0,60"),
+#   BENCH_PHONE_IDLE_SECONDS (80),
 #   BENCH_STARTUP_MESSAGES, BENCH_PROVISION_USERS, BENCH_SOURCES
 #   BENCH_TRANSFER_MIB (256), BENCH_TRANSFER_REPETITIONS (5),
 #   BENCH_TRANSFER_CIPHERS ("aes-first chacha20"),
@@ -74,7 +78,7 @@ if [ "$MODE" = attachments ]; then
     SCENARIOS="${BENCH_SCENARIOS:-transfer}"
 else
     SYSTEMS="${BENCH_SYSTEMS:-imbox-wss imbox-quic mosquitto rumqttd ejabberd}"
-    SCENARIOS="${BENCH_SCENARIOS:-idle chat group10 group group1000 storm startup}"
+    SCENARIOS="${BENCH_SCENARIOS:-idle chat group10 group group1000 storm startup phone}"
 fi
 if [ "$MODE" = full ]; then
     IDLE_SESSIONS="${BENCH_IDLE_SESSIONS:-100000}"
@@ -97,6 +101,9 @@ GROUP_RATES="${BENCH_GROUP_RATES:-20,100,200,500,1000,2000}"
 GROUP10_RATES="${BENCH_GROUP10_RATES:-20,500,1000,2000,5000,10000}"
 GROUP1000_RATES="${BENCH_GROUP1000_RATES:-20,50,100,200}"
 STORM_DEVICES="${BENCH_STORM_DEVICES:-2000}"
+PHONE_RUNS="${BENCH_PHONE_RUNS:-10}"
+PHONE_RTTS_MS="${BENCH_PHONE_RTTS_MS:-0,60}"
+PHONE_IDLE_SECONDS="${BENCH_PHONE_IDLE_SECONDS:-80}"
 STARTUP_MESSAGES="${BENCH_STARTUP_MESSAGES:-1000000}"
 TRANSFER_MIB="${BENCH_TRANSFER_MIB:-256}"
 TRANSFER_REPETITIONS="${BENCH_TRANSFER_REPETITIONS:-5}"
@@ -446,6 +453,14 @@ run_imbox() {
     SERVER_PID="$IMBOXD_PID"
     SYSTEM_ARGS=(--system imbox --url "$url" --pin "$PIN" --tokens "$OUT/tokens.json")
     run_scenarios
+    # A phone's session (QUIC only): the client library through a counting
+    # UDP relay, after the load (a quiet box, as a phone finds it).
+    if [ "$transport" = quic ] && has "$SCENARIOS" phone; then
+        phase "$LABEL phone" \
+            bench phone --url "$url" --pin "$PIN" --tokens "$OUT/tokens.json" --runs "$PHONE_RUNS" \
+            --rtts-ms "$PHONE_RTTS_MS" --idle-seconds "$PHONE_IDLE_SECONDS" --label "$NAME" \
+            --out "$RESULTS/$LABEL-phone.json"
+    fi
     stop_imboxd
 }
 

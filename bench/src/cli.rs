@@ -34,6 +34,10 @@ pub enum Command {
     /// One big file up and down: imboxd over HTTPS (tus) and QUIC, nginx
     /// over HTTPS, interleaved; throughput and server CPU per GB.
     Transfer(TransferArgs),
+    /// A phone's QUIC session through a counting UDP relay: resume latency
+    /// with 0-RTT and with a full handshake, bytes per idle hour with and
+    /// without keep-alives.
+    Phone(PhoneArgs),
     /// Markdown tables and a latency plot from a directory of results.
     Report(ReportArgs),
 }
@@ -224,6 +228,39 @@ pub struct TransferArgs {
     /// Where to write the result files (transfer-<cipher>-<system>.json).
     #[arg(long)]
     pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PhoneArgs {
+    /// imboxd's QUIC address: quic://127.0.0.1:8443.
+    #[arg(long)]
+    pub url: String,
+    /// The box's key fingerprint [default: the tokens file's].
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// The tokens file from `provision`; the first user's token is used.
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// Reconnections measured per kind (0-RTT, full handshake) and round-trip time.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Round-trip times the relay adds, in ms (0: loopback as it is).
+    #[arg(long, value_delimiter = ',', default_value = "0,60")]
+    pub rtts_ms: Vec<u64>,
+    /// Seconds the idle sessions are watched: longer than imboxd's QUIC idle
+    /// timeout (60 s) and a few keep-alive periods.
+    #[arg(long, default_value_t = 80)]
+    pub idle_seconds: u64,
+    /// The keep-alive interval of the session that sends them (the
+    /// library's default).
+    #[arg(long, default_value_t = 25)]
+    pub keep_alive_seconds: u64,
+    /// How reports name the system.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Where to write the result (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,8 @@
 //!   [`systems::imbox`] (protocol frames over `wss://` or `quic://`) and
 //!   [`systems::mqtt`] (MQTT 3.1.1 with rumqttc's codec over `mqtts://`).
 //! - [`scenarios`]: `provision`, `idle`, `chat`, `storm`, `startup`,
-//!   `transfer`.
+//!   `transfer`, `phone`.
+//! - [`relay`]: a counting, delaying UDP relay (the `phone` scenario's).
 //! - [`transfer`]: one big file up and down over imboxd's HTTPS (tus) and
 //!   QUIC transfer streams, and nginx's HTTPS.
 //! - [`net`]: source addresses, TCP and TLS set up the same for every system,
@@ -34,6 +35,7 @@ mod openfiles;
 mod payload;
 mod plot;
 mod progress;
+mod relay;
 mod report;
 mod results;
 mod scenarios;
@@ -68,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::Chat(args) => scenarios::chat::run(args).await,
             Command::Storm(args) => scenarios::storm::run(args).await,
             Command::Startup(args) => scenarios::startup::run(args).await,
+            Command::Phone(args) => scenarios::phone::run(args).await,
             Command::Transfer(args) => scenarios::transfer::run(args).await,
             Command::Report(args) => report::run(args),
         }

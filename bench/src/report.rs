@@ -161,6 +161,7 @@ pub fn markdown(results: &[ResultFile]) -> anyhow::Result<String> {
     disk_table(&mut out, results)?;
     storm_table(&mut out, results)?;
     startup_table(&mut out, results)?;
+    phone_table(&mut out, results)?;
     for scenario in transfer_scenarios(results) {
         transfer_table(&mut out, results, &scenario)?;
     }
@@ -389,6 +390,66 @@ fn startup_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()>
             mib(f.rss_bytes_median),
             mib(Some(f.database_bytes as f64)),
         );
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// The `phone` scenario: resume latency and idle traffic of a QUIC session.
+fn phone_table(out: &mut String, results: &[ResultFile]) -> anyhow::Result<()> {
+    use crate::results::PhoneFigures;
+    let rows = ordered(results, "phone");
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "### A phone's QUIC session: resume latency
+"
+    );
+    let _ = writeln!(out, "From the start of the reconnection to the answer of the first `sync` (hello, resume, sync), through a UDP relay that adds the round-trip time; medians.\n");
+    let _ = writeln!(
+        out,
+        "| System | Added RTT (ms) | `ping` (ms) | 0-RTT (ms) | Full handshake (ms) | 0-RTT refused |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        let f: PhoneFigures = row.figures()?;
+        for r in &f.resume {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {} |",
+                row.label,
+                r.rtt_ms,
+                number(r.ping_ms_median, 1),
+                number(r.zero_rtt_ms_median, 1),
+                number(r.full_handshake_ms_median, 1),
+                r.zero_rtt_refused,
+            );
+        }
+    }
+    let _ = writeln!(out, "\n### A phone's QUIC session: bytes while idle\n");
+    let _ = writeln!(out, "Every datagram both ways through the relay, IPv4 and UDP headers included, after the session synced and settled.\n");
+    let _ = writeln!(out, "| System | Client keep-alive | Window (s) | Datagrams up / down | Bytes on the wire | Open at the end | Bytes per idle hour |");
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | :---: | ---: |");
+    for row in &rows {
+        let f: PhoneFigures = row.figures()?;
+        for i in &f.idle {
+            let keep_alive =
+                i.keep_alive_seconds.map_or_else(|| "none".to_owned(), |s| format!("every {s} s"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} / {} | {} | {} | {:.0} |",
+                row.label,
+                keep_alive,
+                i.window_seconds,
+                i.datagrams_up,
+                i.datagrams_down,
+                i.wire_bytes,
+                if i.open_at_end { "yes" } else { "no" },
+                i.wire_bytes_per_hour,
+            );
+        }
     }
     let _ = writeln!(out);
     Ok(())

@@ -22,8 +22,8 @@ pub struct ResultFile {
     /// This program and its version.
     pub tool: String,
     /// `provision`, `idle`, `chat`, `chat-group-<size>` (`chat-group` in
-    /// files of runs before groups came in several sizes), `storm` or
-    /// `startup`.
+    /// files of runs before groups came in several sizes), `storm`,
+    /// `startup`, `transfer-<cipher offer>` or `phone`.
     pub scenario: String,
     /// `imbox` or `mqtt`.
     pub system: String,
@@ -271,6 +271,49 @@ pub struct TransferRun {
     pub mb_per_second: f64,
     pub server_cpu_seconds: Option<f64>,
     pub client_cpu_seconds: Option<f64>,
+}
+
+/// The figures of a `phone` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhoneFigures {
+    /// Resume latency at each simulated round-trip time.
+    pub resume: Vec<ResumeFigures>,
+    /// Idle sessions, without and with keep-alives.
+    pub idle: Vec<IdleTraffic>,
+}
+
+/// Reconnect-to-first-sync times at one round-trip time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumeFigures {
+    /// The round-trip time the relay added.
+    pub rtt_ms: f64,
+    /// The protocol's own round trip on an open connection (`ping`).
+    pub ping_ms_median: Option<f64>,
+    pub zero_rtt_ms_median: Option<f64>,
+    pub full_handshake_ms_median: Option<f64>,
+    pub zero_rtt_ms: Vec<f64>,
+    pub full_handshake_ms: Vec<f64>,
+    /// Resumptions whose early data the box refused (they count as full).
+    pub zero_rtt_refused: usize,
+}
+
+/// One idle session's traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleTraffic {
+    /// Keep-alive interval of the client; `None`: no keep-alives.
+    pub keep_alive_seconds: Option<u64>,
+    pub window_seconds: f64,
+    pub datagrams_up: u64,
+    pub datagrams_down: u64,
+    /// UDP payload bytes.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Payload plus IPv4 and UDP headers, both ways.
+    pub wire_bytes: u64,
+    /// Whether the session was still open at the end of the window.
+    pub open_at_end: bool,
+    /// Wire bytes per idle hour (`scenarios::phone` says how it is extrapolated).
+    pub wire_bytes_per_hour: f64,
 }
 
 /// A bounded list of failure reasons: the first few are enough to tell what

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// and frees small buffers on several threads at once, where glibc's malloc
 /// showed up with about a tenth of the writer's time in profiles, and the
 /// appliance's static musl build would otherwise get musl's allocator, which
-/// is slower still.
+/// is slower still. (Heap profiles build with `--features system-allocator`.)
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

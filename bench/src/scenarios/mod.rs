@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod idle;
+pub mod phone;
 pub mod provision;
 pub mod startup;
 pub mod storm;
