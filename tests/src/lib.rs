@@ -262,8 +262,16 @@ impl Daemon {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "imboxd did not start listening on {addr}");
+        // The control socket comes after the listeners (the pairing link
+        // it serves names their bound ports), so a port that answers does
+        // not yet mean that `imboxd user add` reaches the running daemon.
+        let control = dir.join("control.sock");
+        while std::net::TcpStream::connect(addr).is_err() || !control.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "imboxd did not start listening on {addr} and {}",
+                control.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Daemon { child, addr, url: format!("ws://{addr}"), https, quic, dir: dir.to_owned() }

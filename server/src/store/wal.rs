@@ -470,7 +470,7 @@ mod tests {
         let message = err.to_string();
         let expected = format!(
             "the write-ahead log {} holds records of format 99, written by a newer imboxd than this one \
-             ({}, which reads formats 1, 2 and 3): start that newer imboxd again so it can apply its log, \
+             ({}, which reads formats 1, 2, 3 and 4): start that newer imboxd again so it can apply its log, \
              or restore a backup",
             path.display(),
             env!("CARGO_PKG_VERSION")
@@ -542,7 +542,7 @@ mod tests {
         wal.append(100, &[&store]).unwrap();
         drop(wal);
         let records = reread(&path);
-        assert_eq!(records[0].format, 3);
+        assert_eq!(records[0].format, WAL_FORMAT);
         assert!(matches!(
             &records[0].ops[0],
             WriteOp::Media(crate::store::media::MediaOp::Store { user: 3, size: 1234, hash, .. }) if *hash == [9; 32]
